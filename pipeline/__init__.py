@@ -1,0 +1,1 @@
+"""Data, model and training for the MNIST pipeline."""

@@ -1,0 +1,58 @@
+"""`model.pt`: the trained MLP's state_dict with everything needed to rebuild and judge it.
+
+The file holds only tensors and plain containers, so it loads with `torch.load(weights_only=True)`:
+    {"format", "state_dict", "architecture", "input_shape", "classes", "config", "metrics", "versions"}
+`architecture` holds the `MLP(...)` arguments, so `load_checkpoint` rebuilds the network.
+The weights take ToTensor-scale input ([0, 1] floats): any input normalisation the recipe trained
+with has been folded into the first layer before saving.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.atomic import atomic_path
+from pipeline.errors import PipelineError
+from pipeline.model import MLP
+
+FORMAT = "mnist-pipeline/model-v1"
+
+
+def save_checkpoint(path: Path, model: MLP, **fields: Any) -> None:
+    """Write the model and its metadata atomically; `fields` must be plain Python data."""
+    payload = {"format": FORMAT, "state_dict": model.state_dict(), "architecture": architecture_of(model), **fields}
+    with atomic_path(Path(path)) as tmp:
+        torch.save(payload, tmp)
+
+
+def architecture_of(model: MLP) -> dict[str, Any]:
+    """The MLP constructor arguments that rebuild `model`."""
+    layers = model.layers
+    return {
+        "in_features": layers[0].in_features,
+        "hidden": [layer.out_features for layer in layers[:-1]],
+        "num_classes": layers[-1].out_features,
+    }
+
+
+def load_checkpoint(path: Path) -> tuple[MLP, dict[str, Any]]:
+    """Rebuild the MLP from `path`; returns (model in eval mode, the whole payload)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as err:
+        raise PipelineError(f"{path}: not found; run `make train` first") from err
+    except Exception as err:  # torch.load raises many types for a corrupt file; all mean "unusable"
+        reason = str(err).splitlines()[0] if str(err) else ""
+        raise PipelineError(f"{path}: not a loadable checkpoint ({type(err).__name__}: {reason})") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise PipelineError(f"{path}: not a {FORMAT} checkpoint")
+    model = MLP(**payload["architecture"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as err:
+        reason = str(err).splitlines()[0]
+        raise PipelineError(f"{path}: weights do not fit {payload['architecture']} ({reason})") from err
+    return model.eval(), payload

@@ -1,0 +1,43 @@
+"""Library versions and hardware, saved next to every number and artifact."""
+
+from __future__ import annotations
+
+import platform
+
+import numpy
+import torch
+
+
+def library_versions() -> dict[str, str | None]:
+    import torchvision
+
+    return {
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),  # TorchVersion would not load with weights_only=True
+        "torchvision": str(torchvision.__version__),
+        "numpy": numpy.__version__,
+        "cuda": torch.version.cuda,
+    }
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (Linux), else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass  # not Linux: fall through to platform's answer
+    return platform.processor() or platform.machine()
+
+
+def hardware(device: torch.device) -> dict[str, str | int]:
+    info: dict[str, str | int] = {
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
