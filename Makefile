@@ -27,6 +27,7 @@ PY_DEPS :=
 endif
 
 PIPELINE_SOURCES := $(wildcard pipeline/*.py)
+EXPORT_SOURCES := $(wildcard export/*.py)
 # Flags that change the trained model (recorded in train.flags) and flags that only say where the
 # verified data comes from (they cannot change it: every file is checked against its sha256).
 TRAIN_FLAGS := $(strip --recipe $(RECIPE) $(if $(EPOCHS),--epochs $(EPOCHS)) --seed $(SEED) \
@@ -38,7 +39,7 @@ DATA_FLAGS := $(strip $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(MNIST_MIRR
 $(shell mkdir -p $(ARTIFACTS) && echo '$(TRAIN_FLAGS)' | cmp -s - $(ARTIFACTS)/train.flags \
 	|| echo '$(TRAIN_FLAGS)' > $(ARTIFACTS)/train.flags)
 
-.PHONY: help setup train test test-all clean
+.PHONY: help setup train export test test-all clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +47,8 @@ help: ## list the targets
 setup: $(PY_DEPS) ## create .venv and install the pinned dependencies (re-runs when pyproject.toml changes)
 
 train: $(ARTIFACTS)/model.pt ## train the MLP: RECIPE=fast|seed EPOCHS= SEED= DEVICE=auto|cpu|cuda
+
+export: $(ARTIFACTS)/manifest.json ## TorchScript + ONNX with the softmax head, gated by the parity check
 
 test: $(PY_DEPS) ## run the default test suite (real MNIST; excludes tests marked slow)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
@@ -64,3 +67,12 @@ $(VENV)/.installed: pyproject.toml
 
 $(ARTIFACTS)/model.pt $(ARTIFACTS)/train_metrics.json &: $(ARTIFACTS)/train.flags $(PIPELINE_SOURCES) $(PY_DEPS)
 	$(PY) -m pipeline.train $(TRAIN_FLAGS) $(DATA_FLAGS)
+
+$(ARTIFACTS)/model.torchscript.pt $(ARTIFACTS)/model.onnx $(ARTIFACTS)/export_report.json &: \
+		$(ARTIFACTS)/model.pt $(PIPELINE_SOURCES) $(EXPORT_SOURCES) $(PY_DEPS)
+	$(PY) -m export --artifacts $(ARTIFACTS)
+
+# parity.md is written too but is no target, so a failed gate leaves it behind to read.
+$(ARTIFACTS)/parity.json $(ARTIFACTS)/manifest.json &: \
+		$(ARTIFACTS)/model.torchscript.pt $(ARTIFACTS)/model.onnx $(ARTIFACTS)/export_report.json
+	$(PY) -m export.parity --artifacts $(ARTIFACTS) --device $(DEVICE) $(DATA_FLAGS)

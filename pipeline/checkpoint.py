@@ -16,7 +16,7 @@ import torch
 
 from pipeline.atomic import atomic_path
 from pipeline.errors import PipelineError
-from pipeline.model import MLP
+from pipeline.model import MLP, linear_layers
 
 FORMAT = "mnist-pipeline/model-v1"
 
@@ -30,11 +30,10 @@ def save_checkpoint(path: Path, model: MLP, **fields: Any) -> None:
 
 def architecture_of(model: MLP) -> dict[str, Any]:
     """The MLP constructor arguments that rebuild `model`."""
-    layers = model.layers
     return {
-        "in_features": layers[0].in_features,
-        "hidden": [layer.out_features for layer in layers[:-1]],
-        "num_classes": layers[-1].out_features,
+        "in_features": linear_layers(model)[0].in_features,
+        "hidden": [layer.out_features for layer in model.hidden],
+        "num_classes": model.out.out_features,
     }
 
 

@@ -58,6 +58,10 @@ RECIPES = {
 }
 
 
+DATA_DIR_FIELD = {"help": "MNIST folder (default: ARTIFACTS/data)"}
+MNIST_MIRROR_FIELD = {"help": "folder with the four MNIST .gz files (default: $MNIST_MIRROR)", "env": "MNIST_MIRROR"}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run. Each field is a CLI flag and a Make variable of the same name."""
@@ -67,10 +71,8 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "seeds initialisation and shuffling"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
     artifacts: str = field(default="artifacts", metadata={"help": "output folder"})
-    data_dir: str | None = field(default=None, metadata={"help": "MNIST folder (default: ARTIFACTS/data)"})
-    mnist_mirror: str | None = field(
-        default=None, metadata={"help": "folder with the four MNIST .gz files (default: $MNIST_MIRROR)"}
-    )
+    data_dir: str | None = field(default=None, metadata=DATA_DIR_FIELD)
+    mnist_mirror: str | None = field(default=None, metadata=MNIST_MIRROR_FIELD)
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -83,22 +85,20 @@ class TrainConfig:
         recipe = RECIPES[self.recipe]
         return recipe if self.epochs is None else dataclasses.replace(recipe, epochs=self.epochs)
 
-    @property
-    def resolved_data_dir(self) -> str:
-        return self.data_dir or os.path.join(self.artifacts, "data")
-
 
 _PARSERS = {"int | None": int, "int": int, "str": str, "str | None": str}
 
 
 def build_parser(cls: type, description: str) -> argparse.ArgumentParser:
-    """One `--flag` per dataclass field; `None` defaults mean 'not given'."""
+    """One `--flag` per dataclass field; a field's metadata may name an environment variable
+    that supplies its default. `None` defaults mean 'not given'."""
     parser = argparse.ArgumentParser(description=description)
     for f in dataclasses.fields(cls):
+        env = f.metadata.get("env")
         parser.add_argument(
             f"--{f.name.replace('_', '-')}",
             type=_PARSERS[str(f.type)],
-            default=f.default,
+            default=(env and os.environ.get(env)) or f.default,
             help=f.metadata.get("help"),
         )
     return parser

@@ -95,6 +95,7 @@ class Split(TensorDataset):
 class MNIST:
     train: Split
     test: Split
+    name: str = "mnist"
     classes: tuple[str, ...] = CLASSES
     input_shape: tuple[int, ...] = (1, 28, 28)  # one sample, as ToTensor gives it
 
@@ -112,6 +113,11 @@ def load_mnist(data_dir: Path, mirror: Path | None = None) -> MNIST:
         train=_split(arrays["train_images"], arrays["train_labels"]),
         test=_split(arrays["test_images"], arrays["test_labels"]),
     )
+
+
+def load_mnist_for(artifacts: str, data_dir: str | None, mirror: str | None) -> MNIST:
+    """`load_mnist` with the CLI defaults: data under `<artifacts>/data` unless `data_dir` is given."""
+    return load_mnist(Path(data_dir or Path(artifacts) / "data"), Path(mirror) if mirror else None)
 
 
 def fetch_mnist(data_dir: Path, mirror: Path | None = None) -> None:

@@ -26,11 +26,17 @@ class MLP(nn.Module):
         num_classes: int = 10,
     ) -> None:
         super().__init__()
-        widths = (in_features, *hidden, num_classes)
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        widths = (in_features, *hidden)
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.out = nn.Linear(widths[-1], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
-        for layer in self.layers[:-1]:
+        for layer in self.hidden:  # a plain loop over a ModuleList, so TorchScript can compile it
             x = torch.relu(layer(x))
-        return self.layers[-1](x)
+        return self.out(x)
+
+
+def linear_layers(model: MLP) -> list[nn.Linear]:
+    """Every Linear layer of `model`, input side first."""
+    return [*model.hidden, model.out]

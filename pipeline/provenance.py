@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import importlib
 import platform
 
 import numpy
 import torch
 
 
-def library_versions() -> dict[str, str | None]:
+def library_versions(*modules: str) -> dict[str, str | None]:
+    """Python, torch, torchvision, numpy and CUDA versions, plus those of the named modules."""
     import torchvision
 
-    return {
+    versions = {
         "python": platform.python_version(),
         "torch": str(torch.__version__),  # TorchVersion would not load with weights_only=True
         "torchvision": str(torchvision.__version__),
         "numpy": numpy.__version__,
         "cuda": torch.version.cuda,
     }
+    for name in modules:
+        versions[name] = str(importlib.import_module(name).__version__)
+    return versions
 
 
 def cpu_model() -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -27,11 +26,12 @@ from tqdm import tqdm
 
 from pipeline.atomic import write_json
 from pipeline.checkpoint import save_checkpoint
-from pipeline.config import Recipe, TrainConfig, build_parser, config_from_args
-from pipeline.data import MNIST, Split, load_mnist, ordered_batches, shuffled_batches
+from pipeline.cli import run_cli
+from pipeline.config import Recipe, TrainConfig
+from pipeline.data import MNIST, Split, load_mnist_for, ordered_batches, shuffled_batches
 from pipeline.device import resolve_device
 from pipeline.errors import PipelineError
-from pipeline.model import MLP
+from pipeline.model import MLP, linear_layers
 from pipeline.provenance import hardware, library_versions
 
 EVAL_BATCH = 2000  # test-set batch for evaluation: large enough to be GEMM-efficient
@@ -53,12 +53,6 @@ class TrainResult:
     model: MLP  # on the CPU, normalisation folded in: takes ToTensor-scale input
     metrics: dict[str, Any]
     input_norm: InputNorm
-
-
-def load_data(config: TrainConfig) -> MNIST:
-    """The data set in the config's data folder, fetched from its mirror if one is named."""
-    mirror = Path(config.mnist_mirror) if config.mnist_mirror else None
-    return load_mnist(Path(config.resolved_data_dir), mirror)
 
 
 def train(config: TrainConfig, data: MNIST) -> TrainResult:
@@ -173,7 +167,7 @@ def fold_input_norm(model: MLP, norm: InputNorm) -> MLP:
 
     W ((x - m) / s) + b = (W / s) x + (b - (m / s) * W.sum(dim=1)); W is (out, in).
     """
-    first = model.layers[0]
+    first = linear_layers(model)[0]
     first.bias -= (norm.mean / norm.std) * first.weight.sum(dim=1)
     first.weight /= norm.std
     return model
@@ -211,6 +205,7 @@ def save(config: TrainConfig, result: TrainResult, data: MNIST) -> None:
         result.model,
         input_shape=list(data.input_shape),
         classes=list(data.classes),
+        dataset=data.name,
         config=resolved,
         metrics=result.metrics,
         versions=library_versions(),
@@ -218,24 +213,20 @@ def save(config: TrainConfig, result: TrainResult, data: MNIST) -> None:
     write_json(out / "train_metrics.json", {**result.metrics, "config": resolved, "versions": library_versions()})
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(TrainConfig, description=__doc__.splitlines()[0])
-    parser.set_defaults(mnist_mirror=os.environ.get("MNIST_MIRROR") or None)
-    try:
-        config = config_from_args(TrainConfig, parser.parse_args(argv))
-        device = resolve_device(config.device)  # fail on a bad DEVICE before loading any data
-        data = load_data(config)
-        result = train(config, data)
-        save(config, result, data)
-    except PipelineError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def run(config: TrainConfig) -> None:
+    resolve_device(config.device)  # fail on a bad DEVICE before loading any data
+    data = load_mnist_for(config.artifacts, config.data_dir, config.mnist_mirror)
+    result = train(config, data)
+    save(config, result, data)
     m = result.metrics
     print(
         f"{config.artifacts}/model.pt: test accuracy {100 * m['test_accuracy']:.2f}%, "
         f"test loss {m['test_loss']:.4f}, {m['train_seconds']:.2f} s training on {m['device']}"
     )
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(TrainConfig, run, __doc__, argv)
 
 
 if __name__ == "__main__":

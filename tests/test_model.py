@@ -7,13 +7,13 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from pipeline.model import MLP
+from pipeline.model import MLP, linear_layers
 from pipeline.train import InputNorm, fold_input_norm
 
 
 def test_lecture_architecture_and_parameter_count():
     model = MLP()
-    widths = [(layer.in_features, layer.out_features) for layer in model.layers]
+    widths = [(layer.in_features, layer.out_features) for layer in linear_layers(model)]
     assert widths == [(784, 520), (520, 320), (320, 240), (240, 120), (120, 10)]
     assert sum(p.numel() for p in model.parameters()) == 682_090
 

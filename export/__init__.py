@@ -1,0 +1,1 @@
+"""Export stage: the softmax head, TorchScript and ONNX exporters, runtimes and the parity gate."""

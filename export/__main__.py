@@ -1,0 +1,51 @@
+"""Export `model.pt` as TorchScript and ONNX, both with the softmax head.
+
+Usage:
+    python -m export [--artifacts DIR]
+    make export                       # also runs the parity gate (python -m export.parity)
+
+Reads <artifacts>/model.pt; writes <artifacts>/model.torchscript.pt, <artifacts>/model.onnx and
+<artifacts>/export_report.json (timings, opset, checker verdict, recorded upstream warnings).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from export.head import load_head
+from export.to_onnx import export_onnx
+from export.to_torchscript import export_torchscript
+from pipeline.atomic import write_json
+from pipeline.cli import run_cli
+from pipeline.digest import sha256_file
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    artifacts: str = field(default="artifacts", metadata={"help": "folder holding model.pt; outputs go here"})
+
+
+def run(config: ExportConfig) -> None:
+    out = Path(config.artifacts)
+    checkpoint = out / "model.pt"
+    head, payload = load_head(checkpoint)
+    checkpoint_sha256 = sha256_file(checkpoint)
+    report = {
+        "source_checkpoint": {"file": checkpoint.name, "sha256": checkpoint_sha256},
+        "torchscript": export_torchscript(head, out / "model.torchscript.pt"),
+        "onnx": export_onnx(head, payload, checkpoint_sha256, out / "model.onnx"),
+    }
+    write_json(out / "export_report.json", report)
+    for kind in ("torchscript", "onnx"):
+        entry = report[kind]
+        print(f"{out / entry['file']}: {entry['method']}, {entry['seconds']:.1f} s, {len(entry['warnings'])} warnings recorded")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(ExportConfig, run, __doc__, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

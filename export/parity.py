@@ -1,0 +1,214 @@
+"""Parity gate: every runtime must compute the same function as the eager PyTorch head.
+
+Usage:
+    python -m export.parity [--artifacts DIR] [--device auto|cpu|cuda] [--data-dir DIR] [--mnist-mirror DIR]
+
+Runs eager PyTorch, TorchScript and ONNX Runtime (CPU; on CUDA also their CUDA versions, TF32 off)
+over the full MNIST test set and seeded random [0, 1] images at batch sizes the export never saw.
+Checks, in order: output shapes and dtypes (and ONNX input/output names); rows sum to 1; max
+absolute and relative error against the tolerances below; argmax agreement on every image.
+Writes <artifacts>/parity.json (top-level "passed"), <artifacts>/parity.md and
+<artifacts>/manifest.json; a failure exits non-zero naming the pair, batch size, error and tolerance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export import backends as runtimes
+from export.head import INPUT_NAME, OUTPUT_NAME, SoftmaxHead, load_head
+from export.manifest import write_manifest
+from export.parity_report import render_markdown
+from pipeline.atomic import atomic_path, write_json
+from pipeline.cli import run_cli
+from pipeline.config import DATA_DIR_FIELD, MNIST_MIRROR_FIELD
+from pipeline.data import load_mnist_for
+from pipeline.device import resolve_device
+from pipeline.errors import PipelineError
+
+BATCH_SIZES = (1, 7, 64, 1000)  # the export traced batch 8; these sizes check the dynamic batch dim
+RANDOM_IMAGES = 256  # seeded uniform [0, 1] images, plus one all-zeros and one all-ones image
+RANDOM_SEED = 1234
+
+# Tolerances, for float32 probabilities. Relative error is |candidate - reference| / max(|reference|,
+# REL_FLOOR): softmax's relative error tracks the logits' absolute error, so it stays meaningful for
+# small probabilities; the floor only guards values that underflowed.
+ABS_TOL = 1e-5
+REL_TOL = 1e-4
+REL_FLOOR = 1e-30
+ROW_SUM_TOL = 1e-5  # |sum(row) - 1|
+
+
+@dataclass(frozen=True)
+class ParityConfig:
+    artifacts: str = field(default="artifacts", metadata={"help": "folder with model.pt and the exports"})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda: cuda adds the CUDA backends"})
+    data_dir: str | None = field(default=None, metadata=DATA_DIR_FIELD)
+    mnist_mirror: str | None = field(default=None, metadata=MNIST_MIRROR_FIELD)
+
+
+def input_sets(config: ParityConfig, input_shape: list[int]) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """name -> (float32 images, labels or None)."""
+    mnist = load_mnist_for(config.artifacts, config.data_dir, config.mnist_mirror)
+    generator = torch.Generator().manual_seed(RANDOM_SEED)
+    random = torch.rand(RANDOM_IMAGES, *input_shape, generator=generator)
+    extremes = torch.stack([torch.zeros(input_shape), torch.ones(input_shape)])
+    return {
+        "mnist-test": (mnist.test.images.numpy(), mnist.test.labels.numpy()),
+        "random": (torch.cat([random, extremes]).numpy(), None),
+    }
+
+
+def run_batched(backend: runtimes.Backend, images: np.ndarray, batch_size: int, failures: list[str]) -> np.ndarray:
+    """The backend's outputs for `images`, `batch_size` at a time; shape/dtype problems go to `failures`."""
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        batch = np.ascontiguousarray(images[start : start + batch_size])
+        out = backend.run(batch)
+        if out.shape != (len(batch), 10) or out.dtype != np.float32:
+            failures.append(
+                f"{backend.name} at batch {batch_size}: output {out.dtype} {out.shape}, expected float32 ({len(batch)}, 10)"
+            )
+            return np.full((len(images), 10), np.nan, dtype=np.float32)
+        outputs.append(out)
+    return np.concatenate(outputs)
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float | int]:
+    abs_err = np.abs(candidate.astype(np.float64) - reference.astype(np.float64))
+    rel_err = abs_err / np.maximum(np.abs(reference.astype(np.float64)), REL_FLOOR)
+    agree = reference.argmax(axis=1) == candidate.argmax(axis=1)
+    return {
+        "max_abs": float(abs_err.max()),
+        "mean_abs": float(abs_err.mean()),
+        "median_abs": float(np.median(abs_err)),
+        "max_rel": float(rel_err.max()),
+        "mean_rel": float(rel_err.mean()),
+        "median_rel": float(np.median(rel_err)),
+        "argmax_agree": int(agree.sum()),
+        "images": int(len(agree)),
+    }
+
+
+def check_io_names(onnx_path: Path, failures: list[str]) -> dict:
+    io = runtimes.onnx_io(onnx_path)
+    (in_name, in_type, in_shape), = io["inputs"]
+    (out_name, out_type, out_shape), = io["outputs"]
+    if (in_name, in_type, out_name, out_type) != (INPUT_NAME, "tensor(float)", OUTPUT_NAME, "tensor(float)"):
+        failures.append(f"model.onnx: input {in_name} {in_type}, output {out_name} {out_type}; "
+                        f"expected {INPUT_NAME}/{OUTPUT_NAME} tensor(float)")
+    if not isinstance(in_shape[0], str) or not isinstance(out_shape[0], str):
+        failures.append(f"model.onnx: batch dimension is not dynamic (input {in_shape}, output {out_shape})")
+    return io
+
+
+def gate(config: ParityConfig, head: SoftmaxHead, payload: dict) -> dict:
+    """Run every backend, compare against eager CPU, and return the parity report."""
+    device = resolve_device(config.device)
+    out = Path(config.artifacts)
+    if device.type == "cuda":
+        runtimes.disable_tf32()
+    devices = [torch.device("cpu")] + ([device] if device.type == "cuda" else [])
+    backends = runtimes.all_backends(head, out / "model.torchscript.pt", out / "model.onnx", devices)
+    failures: list[str] = []
+    io = check_io_names(out / "model.onnx", failures)
+    inputs = input_sets(config, payload["input_shape"])
+    ran = [b for b in backends if b.skipped is None]
+    reference = ran[0]  # eager-cpu
+    outputs = {
+        (b.name, set_name, bs): run_batched(b, images, bs, failures)
+        for b in ran for set_name, (images, _) in inputs.items() for bs in BATCH_SIZES
+    }
+    for (name, set_name, bs), probs in outputs.items():
+        worst = float(np.abs(probs.astype(np.float64).sum(axis=1) - 1).max())
+        if not worst <= ROW_SUM_TOL:
+            failures.append(f"{name} at batch {bs} ({set_name}): a row sums to 1 ± {worst:.1e} > {ROW_SUM_TOL:.0e}")
+    pairs = [_pair(reference, b, inputs, outputs, failures) for b in ran[1:]]
+    return {
+        "passed": not failures,
+        "failures": failures,
+        "reference": reference.name,
+        "tolerances": {"abs": ABS_TOL, "rel": REL_TOL, "rel_floor": REL_FLOOR, "row_sum": ROW_SUM_TOL},
+        "batch_sizes": list(BATCH_SIZES),
+        "inputs": {name: len(images) for name, (images, _) in inputs.items()},
+        "onnx_io": io,
+        "backends": {b.name: _backend_entry(b, inputs, outputs) for b in backends},
+        "pairs": pairs,
+        "device": str(device),
+    }
+
+
+def _pair(reference, candidate, inputs, outputs, failures: list[str]) -> dict:
+    """Compare one candidate with the reference on every input set and batch size."""
+    by_case, pair_failures = {}, []
+    for set_name in inputs:
+        for bs in BATCH_SIZES:
+            stats = compare(outputs[(reference.name, set_name, bs)], outputs[(candidate.name, set_name, bs)])
+            by_case[f"{set_name}@{bs}"] = stats
+            pair_failures += _failed_checks(f"{candidate.name} vs {reference.name} at batch {bs} ({set_name})", stats)
+    failures += pair_failures
+    worst_case, worst = max(by_case.items(), key=lambda kv: kv[1]["max_abs"])
+    cases = by_case.values()
+    return {
+        "reference": reference.name,
+        "candidate": candidate.name,
+        "passed": not pair_failures,
+        "max_abs": worst["max_abs"],
+        "worst_case": worst_case,
+        "max_rel": max(s["max_rel"] for s in cases),
+        "mean_abs": float(np.mean([s["mean_abs"] for s in cases])),
+        "median_abs": float(np.median([s["median_abs"] for s in cases])),
+        "mean_rel": float(np.mean([s["mean_rel"] for s in cases])),
+        "median_rel": float(np.median([s["median_rel"] for s in cases])),
+        "by_case": by_case,
+    }
+
+
+def _failed_checks(label: str, stats: dict) -> list[str]:
+    failed = []
+    if not stats["max_abs"] <= ABS_TOL:
+        failed.append(f"{label}: max abs error {stats['max_abs']:.3e} > tolerance {ABS_TOL:.0e}")
+    if not stats["max_rel"] <= REL_TOL:
+        failed.append(f"{label}: max rel error {stats['max_rel']:.3e} > tolerance {REL_TOL:.0e}")
+    if stats["argmax_agree"] != stats["images"]:
+        failed.append(f"{label}: argmax differs on {stats['images'] - stats['argmax_agree']} of {stats['images']} images")
+    return failed
+
+
+def _backend_entry(backend, inputs, outputs) -> dict:
+    if backend.skipped is not None:
+        return {"status": "skipped", "reason": backend.skipped, "device": backend.device, **backend.details}
+    images, labels = inputs["mnist-test"]
+    accuracy = {
+        str(bs): float((outputs[(backend.name, "mnist-test", bs)].argmax(axis=1) == labels).mean())
+        for bs in BATCH_SIZES
+    }
+    return {"status": "ran", "device": backend.device, "accuracy": accuracy, **backend.details}
+
+
+def run(config: ParityConfig) -> None:
+    out = Path(config.artifacts)
+    head, payload = load_head(out / "model.pt")
+    report = gate(config, head, payload)
+    write_json(out / "parity.json", report)
+    with atomic_path(out / "parity.md") as tmp:
+        tmp.write_text(render_markdown(report))
+    write_manifest(out, report, dataclasses.asdict(config), payload["config"])
+    print(render_markdown(report))
+    if not report["passed"]:
+        failures = report["failures"]
+        raise PipelineError(f"parity failed: {failures[0]} ({len(failures)} failed checks; see {out / 'parity.md'})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(ParityConfig, run, __doc__, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""parity.json -> parity.md: the tables a person reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    tol = report["tolerances"]
+    sizes = ", ".join(str(bs) for bs in report["batch_sizes"])
+    inputs = " and ".join(f"{count:,} {name} images" for name, count in report["inputs"].items())
+    lines = [
+        f"# Parity: {'PASSED' if report['passed'] else 'FAILED'}",
+        "",
+        f"Reference: `{report['reference']}`. Inputs: {inputs}, each at batch sizes {sizes}. "
+        f"Tolerances: abs {tol['abs']:.0e}, rel {tol['rel']:.0e} (relative to max(|reference|, "
+        f"{tol['rel_floor']:.0e})), row sums {tol['row_sum']:.0e}. Device: {report['device']}.",
+        "",
+        "## Backends",
+        "",
+        f"| backend | status | MNIST test accuracy at batch {sizes} |",
+        "|---|---|---|",
+    ]
+    for name, entry in report["backends"].items():
+        if entry["status"] == "skipped":
+            lines.append(f"| {name} | skipped: {entry['reason']} | |")
+        else:
+            accuracy = " / ".join(f"{100 * a:.2f}%" for a in entry["accuracy"].values())
+            lines.append(f"| {name} | ran | {accuracy} |")
+    lines += [
+        "",
+        "## Pairs (candidate vs reference, over every input set and batch size)",
+        "",
+        "| pair | verdict | max abs | mean abs | median abs | max rel | mean rel | median rel "
+        "| smallest passing abs / rel tol | argmax agreement (MNIST, every batch) | worst case |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for pair in report["pairs"]:
+        mnist = [s for case, s in pair["by_case"].items() if case.startswith("mnist-test@")]
+        agree = min(s["argmax_agree"] for s in mnist)
+        lines.append(
+            f"| {pair['candidate']} vs {pair['reference']} | {'passed' if pair['passed'] else 'FAILED'} "
+            f"| {pair['max_abs']:.2e} | {pair['mean_abs']:.2e} | {pair['median_abs']:.2e} "
+            f"| {pair['max_rel']:.2e} | {pair['mean_rel']:.2e} | {pair['median_rel']:.2e} "
+            f"| {pair['max_abs']:.1e} / {pair['max_rel']:.1e} | {agree:,} / {mnist[0]['images']:,} | {pair['worst_case']} |"
+        )
+    if report["failures"]:
+        lines += ["", "## Failed checks", ""] + [f"- {failure}" for failure in report["failures"]]
+    return "\n".join(lines) + "\n"

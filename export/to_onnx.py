@@ -1,0 +1,89 @@
+"""ONNX export of the softmax head: torch.onnx.export(dynamo=True), one self-contained file,
+dynamic batch, metadata for deployment, and onnx.checker's full check."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import onnx
+import onnxscript
+import torch
+
+from export.head import INPUT_NAME, OUTPUT_NAME, SoftmaxHead, contract_text, example_batch
+from export.to_torchscript import recorded_warnings
+from pipeline.atomic import atomic_path
+from pipeline.errors import PipelineError, first_line
+
+OPSET = 21  # ONNX opset: ONNX Runtime >= 1.18, TensorRT 10 and Triton's ORT backend all run it
+MODEL_VERSION = 1  # bump when the input/output contract changes
+
+
+def export_onnx(head: SoftmaxHead, payload: dict[str, Any], checkpoint_sha256: str, path: Path) -> dict[str, Any]:
+    """Export `head` to `path` (atomically), stamp its metadata, run the checker; returns the report entry."""
+    started = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = _export(head, payload)
+    model.model_version = MODEL_VERSION
+    model.doc_string = "; ".join(contract_text(payload).values())
+    model.graph.name = _model_name(payload)
+    onnx.helper.set_model_props(model, metadata_props(payload, checkpoint_sha256))
+    with atomic_path(path) as tmp:
+        onnx.save_model(model, tmp)  # the weights are small: one file, no external data
+        try:
+            onnx.checker.check_model(str(tmp), full_check=True)
+        except onnx.checker.ValidationError as err:
+            raise PipelineError(f"ONNX export failed the checker: {first_line(err)}") from err
+    return {
+        "file": path.name,
+        "method": "torch.onnx.export(dynamo=True)",
+        "opset": OPSET,
+        "seconds": time.perf_counter() - started,
+        "checker": "onnx.checker.check_model(full_check=True) passed",
+        "warnings": recorded_warnings(caught),
+    }
+
+
+def _export(head: SoftmaxHead, payload: dict[str, Any]) -> onnx.ModelProto:
+    try:
+        program = torch.onnx.export(
+            head,
+            (example_batch(payload),),
+            dynamo=True,
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch")}},
+            external_data=False,
+            verbose=False,
+        )
+    except Exception as err:  # any exporter failure means no artifact: report why
+        raise PipelineError(f"ONNX export failed: {first_line(err)}") from err
+    return program.model_proto
+
+
+def _model_name(payload: dict[str, Any]) -> str:
+    return f"{payload['dataset']}_mlp"
+
+
+def metadata_props(payload: dict[str, Any], checkpoint_sha256: str) -> dict[str, str]:
+    """What a deployer needs to know, readable through ORT's `get_modelmeta().custom_metadata_map`."""
+    contract = contract_text(payload)
+    return {
+        "model_name": _model_name(payload),
+        "model_version": str(MODEL_VERSION),
+        "source_checkpoint_sha256": checkpoint_sha256,
+        "test_accuracy": f"{payload['metrics']['test_accuracy']:.6f}",
+        "recipe": payload["config"]["recipe"]["name"],
+        "input_contract": contract["input"],
+        "output_contract": contract["output"],
+        "class_labels": json.dumps(payload["classes"]),
+        "torch_version": str(torch.__version__),
+        "onnx_version": onnx.__version__,
+        "onnxscript_version": onnxscript.__version__,
+        "opset": str(OPSET),
+    }
