@@ -65,17 +65,20 @@ def input_sets(config: ParityConfig, input_shape: list[int]) -> dict[str, tuple[
     }
 
 
-def run_batched(backend: runtimes.Backend, images: np.ndarray, batch_size: int, failures: list[str]) -> np.ndarray:
+def run_batched(
+    backend: runtimes.Backend, images: np.ndarray, batch_size: int, classes: int, failures: list[str]
+) -> np.ndarray:
     """The backend's outputs for `images`, `batch_size` at a time; shape/dtype problems go to `failures`."""
     outputs = []
     for start in range(0, len(images), batch_size):
         batch = np.ascontiguousarray(images[start : start + batch_size])
         out = backend.run(batch)
-        if out.shape != (len(batch), 10) or out.dtype != np.float32:
+        if out.shape != (len(batch), classes) or out.dtype != np.float32:
             failures.append(
-                f"{backend.name} at batch {batch_size}: output {out.dtype} {out.shape}, expected float32 ({len(batch)}, 10)"
+                f"{backend.name} at batch {batch_size}: output {out.dtype} {out.shape}, "
+                f"expected float32 ({len(batch)}, {classes})"
             )
-            return np.full((len(images), 10), np.nan, dtype=np.float32)
+            return np.full((len(images), classes), np.nan, dtype=np.float32)
         outputs.append(out)
     return np.concatenate(outputs)
 
@@ -122,7 +125,7 @@ def gate(config: ParityConfig, head: SoftmaxHead, payload: dict) -> dict:
     ran = [b for b in backends if b.skipped is None]
     reference = ran[0]  # eager-cpu
     outputs = {
-        (b.name, set_name, bs): run_batched(b, images, bs, failures)
+        (b.name, set_name, bs): run_batched(b, images, bs, len(payload["classes"]), failures)
         for b in ran for set_name, (images, _) in inputs.items() for bs in BATCH_SIZES
     }
     for (name, set_name, bs), probs in outputs.items():
