@@ -17,6 +17,9 @@ ARTIFACTS ?= artifacts
 DATA_DIR ?=
 MNIST_MIRROR ?=
 PYTEST_ARGS ?=
+BENCH_FLAGS ?=
+BENCH_REGRESSION ?= min:25%
+BASELINE ?=
 
 VENV := .venv
 ifeq ($(origin PY),undefined)
@@ -28,6 +31,10 @@ endif
 
 PIPELINE_SOURCES := $(wildcard pipeline/*.py)
 EXPORT_SOURCES := $(wildcard export/*.py)
+BENCH_SOURCES := $(wildcard bench/*.py)
+BENCH_PYTEST_FLAGS = --bench-artifacts $(ARTIFACTS) --bench-device $(DEVICE) $(if $(DATA_DIR),--bench-data-dir $(DATA_DIR)) \
+	--benchmark-storage=file://$(abspath $(ARTIFACTS))/bench/history $(BENCH_FLAGS)
+
 # Flags that change the trained model (recorded in train.flags) and flags that only say where the
 # verified data comes from (they cannot change it: every file is checked against its sha256).
 TRAIN_FLAGS := $(strip --recipe $(RECIPE) $(if $(EPOCHS),--epochs $(EPOCHS)) --seed $(SEED) \
@@ -39,16 +46,24 @@ DATA_FLAGS := $(strip $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(MNIST_MIRR
 $(shell mkdir -p $(ARTIFACTS) && echo '$(TRAIN_FLAGS)' | cmp -s - $(ARTIFACTS)/train.flags \
 	|| echo '$(TRAIN_FLAGS)' > $(ARTIFACTS)/train.flags)
 
-.PHONY: help setup train export test test-all clean
+.PHONY: help setup train export bench bench-compare test test-all clean
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 setup: $(PY_DEPS) ## create .venv and install the pinned dependencies (re-runs when pyproject.toml changes)
 
 train: $(ARTIFACTS)/model.pt ## train the MLP: RECIPE=fast|seed EPOCHS= SEED= DEVICE=auto|cpu|cuda
 
 export: $(ARTIFACTS)/manifest.json ## TorchScript + ONNX with the softmax head, gated by the parity check
+
+bench: $(ARTIFACTS)/bench/report.md ## pytest-benchmark suites -> bench/results.json, report.md, report.png (BENCH_FLAGS=...)
+
+# Re-runs the suites and fails if any benchmark's minimum time regressed by more than
+# BENCH_REGRESSION against a run saved by `make bench` (the latest, or BASELINE=NNNN).
+bench-compare: $(ARTIFACTS)/manifest.json $(PY_DEPS) ## re-run the benchmarks, fail on a regression beyond BENCH_REGRESSION
+	$(PY) -m pytest bench/ $(BENCH_PYTEST_FLAGS) --benchmark-compare$(if $(BASELINE),=$(BASELINE)) \
+		--benchmark-compare-fail=$(BENCH_REGRESSION)
 
 test: $(PY_DEPS) ## run the default test suite (real MNIST; excludes tests marked slow)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
@@ -76,3 +91,10 @@ $(ARTIFACTS)/model.torchscript.pt $(ARTIFACTS)/model.onnx $(ARTIFACTS)/export_re
 $(ARTIFACTS)/parity.json $(ARTIFACTS)/manifest.json &: \
 		$(ARTIFACTS)/model.torchscript.pt $(ARTIFACTS)/model.onnx $(ARTIFACTS)/export_report.json
 	$(PY) -m export.parity --artifacts $(ARTIFACTS) --device $(DEVICE) $(DATA_FLAGS)
+
+$(ARTIFACTS)/bench/results.json: $(ARTIFACTS)/manifest.json $(BENCH_SOURCES) $(PY_DEPS)
+	@mkdir -p $(@D)
+	$(PY) -m pytest bench/ $(BENCH_PYTEST_FLAGS) --benchmark-json=$@ --benchmark-save=bench
+
+$(ARTIFACTS)/bench/report.md $(ARTIFACTS)/bench/report.png &: $(ARTIFACTS)/bench/results.json
+	$(PY) -m bench.report --results $< --out $(@D)

@@ -1,7 +1,9 @@
 """Runtimes that compute the exported function: eager PyTorch, TorchScript, ONNX Runtime.
 
 Each backend maps a float32 numpy batch (N x 1 x 28 x 28) to float32 probabilities (N x 10) on the
-host, so every runtime is compared (and later benchmarked) through one signature. A backend that
+host (`run`, for the parity gate), and can `prepare` a batch for benchmarking: the input is moved to
+the backend's device once, and the returned callable runs the model on it and waits for the result
+(CUDA synchronised; ORT on CUDA through I/O binding of device-resident tensors). A backend that
 cannot run here is returned with `skipped` set to the reason, never silently left out.
 """
 
@@ -21,6 +23,7 @@ from export.head import INPUT_NAME, OUTPUT_NAME, SoftmaxHead
 from export.to_torchscript import recorded_warnings
 
 Run = Callable[[np.ndarray], np.ndarray]
+Prepare = Callable[[np.ndarray], Callable[[], object]]
 
 
 @dataclass
@@ -28,6 +31,7 @@ class Backend:
     name: str  # "<runtime>-<device>", e.g. "ort-cpu", "torchscript-cuda"
     device: str  # "cpu" | "cuda"
     run: Run | None = None
+    prepare: Prepare | None = None
     skipped: str | None = None  # why it cannot run here
     details: dict = field(default_factory=dict)  # providers, session options, recorded warnings
 
@@ -39,7 +43,7 @@ def disable_tf32() -> None:
 
 def eager(head: SoftmaxHead, device: torch.device) -> Backend:
     module = copy.deepcopy(head).to(device).eval()  # one copy per device: .to() moves in place
-    return Backend(f"eager-{device.type}", device.type, _torch_runner(module, device))
+    return Backend(f"eager-{device.type}", device.type, _torch_runner(module, device), _torch_preparer(module, device))
 
 
 def torchscript(path: Path, device: torch.device) -> Backend:
@@ -50,6 +54,7 @@ def torchscript(path: Path, device: torch.device) -> Backend:
         f"torchscript-{device.type}",
         device.type,
         _torch_runner(module, device),
+        _torch_preparer(module, device),
         details={"warnings": recorded_warnings(caught)},
     )
 
@@ -62,16 +67,54 @@ def _torch_runner(module: torch.nn.Module, device: torch.device) -> Run:
     return run
 
 
-def onnxruntime(path: Path, device: torch.device) -> Backend:
+def _torch_preparer(module: torch.nn.Module, device: torch.device) -> Prepare:
+    def prepare(images: np.ndarray) -> Callable[[], object]:
+        inputs = torch.from_numpy(images).to(device)
+
+        @torch.inference_mode()
+        def call() -> object:
+            out = module(inputs)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            return out
+
+        return call
+
+    return prepare
+
+
+def session_options(threads: int | None) -> tuple[ort.SessionOptions, dict]:
+    """ORT options (threads pinned when given) and the same as a plain dict for reports."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    record = {
+        "graph_optimization_level": "ORT_ENABLE_ALL",
+        "execution_mode": "ORT_SEQUENTIAL",
+        "intra_op_num_threads": options.intra_op_num_threads,  # 0: ORT's default (one per core)
+        "inter_op_num_threads": options.inter_op_num_threads,
+    }
+    return options, record
+
+
+def onnxruntime(path: Path, device: torch.device, threads: int | None = None) -> Backend:
     """An ORT session; on CUDA it must really run on the CUDA provider (TF32 off) or it is skipped."""
     if device.type == "cuda":
         cuda_options = {"device_id": str(device.index or 0), "use_tf32": "0"}
         providers = [("CUDAExecutionProvider", cuda_options), "CPUExecutionProvider"]
     else:
         providers = ["CPUExecutionProvider"]
-    session = ort.InferenceSession(str(path), providers=providers)
+    options, options_record = session_options(threads)
+    session = ort.InferenceSession(str(path), options, providers=providers)
     name = f"ort-{device.type}"
-    details = {"providers": session.get_providers(), "provider_options": session.get_provider_options()}
+    details = {
+        "providers": session.get_providers(),
+        "provider_options": session.get_provider_options(),
+        "session_options": options_record,
+    }
     expected = "CUDAExecutionProvider" if device.type == "cuda" else "CPUExecutionProvider"
     if session.get_providers()[0] != expected:
         reason = (
@@ -83,7 +126,37 @@ def onnxruntime(path: Path, device: torch.device) -> Backend:
     def run(images: np.ndarray) -> np.ndarray:
         return session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
 
-    return Backend(name, device.type, run, details=details)
+    prepare = _ort_cuda_preparer(session, device) if device.type == "cuda" else _ort_cpu_preparer(session)
+    return Backend(name, device.type, run, prepare, details=details)
+
+
+def _ort_cpu_preparer(session: ort.InferenceSession) -> Prepare:
+    def prepare(images: np.ndarray) -> Callable[[], object]:
+        feeds = {INPUT_NAME: np.ascontiguousarray(images)}
+        return lambda: session.run([OUTPUT_NAME], feeds)
+
+    return prepare
+
+
+def _ort_cuda_preparer(session: ort.InferenceSession, device: torch.device) -> Prepare:
+    """I/O binding to torch-owned CUDA buffers: the timed call moves no data between host and GPU."""
+    classes = session.get_outputs()[0].shape[1]
+
+    def prepare(images: np.ndarray) -> Callable[[], object]:
+        inputs = torch.from_numpy(images).to(device)
+        outputs = torch.empty((len(images), classes), dtype=torch.float32, device=device)
+        binding = session.io_binding()
+        binding.bind_input(INPUT_NAME, "cuda", device.index or 0, np.float32, tuple(inputs.shape), inputs.data_ptr())
+        binding.bind_output(OUTPUT_NAME, "cuda", device.index or 0, np.float32, tuple(outputs.shape), outputs.data_ptr())
+
+        def call() -> object:
+            session.run_with_iobinding(binding)
+            torch.cuda.synchronize(device)
+            return outputs
+
+        return call
+
+    return prepare
 
 
 def onnx_io(path: Path) -> dict[str, list]:
@@ -95,9 +168,15 @@ def onnx_io(path: Path) -> dict[str, list]:
     }
 
 
-def all_backends(head: SoftmaxHead, torchscript_path: Path, onnx_path: Path, devices: list[torch.device]) -> list[Backend]:
+def all_backends(
+    head: SoftmaxHead, torchscript_path: Path, onnx_path: Path, devices: list[torch.device], ort_threads: int | None = None
+) -> list[Backend]:
     """Eager, TorchScript and ORT on each device, CPU first."""
     backends = []
     for device in devices:
-        backends += [eager(head, device), torchscript(torchscript_path, device), onnxruntime(onnx_path, device)]
+        backends += [
+            eager(head, device),
+            torchscript(torchscript_path, device),
+            onnxruntime(onnx_path, device, ort_threads),
+        ]
     return backends

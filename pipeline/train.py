@@ -65,9 +65,9 @@ def train(config: TrainConfig, data: MNIST) -> TrainResult:
     norm = _input_norm(recipe, data.train)
     train_split, test_split = norm.apply(data.train).to(device), norm.apply(data.test).to(device)
     model = MLP(in_features=math.prod(data.input_shape), num_classes=len(data.classes)).to(device)
-    optimizer = _optimizer(recipe, model)
+    optimizer = build_optimizer(recipe, model)
     steps_per_epoch = math.ceil(len(train_split) / recipe.batch_size)
-    scheduler = _scheduler(recipe, optimizer, recipe.epochs * steps_per_epoch)
+    scheduler = build_scheduler(recipe, optimizer, recipe.epochs * steps_per_epoch)
 
     history, train_seconds = [], 0.0
     for epoch in range(1, recipe.epochs + 1):
@@ -102,7 +102,7 @@ def _input_norm(recipe: Recipe, train_split: Split) -> InputNorm:
     return InputNorm(mean=train_split.images.mean().item(), std=train_split.images.std().item())
 
 
-def _optimizer(recipe: Recipe, model: MLP) -> torch.optim.Optimizer:
+def build_optimizer(recipe: Recipe, model: MLP) -> torch.optim.Optimizer:
     return torch.optim.SGD(
         model.parameters(),
         lr=recipe.lr,
@@ -112,7 +112,7 @@ def _optimizer(recipe: Recipe, model: MLP) -> torch.optim.Optimizer:
     )
 
 
-def _scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, total_steps: int):
+def build_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, total_steps: int):
     if recipe.schedule == "constant":
         return None
     if recipe.schedule == "onecycle":
@@ -132,21 +132,28 @@ def _scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, total_steps: in
 def _train_epoch(model, optimizer, scheduler, recipe: Recipe, split: Split, shuffle, epoch: int) -> float:
     """One pass over `split`; returns the mean training loss per sample."""
     model.train()
-    device_type = split.images.device.type
-    autocast_dtype = getattr(torch, recipe.autocast_dtype) if recipe.autocast_dtype else None
     loss_sum = torch.zeros((), device=split.images.device)  # summed on device: no sync per step
     batches = shuffled_batches(split, recipe.batch_size, shuffle)
     total = math.ceil(len(split) / recipe.batch_size)
     for images, labels in tqdm(batches, total=total, desc=f"epoch {epoch}", leave=False, disable=None):
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            loss = F.cross_entropy(model(images), labels, label_smoothing=recipe.label_smoothing)
-        loss.backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        loss_sum += loss.detach() * len(labels)
+        loss_sum += train_step(model, optimizer, scheduler, recipe, images, labels) * len(labels)
     return loss_sum.item() / len(split)
+
+
+def train_step(model, optimizer, scheduler, recipe: Recipe, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Forward, backward and optimizer (and scheduler) step on one batch; returns the detached loss.
+
+    With `recipe.autocast_dtype` the forward runs under autocast; parameters stay float32.
+    """
+    autocast_dtype = getattr(torch, recipe.autocast_dtype) if recipe.autocast_dtype else None
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(images.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        loss = F.cross_entropy(model(images), labels, label_smoothing=recipe.label_smoothing)
+    loss.backward()
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return loss.detach()
 
 
 @torch.inference_mode()

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from export.__main__ import ExportConfig
+from export.__main__ import run as export_run
+from export.parity import ParityConfig
+from export.parity import run as parity_run
+from pipeline.config import TrainConfig
 from pipeline.data import MNIST, fetch_mnist, load_mnist
+from pipeline.train import save, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,3 +60,14 @@ def cli_env(mnist_mirror) -> dict[str, str]:
     if mnist_mirror is not None:
         env["MNIST_MIRROR"] = str(mnist_mirror)
     return env
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, mnist, data_dir):
+    """Artifacts folder with a one-epoch model, its exports, and a passed parity gate (CPU)."""
+    out = tmp_path_factory.mktemp("artifacts")
+    config = TrainConfig(recipe="fast", epochs=1, device="cpu", artifacts=str(out))
+    save(config, train(config, mnist), mnist)
+    export_run(ExportConfig(artifacts=str(out)))
+    parity_run(ParityConfig(artifacts=str(out), device="cpu", data_dir=str(data_dir)))
+    return out

@@ -12,29 +12,14 @@ import onnx
 import pytest
 import torch
 
-from export.__main__ import ExportConfig
-from export.__main__ import run as export_run
 from export.backends import eager, onnxruntime, torchscript
 from export.head import load_head
 from export.parity import ParityConfig
 from export.parity import run as parity_run
-from pipeline.config import TrainConfig
 from pipeline.digest import sha256_file
-from pipeline.train import save, train
 
 # Make the project unimportable in a child process: importing a name mapped to None fails.
 BLOCK_PROJECT = "import sys; sys.modules.update(pipeline=None, export=None)\n"
-
-
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory, mnist, data_dir):
-    """Artifacts folder with a one-epoch model, its exports, and a passed parity gate (CPU)."""
-    out = tmp_path_factory.mktemp("artifacts")
-    config = TrainConfig(recipe="fast", epochs=1, device="cpu", artifacts=str(out))
-    save(config, train(config, mnist), mnist)
-    export_run(ExportConfig(artifacts=str(out)))
-    parity_run(ParityConfig(artifacts=str(out), device="cpu", data_dir=str(data_dir)))
-    return out
 
 
 def test_parity_passes_and_manifest_lists_every_artifact(exported):

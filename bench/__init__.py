@@ -1,0 +1,1 @@
+"""pytest-benchmark suites and their report (`python -m bench.report`)."""

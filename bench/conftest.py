@@ -1,0 +1,213 @@
+"""Benchmark options, fixtures and the measuring helper shared by the suites.
+
+Usage:
+    pytest bench/ [--bench-artifacts DIR] [--bench-data-dir DIR] [--bench-device auto|cpu|cuda]
+                  [--bench-batch-sizes 1,64,1024] [--bench-threads N] [--bench-smoke]
+                  [--benchmark-json FILE]                       # pytest-benchmark's own options
+    make bench                                                  # the same, then the report
+
+Needs <artifacts>/model.pt, model.torchscript.pt and model.onnx (`make train export`).
+Method: inputs are built and moved to the device before timing; each timed call waits for its
+result (CUDA synchronised inside the call, since pytest-benchmark does not); warm-up rounds run
+first; torch and ONNX Runtime threads are pinned to --bench-threads and recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from export import backends as runtimes
+from export.head import load_head
+from pipeline.data import MNIST, load_mnist_for
+from pipeline.provenance import cpu_model
+
+SMOKE_ROUNDS = 3  # --bench-smoke: enough to exercise every path, not to measure
+ROUND_BUDGET_S = 1.5  # full mode: aim for about this much timed work per benchmark
+MIN_ROUNDS, MAX_ROUNDS = 30, 5000
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    artifacts: Path
+    data_dir: str | None
+    device: str
+    batch_sizes: tuple[int, ...]
+    threads: int
+    smoke: bool
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("mnist-bench")
+    group.addoption("--bench-artifacts", default="artifacts", help="folder with model.pt and its exports")
+    group.addoption("--bench-data-dir", default=None, help="MNIST folder (default: ARTIFACTS/data)")
+    group.addoption("--bench-device", default="auto", help="auto | cpu | cuda: which devices to measure")
+    group.addoption("--bench-batch-sizes", default="1,64,1024", help="inference batch sizes, comma-separated")
+    group.addoption("--bench-threads", type=int, default=os.cpu_count(), help="torch and ORT intra-op threads")
+    group.addoption("--bench-smoke", action="store_true", help="a few rounds and one epoch: checks, not numbers")
+
+
+def settings_of(config) -> BenchSettings:
+    return BenchSettings(
+        artifacts=Path(config.getoption("--bench-artifacts")),
+        data_dir=config.getoption("--bench-data-dir"),
+        device=config.getoption("--bench-device"),
+        batch_sizes=tuple(int(b) for b in config.getoption("--bench-batch-sizes").split(",")),
+        threads=config.getoption("--bench-threads"),
+        smoke=config.getoption("--bench-smoke"),
+    )
+
+
+def pytest_configure(config):
+    torch.set_num_threads(settings_of(config).threads)
+
+
+def pytest_generate_tests(metafunc):
+    settings = settings_of(metafunc.config)
+    if "batch_size" in metafunc.fixturenames:
+        metafunc.parametrize("batch_size", settings.batch_sizes)
+    if "device" in metafunc.fixturenames:
+        metafunc.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def settings(pytestconfig) -> BenchSettings:
+    return settings_of(pytestconfig)
+
+
+@pytest.fixture
+def device(request, settings) -> torch.device:
+    """The parametrized device; CUDA skips with the reason where it cannot run."""
+    if request.param == "cuda":
+        if settings.device == "cpu":
+            pytest.skip("--bench-device=cpu")
+        if not torch.cuda.is_available():
+            pytest.skip("no CUDA device")
+        runtimes.disable_tf32()
+    return torch.device(request.param)
+
+
+@pytest.fixture(scope="session")
+def mnist(settings) -> MNIST:
+    return load_mnist_for(str(settings.artifacts), settings.data_dir, os.environ.get("MNIST_MIRROR"))
+
+
+@pytest.fixture(scope="session")
+def exported(settings):
+    """(softmax head, checkpoint payload) from the artifacts; a missing export is an error."""
+    for name in ("model.pt", "model.torchscript.pt", "model.onnx"):
+        if not (settings.artifacts / name).exists():
+            pytest.fail(f"{settings.artifacts / name} is missing: run `make train export` first", pytrace=False)
+    return load_head(settings.artifacts / "model.pt")
+
+
+@pytest.fixture(scope="session")
+def backend_for(settings, exported):
+    """(runtime, device) -> export.backends.Backend, each built once per session."""
+    head, _ = exported
+    cache: dict[tuple[str, str], runtimes.Backend] = {}
+    builders = {
+        "eager": lambda d: runtimes.eager(head, d),
+        "torchscript": lambda d: runtimes.torchscript(settings.artifacts / "model.torchscript.pt", d),
+        "ort": lambda d: runtimes.onnxruntime(settings.artifacts / "model.onnx", d, settings.threads),
+    }
+
+    def get(runtime: str, device: torch.device) -> runtimes.Backend:
+        key = (runtime, device.type)
+        if key not in cache:
+            cache[key] = builders[runtime](device)
+        return cache[key]
+
+    return get
+
+
+def measure(benchmark, call, samples_per_call: int, settings: BenchSettings) -> None:
+    """Time `call` (one round = one call) and record throughput and latency percentiles."""
+    if settings.smoke:
+        rounds, warmup = SMOKE_ROUNDS, 1
+    else:
+        for _ in range(3):
+            call()
+        started = time.perf_counter()
+        call()
+        estimate = max(time.perf_counter() - started, 1e-6)
+        rounds = int(min(max(ROUND_BUDGET_S / estimate, MIN_ROUNDS), MAX_ROUNDS))
+        warmup = max(10, rounds // 10)
+    benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=warmup)
+    seconds = np.asarray(benchmark.stats.stats.data)
+    p50, p90, p99 = np.percentile(seconds, [50, 90, 99])
+    benchmark.extra_info.update(
+        samples_per_call=samples_per_call,
+        samples_per_second=samples_per_call / p50,
+        latency_ms={"p50": 1e3 * p50, "p90": 1e3 * p90, "p99": 1e3 * p99},
+        rounds=rounds,
+        warmup_rounds=warmup,
+        torch_threads=torch.get_num_threads(),
+        smoke=settings.smoke,
+    )
+
+
+# --- context kept with every number -------------------------------------------------------------
+
+_skipped: list[dict[str, str]] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and report.when in ("setup", "call"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _skipped.append({"test": report.nodeid, "reason": reason.removeprefix("Skipped: ")})
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    output_json["skipped"] = list(_skipped)
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    settings = settings_of(config)
+    machine_info.update(
+        cpu_model=cpu_model(),
+        cpu_cores=os.cpu_count(),
+        torch_threads=torch.get_num_threads(),
+        ort_intra_op_threads=settings.threads,
+        versions={
+            "torch": str(torch.__version__),
+            "onnxruntime": ort.__version__,
+            "onnx": onnx.__version__,
+            "numpy": np.__version__,
+            "cuda": torch.version.cuda,
+        },
+        ort_available_providers=ort.get_available_providers(),
+        ort_session_options=runtimes.session_options(settings.threads)[1],
+        fp32_gemm_gflops=_reference_gemm_gflops(),
+        gpu=_gpu_info(),
+    )
+
+
+def _reference_gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """What this CPU does on a large fp32 matrix product: the ceiling for compute-bound batches."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    torch.mm(a, b)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(a, b)
+    return 2 * n**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def _gpu_info() -> dict | None:
+    if not torch.cuda.is_available():
+        return None
+    query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]
+    try:
+        driver = subprocess.run(query, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as err:
+        driver = f"unknown ({type(err).__name__})"
+    return {"name": torch.cuda.get_device_name(0), "driver": driver, "count": torch.cuda.device_count()}

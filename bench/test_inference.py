@@ -1,0 +1,34 @@
+"""Inference throughput and latency per runtime, device and batch size, on real MNIST images.
+
+Each timed call runs the exported function (softmax head) on a batch already on the device:
+eager PyTorch and TorchScript under inference_mode, ONNX Runtime with `session.run` on the CPU and
+with I/O binding of CUDA tensors on the GPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.conftest import measure
+
+RUNTIMES = ("eager", "torchscript", "ort")
+
+
+def real_images(mnist, batch_size: int) -> np.ndarray:
+    """The first `batch_size` test images (repeated if more are asked for than there are)."""
+    images = mnist.test.images.numpy()
+    reps = -(-batch_size // len(images))
+    return np.ascontiguousarray(np.concatenate([images] * reps)[:batch_size])
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_inference(benchmark, runtime, device, batch_size, backend_for, mnist, settings):
+    backend = backend_for(runtime, device)
+    if backend.skipped is not None:
+        pytest.skip(backend.skipped)
+    benchmark.group = f"inference {device.type} batch {batch_size}"
+    benchmark.extra_info.update(kind="inference", backend=backend.name, device=device.type, batch_size=batch_size)
+    benchmark.extra_info.update({k: v for k, v in backend.details.items() if k != "warnings"})
+    call = backend.prepare(real_images(mnist, batch_size))
+    measure(benchmark, call, batch_size, settings)

@@ -1,0 +1,49 @@
+"""One training step (forward, backward, optimizer step) of the real model on real MNIST batches.
+
+Measured for each recipe at its own batch size (seed: the lecture's 64; fast: its larger batch),
+with the recipe's optimizer, loss and autocast, on CPU and CUDA. The batches are gathered and put
+on the device before timing; the timed call cycles through them.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from bench.conftest import measure
+from pipeline.config import RECIPES
+from pipeline.model import MLP
+from pipeline.train import build_optimizer, train_step
+
+PREPARED_BATCHES = 16
+
+
+@pytest.mark.parametrize("recipe_name", ["seed", "fast"])
+def test_train_step(benchmark, recipe_name, device, mnist, settings):
+    recipe = RECIPES[recipe_name]
+    torch.manual_seed(0)
+    model = MLP().to(device).train()
+    optimizer = build_optimizer(recipe, model)
+    generator = torch.Generator().manual_seed(0)
+    images, labels = mnist.train.images, mnist.train.labels
+    if recipe.normalize_inputs:  # done once on the whole split in training, so outside the step here too
+        images = (images - images.mean()) / images.std()
+    batches = []
+    for _ in range(PREPARED_BATCHES):
+        index = torch.randint(len(labels), (recipe.batch_size,), generator=generator)
+        batches.append((images[index].to(device), labels[index].to(device)))
+    cycle = itertools.cycle(batches)
+
+    def step() -> None:
+        train_step(model, optimizer, None, recipe, *next(cycle))  # the lr schedule is not timed: it is O(1)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    benchmark.group = f"train step {device.type}"
+    benchmark.extra_info.update(
+        kind="train_step", recipe=recipe_name, device=device.type, batch_size=recipe.batch_size,
+        autocast_dtype=recipe.autocast_dtype,
+    )
+    measure(benchmark, step, recipe.batch_size, settings)
