@@ -20,6 +20,7 @@ from export.to_torchscript import export_torchscript
 from pipeline.atomic import write_json
 from pipeline.cli import run_cli
 from pipeline.digest import sha256_file
+from pipeline.manifest import record, verify
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class ExportConfig:
 def run(config: ExportConfig) -> None:
     out = Path(config.artifacts)
     checkpoint = out / "model.pt"
+    verify(out, ["model.pt"])
     head, payload = load_head(checkpoint)
     checkpoint_sha256 = sha256_file(checkpoint)
     report = {
@@ -38,6 +40,7 @@ def run(config: ExportConfig) -> None:
         "onnx": export_onnx(head, payload, checkpoint_sha256, out / "model.onnx"),
     }
     write_json(out / "export_report.json", report)
+    record(out, ["model.torchscript.pt", "model.onnx", "export_report.json"], "python -m export")
     for kind in ("torchscript", "onnx"):
         entry = report[kind]
         print(f"{out / entry['file']}: {entry['method']}, {entry['seconds']:.1f} s, {len(entry['warnings'])} warnings recorded")

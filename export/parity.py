@@ -14,6 +14,7 @@ Writes <artifacts>/parity.json (top-level "passed"), <artifacts>/parity.md and
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,9 @@ from pipeline.cli import run_cli
 from pipeline.config import DATA_DIR_FIELD, MNIST_MIRROR_FIELD
 from pipeline.data import load_mnist_for
 from pipeline.device import resolve_device
+from pipeline.digest import sha256_file
 from pipeline.errors import PipelineError
+from pipeline.manifest import verify
 
 BATCH_SIZES = (1, 7, 64, 1000)  # the export traced batch 8; these sizes check the dynamic batch dim
 RANDOM_IMAGES = 256  # seeded uniform [0, 1] images, plus one all-zeros and one all-ones image
@@ -195,8 +198,21 @@ def _backend_entry(backend, inputs, outputs) -> dict:
     return {"status": "ran", "device": backend.device, "accuracy": accuracy, **backend.details}
 
 
+def check_inputs(out: Path) -> None:
+    """The files must be the ones their stages recorded, and the exports made from this model.pt."""
+    verify(out, ["model.pt", "model.torchscript.pt", "model.onnx", "export_report.json"])
+    source = json.loads((out / "export_report.json").read_text())["source_checkpoint"]["sha256"]
+    current = sha256_file(out / "model.pt")
+    if source != current:
+        raise PipelineError(
+            f"{out / 'model.onnx'}: exported from another model.pt (sha256 {source[:16]}…, now {current[:16]}…); "
+            "run `make export`"
+        )
+
+
 def run(config: ParityConfig) -> None:
     out = Path(config.artifacts)
+    check_inputs(out)
     head, payload = load_head(out / "model.pt")
     report = gate(config, head, payload)
     write_json(out / "parity.json", report)

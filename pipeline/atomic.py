@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import PipelineError
+
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
@@ -42,3 +44,14 @@ def write_json(path: Path, obj: Any) -> None:
     """Write `obj` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def ensure_writable(folder: Path) -> None:
+    """Create `folder` if needed and prove a file can be written there, before any work starts."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test."):
+            pass
+    except OSError as err:
+        raise PipelineError(f"{folder}: not writable ({err.strerror or err})") from err

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -24,13 +25,16 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from pipeline.atomic import write_json
+from pipeline import resume
+from pipeline.atomic import ensure_writable, write_json
 from pipeline.checkpoint import save_checkpoint
 from pipeline.cli import run_cli
 from pipeline.config import Recipe, TrainConfig
 from pipeline.data import MNIST, Split, load_mnist_for, ordered_batches, shuffled_batches
 from pipeline.device import resolve_device
 from pipeline.errors import PipelineError
+from pipeline.lock import exclusive_lock
+from pipeline.manifest import record
 from pipeline.model import MLP, linear_layers
 from pipeline.provenance import hardware, library_versions
 
@@ -55,8 +59,12 @@ class TrainResult:
     input_norm: InputNorm
 
 
-def train(config: TrainConfig, data: MNIST) -> TrainResult:
-    """Run the recipe on `data`; returns the trained model and its metrics. Writes no files."""
+def train(config: TrainConfig, data: MNIST, checkpoint_dir: Path | None = None) -> TrainResult:
+    """Run the recipe on `data`; returns the trained model and its metrics.
+
+    With `checkpoint_dir`, the training state is saved there after every epoch and a run resumes
+    from the newest checkpoint it finds (see pipeline.resume); without it, no file is written.
+    """
     recipe = config.resolved_recipe
     device = resolve_device(config.device)
 
@@ -68,9 +76,20 @@ def train(config: TrainConfig, data: MNIST) -> TrainResult:
     optimizer = build_optimizer(recipe, model)
     steps_per_epoch = math.ceil(len(train_split) / recipe.batch_size)
     scheduler = build_scheduler(recipe, optimizer, recipe.epochs * steps_per_epoch)
+    fingerprint = {
+        "recipe": dataclasses.asdict(recipe),
+        "seed": config.seed,
+        "device": device.type,
+        "code": resume.code_digest(),
+    }
 
-    history, train_seconds = [], 0.0
-    for epoch in range(1, recipe.epochs + 1):
+    history, train_seconds, done = [], 0.0, 0
+    state = resume.load_latest(checkpoint_dir, fingerprint) if checkpoint_dir else None
+    if state is not None:
+        done, history, train_seconds = state["epoch"], state["history"], state["train_seconds"]
+        _restore(state, model, optimizer, scheduler, shuffle)
+        print(f"resuming after epoch {done}/{recipe.epochs} from {resume.checkpoints(checkpoint_dir)[-1]}", flush=True)
+    for epoch in range(done + 1, recipe.epochs + 1):
         started = time.perf_counter()
         train_loss = _train_epoch(model, optimizer, scheduler, recipe, train_split, shuffle, epoch)
         seconds = time.perf_counter() - started
@@ -78,6 +97,9 @@ def train(config: TrainConfig, data: MNIST) -> TrainResult:
         test_loss, test_accuracy = evaluate(model, test_split)
         history.append(_epoch_record(epoch, train_loss, test_loss, test_accuracy, seconds, len(train_split)))
         print(_summary_line(history[-1], recipe.epochs), flush=True)
+        if checkpoint_dir:
+            state = _snapshot(model, optimizer, scheduler, shuffle, history, train_seconds)
+            resume.save_state(checkpoint_dir, epoch, {"fingerprint": fingerprint, **state})
 
     model = fold_input_norm(model.cpu(), norm)
     test_loss, test_accuracy = evaluate(model, data.test)  # the saved weights, on raw [0, 1] inputs
@@ -94,6 +116,28 @@ def train(config: TrainConfig, data: MNIST) -> TrainResult:
         "hardware": hardware(device),
     }
     return TrainResult(model, metrics, norm)
+
+
+def _snapshot(model, optimizer, scheduler, shuffle, history, train_seconds) -> dict:
+    """Everything the next epoch depends on."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "shuffle_rng": shuffle.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "history": history,
+        "train_seconds": train_seconds,
+    }
+
+
+def _restore(state: dict, model, optimizer, scheduler, shuffle) -> None:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    shuffle.set_state(state["shuffle_rng"])
+    torch.set_rng_state(state["torch_rng"])
 
 
 def _input_norm(recipe: Recipe, train_split: Split) -> InputNorm:
@@ -207,7 +251,8 @@ def save(config: TrainConfig, result: TrainResult, data: MNIST) -> None:
         "recipe": dataclasses.asdict(config.resolved_recipe),
         "input_norm_folded": dataclasses.asdict(result.input_norm),
     }
-    save_checkpoint(
+    write_json(out / "train_metrics.json", {**result.metrics, "config": resolved, "versions": library_versions()})
+    save_checkpoint(  # last: a complete model.pt means the run is complete
         out / "model.pt",
         result.model,
         input_shape=list(data.input_shape),
@@ -217,14 +262,21 @@ def save(config: TrainConfig, result: TrainResult, data: MNIST) -> None:
         metrics=result.metrics,
         versions=library_versions(),
     )
-    write_json(out / "train_metrics.json", {**result.metrics, "config": resolved, "versions": library_versions()})
+    record(out, ["train_metrics.json", "model.pt"], "python -m pipeline.train")
 
 
 def run(config: TrainConfig) -> None:
-    resolve_device(config.device)  # fail on a bad DEVICE before loading any data
-    data = load_mnist_for(config.artifacts, config.data_dir, config.mnist_mirror)
-    result = train(config, data)
-    save(config, result, data)
+    """The CLI: one run per ARTIFACTS folder at a time, resumable, outputs recorded in the manifest."""
+    resolve_device(config.device)  # fail on a bad DEVICE before touching any file
+    out = Path(config.artifacts)
+    ensure_writable(out)
+    checkpoint_dir = out / "checkpoints"
+    with exclusive_lock(out / ".train.lock", "training run"):
+        resume.remove_partial_writes(out, checkpoint_dir)
+        data = load_mnist_for(config.artifacts, config.data_dir, config.mnist_mirror)
+        result = train(config, data, checkpoint_dir)
+        save(config, result, data)
+        shutil.rmtree(checkpoint_dir)  # model.pt is complete: a later run starts fresh
     m = result.metrics
     print(
         f"{config.artifacts}/model.pt: test accuracy {100 * m['test_accuracy']:.2f}%, "

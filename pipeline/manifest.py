@@ -1,0 +1,78 @@
+"""`manifest.json`: the hand-off between stages. Each stage records the sha256 of what it wrote;
+each stage checks the sha256 of what it reads, so a file changed, truncated or swapped after its
+producer finished is refused instead of consumed.
+
+    {"artifacts": {"model.pt": {"sha256": ..., "bytes": ..., "produced_by": "python -m pipeline.train"}, ...},
+     ...sections added by later stages (config, versions, parity verdict)}
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pipeline.atomic import write_json
+from pipeline.digest import sha256_file
+from pipeline.errors import PipelineError
+
+MANIFEST = "manifest.json"
+
+
+@contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Serialise read-modify-write of the manifest between processes sharing `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".manifest.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def read_manifest(out: Path) -> dict[str, Any]:
+    path = Path(out) / MANIFEST
+    if not path.exists():
+        return {"artifacts": {}}
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise PipelineError(f"{path}: unreadable ({err}); delete it and re-run `make train`") from err
+    manifest.setdefault("artifacts", {})
+    return manifest
+
+
+def record(out: Path, names: list[str], produced_by: str, **sections: Any) -> None:
+    """Add (or replace) the entries for `names`, written by `produced_by`, and any top-level sections."""
+    out = Path(out)
+    with _locked(out):
+        manifest = read_manifest(out)
+        for name in names:
+            path = out / name
+            manifest["artifacts"][name] = {
+                "sha256": sha256_file(path),
+                "bytes": path.stat().st_size,
+                "produced_by": produced_by,
+            }
+        manifest.update(sections)
+        write_json(out / MANIFEST, manifest)
+
+
+def verify(out: Path, names: list[str]) -> None:
+    """Refuse any of `names` that is missing, unrecorded, or not the file its producer recorded."""
+    out = Path(out)
+    entries = read_manifest(out)["artifacts"]
+    for name in names:
+        path = out / name
+        if not path.exists():
+            raise PipelineError(f"{path}: not found; run the stage that makes it (`make train export`)")
+        entry = entries.get(name)
+        if entry is None:
+            raise PipelineError(f"{path}: not recorded in {out / MANIFEST}; it was not written by this pipeline")
+        digest = sha256_file(path)
+        if digest != entry["sha256"]:
+            raise PipelineError(
+                f"{path}: sha256 {digest[:16]}… does not match {MANIFEST} ({entry['sha256'][:16]}…, "
+                f"written by `{entry['produced_by']}`); the file changed since, re-run that stage"
+            )

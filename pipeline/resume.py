@@ -1,0 +1,74 @@
+"""Per-epoch training checkpoints in `<artifacts>/checkpoints/`, and resuming from the last one.
+
+A checkpoint holds everything the next epoch depends on — model, optimizer and scheduler state,
+the shuffling generator and torch's RNG — so a resumed CPU run ends with weights identical to an
+uninterrupted one. It also holds a fingerprint of what produced it (recipe, seed, device type and
+the training code); resuming under a different fingerprint is refused, never mixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.atomic import atomic_path
+from pipeline.errors import PipelineError, first_line
+
+FORMAT = "mnist-pipeline/train-state-v1"
+KEEP = 2  # checkpoints kept: the newest is enough to resume, one more in case it is unreadable
+_NAME = re.compile(r"^epoch-(\d{3,})\.pt$")
+
+
+def code_digest() -> str:
+    """sha256 over the training code (pipeline/*.py): a checkpoint from other code is stale."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (temporary files from an interrupted write are ignored)."""
+    found = [p for p in Path(folder).glob("epoch-*.pt") if _NAME.match(p.name)]
+    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
+
+
+def save_state(folder: Path, epoch: int, state: dict[str, Any]) -> Path:
+    path = Path(folder) / f"epoch-{epoch:03d}.pt"
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, "epoch": epoch, **state}, tmp)
+    for old in checkpoints(folder)[:-KEEP]:
+        old.unlink()
+    return path
+
+
+def load_latest(folder: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
+    """The newest checkpoint's state if there is one; refuses one from another fingerprint."""
+    found = checkpoints(folder)
+    if not found:
+        return None
+    path = found[-1]
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # any failure to load means this file cannot be resumed from
+        raise PipelineError(f"{path}: unreadable checkpoint ({first_line(err)}); delete it to resume from the one before") from err
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise PipelineError(f"{path}: not a {FORMAT} checkpoint; delete {folder} to start over")
+    if state["fingerprint"] != fingerprint:
+        differs = sorted(k for k in fingerprint if state["fingerprint"].get(k) != fingerprint[k])
+        raise PipelineError(
+            f"{path}: written by a different run ({', '.join(differs)} differ); "
+            f"delete {folder} to start over, or use another ARTIFACTS"
+        )
+    return state
+
+
+def remove_partial_writes(*folders: Path) -> None:
+    """Delete temporary files an interrupted atomic write left behind (no stage ever reads them)."""
+    for folder in folders:
+        for tmp in Path(folder).glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
