@@ -28,7 +28,9 @@ import torch
 
 from export import backends as runtimes
 from export.head import load_head
+from export.parity import check_inputs
 from pipeline.data import MNIST, load_mnist_for
+from pipeline.errors import PipelineError
 from pipeline.provenance import cpu_model
 
 SMOKE_ROUNDS = 3  # --bench-smoke: enough to exercise every path, not to measure
@@ -103,10 +105,11 @@ def mnist(settings) -> MNIST:
 
 @pytest.fixture(scope="session")
 def exported(settings):
-    """(softmax head, checkpoint payload) from the artifacts; a missing export is an error."""
-    for name in ("model.pt", "model.torchscript.pt", "model.onnx"):
-        if not (settings.artifacts / name).exists():
-            pytest.fail(f"{settings.artifacts / name} is missing: run `make train export` first", pytrace=False)
+    """(softmax head, checkpoint payload) from the artifacts: missing, changed or stale files are an error."""
+    try:
+        check_inputs(settings.artifacts)
+    except PipelineError as err:
+        pytest.fail(f"{err} (run `make train export` first)", pytrace=False)
     return load_head(settings.artifacts / "model.pt")
 
 

@@ -21,6 +21,7 @@ import torch
 
 from export.head import INPUT_NAME, OUTPUT_NAME, SoftmaxHead
 from export.to_torchscript import recorded_warnings
+from pipeline.errors import PipelineError, first_line
 
 Run = Callable[[np.ndarray], np.ndarray]
 Prepare = Callable[[np.ndarray], Callable[[], object]]
@@ -49,7 +50,10 @@ def eager(head: SoftmaxHead, device: torch.device) -> Backend:
 def torchscript(path: Path, device: torch.device) -> Backend:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        module = torch.jit.load(str(path), map_location=device).eval()
+        try:
+            module = torch.jit.load(str(path), map_location=device).eval()
+        except Exception as err:  # a corrupt archive raises several types; all mean "unusable"
+            raise PipelineError(f"{path}: not a loadable TorchScript file ({first_line(err)})") from err
     return Backend(
         f"torchscript-{device.type}",
         device.type,
@@ -100,6 +104,13 @@ def session_options(threads: int | None) -> tuple[ort.SessionOptions, dict]:
     return options, record
 
 
+def _session(path: Path, options: ort.SessionOptions, providers: list) -> ort.InferenceSession:
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as err:  # ORT raises its own types (InvalidProtobuf, Fail, ...): all mean "unusable"
+        raise PipelineError(f"{path}: not a loadable ONNX model ({first_line(err)})") from err
+
+
 def onnxruntime(path: Path, device: torch.device, threads: int | None = None) -> Backend:
     """An ORT session; on CUDA it must really run on the CUDA provider (TF32 off) or it is skipped."""
     if device.type == "cuda":
@@ -108,7 +119,7 @@ def onnxruntime(path: Path, device: torch.device, threads: int | None = None) ->
     else:
         providers = ["CPUExecutionProvider"]
     options, options_record = session_options(threads)
-    session = ort.InferenceSession(str(path), options, providers=providers)
+    session = _session(path, options, providers)
     name = f"ort-{device.type}"
     details = {
         "providers": session.get_providers(),
@@ -161,7 +172,7 @@ def _ort_cuda_preparer(session: ort.InferenceSession, device: torch.device) -> P
 
 def onnx_io(path: Path) -> dict[str, list]:
     """Names, element types and shapes of the ONNX model's inputs and outputs, as ORT sees them."""
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = _session(path, ort.SessionOptions(), ["CPUExecutionProvider"])
     return {
         "inputs": [[i.name, i.type, i.shape] for i in session.get_inputs()],
         "outputs": [[o.name, o.type, o.shape] for o in session.get_outputs()],

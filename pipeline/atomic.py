@@ -17,19 +17,25 @@ from pipeline.errors import PipelineError
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success fsync it and rename it over `path`.
 
-    On any error the temporary file is removed and `path` is left as it was.
+    On any error the temporary file is removed and `path` is left as it was; an OSError (disk
+    full, permissions) becomes a one-line PipelineError naming `path`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise PipelineError(f"{path}: cannot write ({err.strerror or err})") from err
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
         yield tmp
         with open(tmp, "rb") as written:
             os.fsync(written.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        raise PipelineError(f"{path}: cannot write ({err.strerror or err}); the previous file is kept") from err
     finally:
         tmp.unlink(missing_ok=True)
 

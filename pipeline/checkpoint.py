@@ -9,13 +9,16 @@ with has been folded into the first layer before saving.
 
 from __future__ import annotations
 
+import pickle
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from pipeline.atomic import atomic_path
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, first_line
 from pipeline.model import MLP, linear_layers
 
 FORMAT = "mnist-pipeline/model-v1"
@@ -37,21 +40,33 @@ def architecture_of(model: MLP) -> dict[str, Any]:
     }
 
 
-def load_checkpoint(path: Path) -> tuple[MLP, dict[str, Any]]:
-    """Rebuild the MLP from `path`; returns (model in eval mode, the whole payload)."""
+def load_plain(path: Path) -> Any:
+    """torch.load with weights_only=True (tensors and plain containers only, so loading a file
+    cannot run code), every failure turned into a one-line PipelineError naming the file."""
+    if not Path(path).exists():
+        raise PipelineError(f"{path}: not found; run `make train` first")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; its index sits at the end
+        raise PipelineError(f"{path}: not a torch.save archive (truncated, or another kind of file)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as err:
-        raise PipelineError(f"{path}: not found; run `make train` first") from err
+    except pickle.UnpicklingError as err:  # weights_only refused something that is not plain data
+        refused = re.search(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)", str(err))
+        what = f"it asks for {refused.group(1)}" if refused else first_line(err)
+        raise PipelineError(f"{path}: refused by weights_only loading ({what}); not a plain-data checkpoint") from err
     except Exception as err:  # torch.load raises many types for a corrupt file; all mean "unusable"
-        reason = str(err).splitlines()[0] if str(err) else ""
-        raise PipelineError(f"{path}: not a loadable checkpoint ({type(err).__name__}: {reason})") from err
+        raise PipelineError(f"{path}: not a loadable checkpoint ({first_line(err)})") from err
+    return payload
+
+
+def load_checkpoint(path: Path) -> tuple[MLP, dict[str, Any]]:
+    """Rebuild the MLP from `path`; returns (model in eval mode, the whole payload)."""
+    payload = load_plain(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise PipelineError(f"{path}: not a {FORMAT} checkpoint")
-    model = MLP(**payload["architecture"])
     try:
+        model = MLP(**payload["architecture"])
         model.load_state_dict(payload["state_dict"])
-    except RuntimeError as err:
+    except (KeyError, TypeError, RuntimeError) as err:
         reason = str(err).splitlines()[0]
-        raise PipelineError(f"{path}: weights do not fit {payload['architecture']} ({reason})") from err
+        raise PipelineError(f"{path}: weights do not fit {payload.get('architecture')} ({reason})") from err
     return model.eval(), payload

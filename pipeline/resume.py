@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 from pipeline.atomic import atomic_path
-from pipeline.errors import PipelineError, first_line
+from pipeline.checkpoint import load_plain
+from pipeline.errors import PipelineError
 
 FORMAT = "mnist-pipeline/train-state-v1"
 KEEP = 2  # checkpoints kept: the newest is enough to resume, one more in case it is unreadable
@@ -52,10 +53,7 @@ def load_latest(folder: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | N
     if not found:
         return None
     path = found[-1]
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # any failure to load means this file cannot be resumed from
-        raise PipelineError(f"{path}: unreadable checkpoint ({first_line(err)}); delete it to resume from the one before") from err
+    state = load_plain(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise PipelineError(f"{path}: not a {FORMAT} checkpoint; delete {folder} to start over")
     if state["fingerprint"] != fingerprint:

@@ -17,6 +17,7 @@ from export.head import load_head
 from export.parity import ParityConfig
 from export.parity import run as parity_run
 from pipeline.digest import sha256_file
+from pipeline.manifest import record
 
 # Make the project unimportable in a child process: importing a name mapped to None fails.
 BLOCK_PROJECT = "import sys; sys.modules.update(pipeline=None, export=None)\n"
@@ -117,6 +118,8 @@ def test_perturbed_onnx_weight_fails_the_gate(exported, data_dir, tmp_path, cli_
     values.flat[0] += 0.5
     weight.CopyFrom(onnx.numpy_helper.from_array(values, weight.name))
     onnx.save(model, str(perturbed / "model.onnx"))
+    # As if the exporter itself had written it: the manifest check passes, the numbers must not.
+    record(perturbed, ["model.onnx"], "test: one weight perturbed")
 
     run = subprocess.run(
         [sys.executable, "-m", "export.parity", "--artifacts", str(perturbed), "--device", "cpu",

@@ -1,0 +1,313 @@
+"""Faults injected at every stage: kills, concurrent runs, bad files, bad config, full disks.
+
+Each bad input must give a one-line error naming the file and what is wrong, a non-zero exit, and
+nothing built downstream. docs/RELIABILITY.md lists these tests and what they observed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import REPO
+from pipeline import checkpoint as checkpoint_module
+from pipeline.checkpoint import load_checkpoint
+from pipeline.config import TrainConfig
+from pipeline.data import MNIST_FILES, load_mnist, raw_dir
+from pipeline.digest import sha256_file
+from pipeline.errors import PipelineError
+from pipeline.lock import exclusive_lock
+from pipeline.manifest import record
+from pipeline.model import MLP
+from pipeline.train import save, train
+
+
+def cli(module: str, *args: str, env: dict, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=env, cwd=REPO, **kwargs,
+    )
+
+
+def finish(process: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]:
+    stdout, stderr = process.communicate(timeout=timeout)
+    return process.returncode, stdout, stderr
+
+
+def last_line(stderr: str) -> str:
+    return stderr.strip().splitlines()[-1]
+
+
+def wait_for(path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def leftovers(folder) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*.tmp"))
+
+
+# --- interrupted training ---------------------------------------------------------------------
+
+
+def test_sigkill_mid_epoch_then_resume_gives_identical_weights(mnist, data_dir, cli_env, tmp_path):
+    args = ["--epochs", "2", "--device", "cpu", "--artifacts", str(tmp_path), "--data-dir", str(data_dir)]
+    first = cli("pipeline.train", *args, env=cli_env)
+    wait_for(tmp_path / "checkpoints" / "epoch-001.pt")
+    time.sleep(0.5)  # into epoch 2
+    first.send_signal(signal.SIGKILL)
+    assert finish(first)[0] == -signal.SIGKILL
+    assert not (tmp_path / "model.pt").exists() and not (tmp_path / "train_metrics.json").exists()
+
+    code, stdout, stderr = finish(cli("pipeline.train", *args, env=cli_env))
+    assert code == 0, stderr
+    assert f"resuming after epoch 1/2 from {tmp_path / 'checkpoints' / 'epoch-001.pt'}" in stdout
+    resumed, _ = load_checkpoint(tmp_path / "model.pt")
+    uninterrupted = train(TrainConfig(epochs=2, device="cpu"), mnist).model.state_dict()
+    for name, tensor in resumed.state_dict().items():
+        assert torch.equal(tensor, uninterrupted[name]), name
+    assert not (tmp_path / "checkpoints").exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_and_sigterm_stop_cleanly(data_dir, cli_env, tmp_path, sig):
+    process = cli("pipeline.train", "--epochs", "2", "--device", "cpu", "--artifacts", str(tmp_path),
+                  "--data-dir", str(data_dir), env=cli_env)
+    wait_for(tmp_path / "checkpoints" / "epoch-001.pt")
+    process.send_signal(sig)
+    code, _, stderr = finish(process)
+    assert code == 130
+    assert last_line(stderr) == "error: interrupted; finished work is kept, re-run the same command to continue"
+    assert not (tmp_path / "model.pt").exists()
+    assert (tmp_path / "checkpoints" / "epoch-001.pt").exists() and leftovers(tmp_path) == []
+
+
+def test_checkpoint_from_another_config_is_refused(mnist, tmp_path):
+    train(TrainConfig(epochs=1, seed=1, device="cpu"), mnist, tmp_path / "checkpoints")
+    with pytest.raises(PipelineError, match=r"epoch-001.pt: written by a different run \(seed differ\); delete"):
+        train(TrainConfig(epochs=1, seed=2, device="cpu"), mnist, tmp_path / "checkpoints")
+
+
+def test_second_training_run_on_the_same_artifacts_refuses(data_dir, cli_env, tmp_path):
+    args = ["--epochs", "1", "--device", "cpu", "--artifacts", str(tmp_path), "--data-dir", str(data_dir)]
+    first = cli("pipeline.train", *args, env=cli_env)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / ".train.lock").exists() or not (tmp_path / ".train.lock").read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    code, _, stderr = finish(cli("pipeline.train", *args, env=cli_env))
+    assert code == 2
+    assert last_line(stderr) == (
+        f"error: {tmp_path / '.train.lock'}: held by pid {first.pid}; another training run is using this folder"
+    )
+    assert finish(first)[0] == 0  # the first run was not disturbed
+    load_checkpoint(tmp_path / "model.pt")
+
+
+def test_lock_is_released_when_its_holder_dies(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from pipeline.lock import exclusive_lock\n"
+        "with exclusive_lock(__import__('pathlib').Path(sys.argv[2]), 'test'):\n"
+        "    print('held', flush=True); time.sleep(60)"), str(REPO), str(tmp_path / ".lock")],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(PipelineError, match="held by pid"):
+        with exclusive_lock(tmp_path / ".lock", "test"):
+            pass
+    holder.kill()
+    holder.wait()
+    with exclusive_lock(tmp_path / ".lock", "test"):
+        pass
+
+
+# --- bad MNIST files ----------------------------------------------------------------------------
+
+
+def _copy_raw(data_dir, tmp_path):
+    shutil.copytree(raw_dir(data_dir), raw_dir(tmp_path))
+    return raw_dir(tmp_path) / MNIST_FILES["test_labels"].name
+
+
+def test_wrong_label_count_is_refused(data_dir, tmp_path):
+    path = _copy_raw(data_dir, tmp_path)
+    payload = bytearray(path.read_bytes()[:-1])
+    payload[4:8] = (9999).to_bytes(4, "big")
+    path.write_bytes(payload)
+    with pytest.raises(PipelineError, match=rf"^{path}: IDX header says shape \(9999,\), expected \(10000,\)$"):
+        load_mnist(tmp_path)
+
+
+def test_unreadable_file_is_refused(data_dir, cli_env, tmp_path):
+    path = _copy_raw(data_dir, tmp_path)
+    path.chmod(0)
+    if os.geteuid() != 0:
+        with pytest.raises(PipelineError, match=rf"^{path}: cannot read \(Permission denied\)$"):
+            load_mnist(tmp_path)
+        return
+    # root reads anything: drop to `nobody` for the reading process (its path must be traversable)
+    for parent in [tmp_path, *tmp_path.parents]:
+        parent.chmod(parent.stat().st_mode | 0o005)
+    probe = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c"]
+    if subprocess.run([*probe, "import pipeline.data"], env=cli_env, cwd=REPO, capture_output=True).returncode:
+        pytest.skip("cannot run the project as an unprivileged user here (setpriv or file permissions)")
+    script = f"from pipeline.data import load_mnist; load_mnist({str(tmp_path)!r})"
+    run = subprocess.run([*probe, script], env=cli_env, cwd=REPO, capture_output=True, text=True)
+    assert run.returncode != 0
+    assert f"PipelineError: {path}: cannot read (Permission denied)" in run.stderr
+
+
+# --- bad checkpoints ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def trained(mnist, tmp_path):
+    """An artifacts folder with a one-epoch model.pt recorded in its manifest."""
+    out = tmp_path / "artifacts"
+    config = TrainConfig(epochs=1, device="cpu", artifacts=str(out))
+    save(config, train(config, mnist), mnist)
+    return out
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoint_that_would_run_code_is_refused_and_never_runs(trained, cli_env, tmp_path):
+    marker = tmp_path / "code-ran"
+    torch.save({"format": checkpoint_module.FORMAT, "payload": _RunsCode(marker)}, trained / "model.pt")
+    record(trained, ["model.pt"], "test: crafted pickle")  # so only weights_only loading stands in the way
+    code, _, stderr = finish(cli("export", "--artifacts", str(trained), env=cli_env))
+    assert code == 2
+    assert last_line(stderr) == (
+        f"error: {trained / 'model.pt'}: refused by weights_only loading (it asks for posix.system); "
+        "not a plain-data checkpoint"
+    )
+    assert not marker.exists() and not (trained / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_a_checkpoint", "plain_state_dict", "other_architecture"])
+def test_bad_checkpoint_is_refused(trained, damage):
+    path = trained / "model.pt"
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        expected = "not a torch.save archive (truncated, or another kind of file)"
+    elif damage == "not_a_checkpoint":
+        path.write_text("epoch 1 loss 0.3\n")
+        expected = "not a torch.save archive (truncated, or another kind of file)"
+    elif damage == "plain_state_dict":
+        torch.save(MLP().state_dict(), path)
+        expected = "not a mnist-pipeline/model-v1 checkpoint"
+    else:
+        payload = torch.load(path, weights_only=True)
+        payload["state_dict"] = MLP(hidden=(100,)).state_dict()  # another network under the lecture's name
+        torch.save(payload, path)
+        expected = "weights do not fit {'in_features': 784, 'hidden': [520, 320, 240, 120], 'num_classes': 10}"
+    with pytest.raises(PipelineError) as caught:
+        load_checkpoint(path)
+    assert str(caught.value).startswith(f"{path}: {expected}")
+    assert "\n" not in str(caught.value)
+
+
+# --- export and parity inputs ---------------------------------------------------------------------
+
+
+def test_export_without_a_checkpoint_says_to_train(cli_env, tmp_path):
+    code, _, stderr = finish(cli("export", "--artifacts", str(tmp_path), env=cli_env))
+    assert code == 2
+    assert last_line(stderr) == f"error: {tmp_path / 'model.pt'}: not found; run the stage that makes it (`make train export`)"
+    assert not (tmp_path / "model.onnx").exists()
+
+
+def test_changed_checkpoint_is_not_consumed(trained, cli_env):
+    with open(trained / "model.pt", "ab") as f:
+        f.write(b"\0")
+    code, _, stderr = finish(cli("export", "--artifacts", str(trained), env=cli_env))
+    assert code == 2
+    assert "model.pt: sha256" in last_line(stderr) and "does not match manifest.json" in last_line(stderr)
+    assert "written by `python -m pipeline.train`" in last_line(stderr)
+    assert not (trained / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_onnx", "changed_after_export"])
+def test_bad_onnx_file_is_refused_by_the_gate(exported, data_dir, cli_env, tmp_path, damage):
+    out = tmp_path / "artifacts"
+    shutil.copytree(exported, out)
+    (out / "parity.json").unlink()
+    onnx_path = out / "model.onnx"
+    if damage == "truncated":
+        onnx_path.write_bytes(onnx_path.read_bytes()[:50_000])
+    else:
+        onnx_path.write_text("not onnx")
+    if damage != "changed_after_export":
+        record(out, ["model.onnx"], "test: damaged")  # as if the exporter had written it so
+    code, _, stderr = finish(cli("export.parity", "--artifacts", str(out), "--device", "cpu",
+                                 "--data-dir", str(data_dir), env=cli_env))
+    assert code == 2
+    error = last_line(stderr)
+    if damage == "changed_after_export":
+        assert error.startswith(f"error: {onnx_path}: sha256 ") and "does not match manifest.json" in error
+    else:
+        assert error.startswith(f"error: {onnx_path}: not a loadable ONNX model (")
+    assert not (out / "parity.json").exists()
+
+
+# --- configuration ---------------------------------------------------------------------------------
+
+
+def test_non_writable_artifacts_is_refused_before_any_work(cli_env, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    artifacts = blocker / "artifacts"  # a folder inside a regular file cannot be created, even by root
+    code, _, stderr = finish(cli("pipeline.train", "--artifacts", str(artifacts), "--device", "cpu", env=cli_env))
+    assert code == 2
+    assert last_line(stderr) == f"error: {artifacts}: not writable (Not a directory)"
+
+
+# --- a full disk ----------------------------------------------------------------------------------
+
+
+def test_disk_full_while_saving_keeps_the_previous_model(trained, mnist, monkeypatch):
+    before = sha256_file(trained / "model.pt")
+    real_save = torch.save
+
+    def save_then_fail(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        with open(f, "r+b") as written:  # half the file made it to disk, then the disk filled up
+            written.truncate(os.path.getsize(f) // 2)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", save_then_fail)
+    config = TrainConfig(epochs=1, seed=5, device="cpu", artifacts=str(trained))
+    with pytest.raises(PipelineError, match=r"model.pt: cannot write \(No space left on device\); the previous file is kept"):
+        save(config, train(config, mnist), mnist)
+    assert sha256_file(trained / "model.pt") == before
+    assert leftovers(trained) == []
+
+
+# --- stale artifacts ------------------------------------------------------------------------------
+
+
+def test_code_or_recipe_change_makes_the_model_stale(data_dir, cli_env, tmp_path, trained):
+    make = ["make", "-C", str(REPO), f"PY={sys.executable}", f"ARTIFACTS={tmp_path / 'm'}", f"DATA_DIR={data_dir}",
+            "DEVICE=cpu", "EPOCHS=1"]
+    shutil.copytree(trained, tmp_path / "m")
+    subprocess.run([*make, "-q", "train"], env=cli_env, check=False)  # writes train.flags for these flags
+    os.utime(tmp_path / "m" / "model.pt")  # as if trained with them: newer than train.flags
+    assert subprocess.run([*make, "-q", "train"], env=cli_env).returncode == 0
+    # -W: "what if this file were new", without touching the checkout
+    assert subprocess.run([*make, "-q", "-W", "pipeline/model.py", "train"], env=cli_env).returncode == 1
+    assert subprocess.run([*make, "-q", "train", "RECIPE=seed"], env=cli_env).returncode == 1
