@@ -6,8 +6,10 @@ Usage:
     make train RECIPE=seed EPOCHS=3 DEVICE=cpu          # the same, through Make
 
 Writes, atomically, <artifacts>/model.pt (see pipeline.checkpoint) and
-<artifacts>/train_metrics.json. Prints one summary line per epoch; a progress bar is shown only
-when stderr is a terminal.
+<artifacts>/train_metrics.json, and records both in <artifacts>/manifest.json. Prints one summary
+line per epoch; a progress bar is shown only when stderr is a terminal. The training state is
+checkpointed after every epoch in <artifacts>/checkpoints/, and an interrupted run resumes from
+there when re-run (pipeline.resume); <artifacts>/.train.lock keeps a second run out.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class InputNorm:
     std: float = 1.0
 
     def apply(self, split: Split) -> Split:
+        if (self.mean, self.std) == (0.0, 1.0):
+            return split
         return Split((split.images - self.mean) / self.std, split.labels)
 
 
