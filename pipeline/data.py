@@ -181,7 +181,8 @@ def _download(data_dir: Path) -> None:
     try:
         TorchvisionMNIST(root=str(data_dir), train=True, download=True)
     except (OSError, RuntimeError) as err:  # URLError is an OSError; torchvision wraps in RuntimeError
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        lines = [line for line in str(err).splitlines() if line.strip()]
+        reason = lines[-1] if lines else type(err).__name__  # torchvision ends with the last mirror's error
         raise PipelineError(
             f"could not download MNIST into {raw_dir(data_dir)} ({reason}); "
             "without internet set MNIST_MIRROR to a folder holding the four .gz IDX files"
