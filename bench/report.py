@@ -99,7 +99,7 @@ def context_lines(results: dict) -> list[str]:
         f"- CPU: {m['cpu_model']}, {m['cpu_cores']} cores; torch threads {m['torch_threads']}, "
         f"ORT intra-op threads {m['ort_intra_op_threads']}; large fp32 GEMM on this CPU: {m['fp32_gemm_gflops']:.0f} GFLOP/s",
         f"- GPU: {gpu['name']}, driver {gpu['driver']}" if gpu else "- GPU: none",
-        f"- Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
         f"- ORT providers available: {', '.join(m['ort_available_providers'])}; session options: {m['ort_session_options']}",
     ]
     return lines

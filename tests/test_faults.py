@@ -6,7 +6,6 @@ nothing built downstream. docs/RELIABILITY.md lists these tests and what they ob
 
 from __future__ import annotations
 
-import gzip
 import os
 import shutil
 import signal
