@@ -15,7 +15,7 @@ import torch
 from bench.conftest import measure
 from pipeline.config import RECIPES
 from pipeline.model import MLP
-from pipeline.train import build_optimizer, train_step
+from pipeline.train import build_optimizer, input_norm, train_step
 
 PREPARED_BATCHES = 16
 
@@ -27,9 +27,8 @@ def test_train_step(benchmark, recipe_name, device, mnist, settings):
     model = MLP().to(device).train()
     optimizer = build_optimizer(recipe, model)
     generator = torch.Generator().manual_seed(0)
-    images, labels = mnist.train.images, mnist.train.labels
-    if recipe.normalize_inputs:  # done once on the whole split in training, so outside the step here too
-        images = (images - images.mean()) / images.std()
+    split = input_norm(recipe, mnist.train).apply(mnist.train)  # as in training: once, outside the step
+    images, labels = split.images, split.labels
     batches = []
     for _ in range(PREPARED_BATCHES):
         index = torch.randint(len(labels), (recipe.batch_size,), generator=generator)

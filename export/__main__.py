@@ -19,7 +19,6 @@ from export.to_onnx import export_onnx
 from export.to_torchscript import export_torchscript
 from pipeline.atomic import write_json
 from pipeline.cli import run_cli
-from pipeline.digest import sha256_file
 from pipeline.manifest import record, verify
 
 
@@ -31,9 +30,8 @@ class ExportConfig:
 def run(config: ExportConfig) -> None:
     out = Path(config.artifacts)
     checkpoint = out / "model.pt"
-    verify(out, ["model.pt"])
+    checkpoint_sha256 = verify(out, ["model.pt"])["model.pt"]
     head, payload = load_head(checkpoint)
-    checkpoint_sha256 = sha256_file(checkpoint)
     report = {
         "source_checkpoint": {"file": checkpoint.name, "sha256": checkpoint_sha256},
         "torchscript": export_torchscript(head, out / "model.torchscript.pt"),

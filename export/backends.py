@@ -10,7 +10,6 @@ cannot run here is returned with `skipped` set to the reason, never silently lef
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ import onnxruntime as ort
 import torch
 
 from export.head import INPUT_NAME, OUTPUT_NAME, SoftmaxHead
-from export.to_torchscript import recorded_warnings
+from export.recorded_warnings import recording_warnings
 from pipeline.errors import PipelineError, first_line
 
 Run = Callable[[np.ndarray], np.ndarray]
@@ -48,8 +47,7 @@ def eager(head: SoftmaxHead, device: torch.device) -> Backend:
 
 
 def torchscript(path: Path, device: torch.device) -> Backend:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with recording_warnings() as recorded:
         try:
             module = torch.jit.load(str(path), map_location=device).eval()
         except Exception as err:  # a corrupt archive raises several types; all mean "unusable"
@@ -59,7 +57,7 @@ def torchscript(path: Path, device: torch.device) -> Backend:
         device.type,
         _torch_runner(module, device),
         _torch_preparer(module, device),
-        details={"warnings": recorded_warnings(caught)},
+        details={"warnings": recorded},
     )
 
 

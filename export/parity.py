@@ -31,7 +31,6 @@ from pipeline.cli import run_cli
 from pipeline.config import DATA_DIR_FIELD, MNIST_MIRROR_FIELD
 from pipeline.data import load_mnist_for
 from pipeline.device import resolve_device
-from pipeline.digest import sha256_file
 from pipeline.errors import PipelineError
 from pipeline.manifest import verify
 
@@ -200,9 +199,8 @@ def _backend_entry(backend, inputs, outputs) -> dict:
 
 def check_inputs(out: Path) -> None:
     """The files must be the ones their stages recorded, and the exports made from this model.pt."""
-    verify(out, ["model.pt", "model.torchscript.pt", "model.onnx", "export_report.json"])
+    current = verify(out, ["model.pt", "model.torchscript.pt", "model.onnx", "export_report.json"])["model.pt"]
     source = json.loads((out / "export_report.json").read_text())["source_checkpoint"]["sha256"]
-    current = sha256_file(out / "model.pt")
     if source != current:
         raise PipelineError(
             f"{out / 'model.onnx'}: exported from another model.pt (sha256 {source[:16]}…, now {current[:16]}…); "
@@ -215,11 +213,12 @@ def run(config: ParityConfig) -> None:
     check_inputs(out)
     head, payload = load_head(out / "model.pt")
     report = gate(config, head, payload)
+    markdown = render_markdown(report)
     write_json(out / "parity.json", report)
     with atomic_path(out / "parity.md") as tmp:
-        tmp.write_text(render_markdown(report))
+        tmp.write_text(markdown)
     write_manifest(out, report, dataclasses.asdict(config), payload["config"])
-    print(render_markdown(report))
+    print(markdown)
     if not report["passed"]:
         failures = report["failures"]
         raise PipelineError(f"parity failed: {failures[0]} ({len(failures)} failed checks; see {out / 'parity.md'})")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import onnxscript
 import torch
 
 from export.head import INPUT_NAME, OUTPUT_NAME, SoftmaxHead, contract_text, example_batch
-from export.to_torchscript import recorded_warnings
+from export.recorded_warnings import recording_warnings
 from pipeline.atomic import atomic_path
 from pipeline.errors import PipelineError, first_line
 
@@ -25,8 +24,7 @@ MODEL_VERSION = 1  # bump when the input/output contract changes
 def export_onnx(head: SoftmaxHead, payload: dict[str, Any], checkpoint_sha256: str, path: Path) -> dict[str, Any]:
     """Export `head` to `path` (atomically), stamp its metadata, run the checker; returns the report entry."""
     started = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with recording_warnings() as recorded:
         model = _export(head, payload)
     model.model_version = MODEL_VERSION
     model.doc_string = "; ".join(contract_text(payload).values())
@@ -44,7 +42,7 @@ def export_onnx(head: SoftmaxHead, payload: dict[str, Any], checkpoint_sha256: s
         "opset": OPSET,
         "seconds": time.perf_counter() - started,
         "checker": "onnx.checker.check_model(full_check=True) passed",
-        "warnings": recorded_warnings(caught),
+        "warnings": recorded,
     }
 
 

@@ -13,11 +13,12 @@ from pipeline.errors import PipelineError
 
 
 @contextmanager
-def exclusive_lock(path: Path, what: str) -> Iterator[None]:
+def exclusive_lock(path: Path, what: str, wait: bool = False) -> Iterator[None]:
+    """Hold `path` locked for the block; without `wait`, a held lock is a PipelineError at once."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as lock:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError as err:
             lock.seek(0)
             holder = lock.read().strip() or "another process"

@@ -8,27 +8,16 @@ producer finished is refused instead of consumed.
 
 from __future__ import annotations
 
-import fcntl
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pipeline.atomic import write_json
 from pipeline.digest import sha256_file
 from pipeline.errors import PipelineError
+from pipeline.lock import exclusive_lock
 
 MANIFEST = "manifest.json"
-
-
-@contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    """Serialise read-modify-write of the manifest between processes sharing `out`."""
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".manifest.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def read_manifest(out: Path) -> dict[str, Any]:
@@ -46,7 +35,7 @@ def read_manifest(out: Path) -> dict[str, Any]:
 def record(out: Path, names: list[str], produced_by: str, **sections: Any) -> None:
     """Add (or replace) the entries for `names`, written by `produced_by`, and any top-level sections."""
     out = Path(out)
-    with _locked(out):
+    with exclusive_lock(out / ".manifest.lock", "manifest update", wait=True):  # read-modify-write
         manifest = read_manifest(out)
         for name in names:
             path = out / name
@@ -59,10 +48,12 @@ def record(out: Path, names: list[str], produced_by: str, **sections: Any) -> No
         write_json(out / MANIFEST, manifest)
 
 
-def verify(out: Path, names: list[str]) -> None:
-    """Refuse any of `names` that is missing, unrecorded, or not the file its producer recorded."""
+def verify(out: Path, names: list[str]) -> dict[str, str]:
+    """Refuse any of `names` that is missing, unrecorded, or not the file its producer recorded;
+    returns name -> sha256 of the files as verified."""
     out = Path(out)
     entries = read_manifest(out)["artifacts"]
+    digests = {}
     for name in names:
         path = out / name
         if not path.exists():
@@ -76,3 +67,5 @@ def verify(out: Path, names: list[str]) -> None:
                 f"{path}: sha256 {digest[:16]}… does not match {MANIFEST} ({entry['sha256'][:16]}…, "
                 f"written by `{entry['produced_by']}`); the file changed since, re-run that stage"
             )
+        digests[name] = digest
+    return digests

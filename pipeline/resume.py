@@ -47,8 +47,8 @@ def save_state(folder: Path, epoch: int, state: dict[str, Any]) -> Path:
     return path
 
 
-def load_latest(folder: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
-    """The newest checkpoint's state if there is one; refuses one from another fingerprint."""
+def load_latest(folder: Path, fingerprint: dict[str, Any]) -> tuple[Path, dict[str, Any]] | None:
+    """(path, state) of the newest checkpoint if there is one; refuses one from another fingerprint."""
     found = checkpoints(folder)
     if not found:
         return None
@@ -62,7 +62,7 @@ def load_latest(folder: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | N
             f"{path}: written by a different run ({', '.join(differs)} differ); "
             f"delete {folder} to start over, or use another ARTIFACTS"
         )
-    return state
+    return path, state
 
 
 def remove_partial_writes(*folders: Path) -> None:

@@ -74,25 +74,23 @@ def train(config: TrainConfig, data: MNIST, checkpoint_dir: Path | None = None) 
 
     torch.manual_seed(config.seed)  # parameter initialisation
     shuffle = torch.Generator().manual_seed(config.seed)  # batch order, drawn on the CPU
-    norm = _input_norm(recipe, data.train)
+    norm = input_norm(recipe, data.train)
     train_split, test_split = norm.apply(data.train).to(device), norm.apply(data.test).to(device)
     model = MLP(in_features=math.prod(data.input_shape), num_classes=len(data.classes)).to(device)
     optimizer = build_optimizer(recipe, model)
     steps_per_epoch = math.ceil(len(train_split) / recipe.batch_size)
     scheduler = build_scheduler(recipe, optimizer, recipe.epochs * steps_per_epoch)
-    fingerprint = {
-        "recipe": dataclasses.asdict(recipe),
-        "seed": config.seed,
-        "device": device.type,
-        "code": resume.code_digest(),
-    }
 
     history, train_seconds, done = [], 0.0, 0
-    state = resume.load_latest(checkpoint_dir, fingerprint) if checkpoint_dir else None
-    if state is not None:
-        done, history, train_seconds = state["epoch"], state["history"], state["train_seconds"]
-        _restore(state, model, optimizer, scheduler, shuffle)
-        print(f"resuming after epoch {done}/{recipe.epochs} from {resume.checkpoints(checkpoint_dir)[-1]}", flush=True)
+    if checkpoint_dir:
+        fingerprint = {"recipe": dataclasses.asdict(recipe), "seed": config.seed, "device": device.type,
+                       "code": resume.code_digest()}
+        found = resume.load_latest(checkpoint_dir, fingerprint)
+        if found is not None:
+            path, state = found
+            done, history, train_seconds = state["epoch"], state["history"], state["train_seconds"]
+            _restore(state, model, optimizer, scheduler, shuffle)
+            print(f"resuming after epoch {done}/{recipe.epochs} from {path}", flush=True)
     for epoch in range(done + 1, recipe.epochs + 1):
         started = time.perf_counter()
         train_loss = _train_epoch(model, optimizer, scheduler, recipe, train_split, shuffle, epoch)
@@ -144,7 +142,8 @@ def _restore(state: dict, model, optimizer, scheduler, shuffle) -> None:
     torch.set_rng_state(state["torch_rng"])
 
 
-def _input_norm(recipe: Recipe, train_split: Split) -> InputNorm:
+def input_norm(recipe: Recipe, train_split: Split) -> InputNorm:
+    """The recipe's input standardisation, from the training images (identity if it has none)."""
     if not recipe.normalize_inputs:
         return InputNorm()
     return InputNorm(mean=train_split.images.mean().item(), std=train_split.images.std().item())
@@ -255,7 +254,8 @@ def save(config: TrainConfig, result: TrainResult, data: MNIST) -> None:
         "recipe": dataclasses.asdict(config.resolved_recipe),
         "input_norm_folded": dataclasses.asdict(result.input_norm),
     }
-    write_json(out / "train_metrics.json", {**result.metrics, "config": resolved, "versions": library_versions()})
+    versions = library_versions()
+    write_json(out / "train_metrics.json", {**result.metrics, "config": resolved, "versions": versions})
     save_checkpoint(  # last: a complete model.pt means the run is complete
         out / "model.pt",
         result.model,
@@ -264,7 +264,7 @@ def save(config: TrainConfig, result: TrainResult, data: MNIST) -> None:
         dataset=data.name,
         config=resolved,
         metrics=result.metrics,
-        versions=library_versions(),
+        versions=versions,
     )
     record(out, ["train_metrics.json", "model.pt"], "python -m pipeline.train")
 
