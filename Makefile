@@ -1,6 +1,6 @@
 # The pipeline's stages are files under $(ARTIFACTS); verbs (help, train, test, ...) are .PHONY.
 # Variables map 1:1 onto `python -m pipeline.train` flags and TrainConfig fields:
-#   make train RECIPE=seed EPOCHS=3 SEED=1 DEVICE=cpu ARTIFACTS=out MNIST_MIRROR=../shared/data/mnist
+#   make train RECIPE=seed EPOCHS=3 SEED=1 DEVICE=cpu PRECISION=off ARTIFACTS=out MNIST_MIRROR=../shared/data/mnist
 # PY=python3 uses an interpreter that already has the dependencies and skips the .venv bootstrap.
 
 SHELL := bash
@@ -13,6 +13,9 @@ RECIPE ?= fast
 EPOCHS ?=
 SEED ?= 0
 DEVICE ?= auto
+PRECISION ?=
+CAPTURE ?= off
+TRAIN_SAMPLES ?=
 ARTIFACTS ?= artifacts
 DATA_DIR ?=
 MNIST_MIRROR ?=
@@ -38,22 +41,23 @@ BENCH_PYTEST_FLAGS = --bench-artifacts $(ARTIFACTS) --bench-device $(DEVICE) $(i
 # Flags that change the trained model (recorded in train.flags) and flags that only say where the
 # verified data comes from (they cannot change it: every file is checked against its sha256).
 TRAIN_FLAGS := $(strip --recipe $(RECIPE) $(if $(EPOCHS),--epochs $(EPOCHS)) --seed $(SEED) \
-	--device $(DEVICE) --artifacts $(ARTIFACTS))
+	--device $(DEVICE) $(if $(PRECISION),--precision $(PRECISION)) --capture $(CAPTURE) \
+	$(if $(TRAIN_SAMPLES),--train-samples $(TRAIN_SAMPLES)) --artifacts $(ARTIFACTS))
 DATA_FLAGS := $(strip $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(MNIST_MIRROR),--mnist-mirror $(MNIST_MIRROR)))
 
 # train.flags is rewritten (when make reads this file) only if the flags changed, so a new
-# RECIPE/EPOCHS/SEED/DEVICE retrains while a plain re-run finds model.pt up to date.
+# RECIPE/EPOCHS/SEED/DEVICE/PRECISION/... retrains while a plain re-run finds model.pt up to date.
 $(shell mkdir -p $(ARTIFACTS) && echo '$(TRAIN_FLAGS)' | cmp -s - $(ARTIFACTS)/train.flags \
 	|| echo '$(TRAIN_FLAGS)' > $(ARTIFACTS)/train.flags)
 
-.PHONY: help setup train export bench bench-compare test test-all clean
+.PHONY: help setup train export bench bench-compare test test-all test-no-bf16 clean
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 setup: $(PY_DEPS) ## create .venv and install the pinned dependencies (re-runs when pyproject.toml changes)
 
-train: $(ARTIFACTS)/model.pt ## train the MLP: RECIPE=fast|seed EPOCHS= SEED= DEVICE=auto|cpu|cuda
+train: $(ARTIFACTS)/model.pt ## train the MLP: RECIPE=fast|seed EPOCHS= SEED= DEVICE=auto|cpu|cuda PRECISION=auto|bfloat16|off
 
 export: $(ARTIFACTS)/manifest.json ## TorchScript + ONNX with the softmax head, gated by the parity check
 
@@ -70,6 +74,12 @@ test: $(PY_DEPS) ## run the default test suite (real MNIST; excludes tests marke
 
 test-all: $(PY_DEPS) ## run every test, the slow full-length training runs included
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# A CPU without native bf16 (AVX2 only, like AMD Zen 3), reproduced on any x86-64 CPU: oneDNN, MKL
+# and ATen are capped at AVX2, so `auto` picks float32 and an explicit bf16 request is emulated.
+NO_BF16_ENV := ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2
+test-no-bf16: $(PY_DEPS) ## the default test suite as on an AVX2-only CPU without native bf16
+	$(NO_BF16_ENV) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 clean: ## delete generated artifacts (keeps the downloaded data and .venv)
 	find $(ARTIFACTS) -mindepth 1 -maxdepth 1 ! -name data ! -name .gitkeep -exec rm -rf {} +

@@ -14,6 +14,7 @@ first; torch and ONNX Runtime threads are pinned to --bench-threads and recorded
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import time
@@ -26,12 +27,14 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from bench.hardware import gemm_gflops
 from export import backends as runtimes
 from export.head import load_head
 from export.parity import check_inputs
 from pipeline.data import MNIST, load_mnist_for
 from pipeline.errors import PipelineError
-from pipeline.provenance import cpu_model
+from pipeline.precision import resolve_precision
+from pipeline.provenance import cpu_flags, cpu_model
 
 SMOKE_ROUNDS = 3  # --bench-smoke: enough to exercise every path, not to measure
 ROUND_BUDGET_S = 1.5  # full mode: aim for about this much timed work per benchmark
@@ -190,19 +193,17 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         },
         ort_available_providers=ort.get_available_providers(),
         ort_session_options=runtimes.session_options(settings.threads)[1],
-        fp32_gemm_gflops=_reference_gemm_gflops(),
+        cpu_flags=cpu_flags(),
+        precision=_precision_choices(settings),
+        fp32_gemm_gflops=gemm_gflops(torch.float32, torch.device("cpu")),
         gpu=_gpu_info(),
     )
 
 
-def _reference_gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """What this CPU does on a large fp32 matrix product: the ceiling for compute-bound batches."""
-    a, b = torch.rand(n, n), torch.rand(n, n)
-    torch.mm(a, b)
-    started = time.perf_counter()
-    for _ in range(repeats):
-        torch.mm(a, b)
-    return 2 * n**3 * repeats / (time.perf_counter() - started) / 1e9
+def _precision_choices(settings: BenchSettings) -> dict[str, dict]:
+    """What `auto` picks on each device measured here, with the reason (as training prints it)."""
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and settings.device != "cpu" else [])
+    return {d: dataclasses.asdict(resolve_precision("auto", torch.device(d))) for d in devices}
 
 
 def _gpu_info() -> dict | None:

@@ -10,14 +10,11 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from bench.report_training import ablation_table, rows, targets, time_to_accuracy_table
 from pipeline.atomic import atomic_path
 from pipeline.cli import run_cli
 from pipeline.errors import PipelineError
-
-# Multiply-adds of one forward pass of the 784-520-320-240-120-10 MLP (the softmax is negligible).
-FORWARD_MACS = 784 * 520 + 520 * 320 + 320 * 240 + 240 * 120 + 120 * 10
 
 
 @dataclass(frozen=True)
@@ -26,21 +23,17 @@ class ReportConfig:
     out: str = field(default="artifacts/bench", metadata={"help": "folder for report.md and report.png"})
 
 
-def _rows(results: dict, kind: str) -> list[dict[str, Any]]:
-    return [b["extra_info"] for b in results["benchmarks"] if b["extra_info"].get("kind") == kind]
-
-
 def inference_table(results: dict) -> list[str]:
-    rows = _rows(results, "inference")
-    eager = {(r["device"], r["batch_size"]): r["samples_per_second"] for r in rows if r["backend"].startswith("eager")}
+    found = rows(results, "inference")
+    eager = {(r["device"], r["batch_size"]): r["samples_per_second"] for r in found if r["backend"].startswith("eager")}
     lines = [
         "| device | backend | batch | samples/s | p50 ms | p99 ms | GFLOP/s | speed-up vs eager |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in sorted(rows, key=lambda r: (r["device"], r["batch_size"], r["backend"])):
+    for r in sorted(found, key=lambda r: (r["device"], r["batch_size"], r["backend"])):
         baseline = eager.get((r["device"], r["batch_size"]))
         speedup = f"{r['samples_per_second'] / baseline:.2f}x" if baseline else "n/a"
-        gflops = 2 * FORWARD_MACS * r["samples_per_second"] / 1e9
+        gflops = 2 * r["forward_macs"] * r["samples_per_second"] / 1e9
         lines.append(
             f"| {r['device']} | {r['backend']} | {r['batch_size']} | {r['samples_per_second']:,.0f} "
             f"| {r['latency_ms']['p50']:.3f} | {r['latency_ms']['p99']:.3f} | {gflops:.1f} | {speedup} |"
@@ -50,42 +43,14 @@ def inference_table(results: dict) -> list[str]:
 
 def train_step_table(results: dict) -> list[str]:
     lines = [
-        "| device | recipe | batch | autocast | samples/s | p50 ms | p99 ms |",
+        "| device | recipe | batch | precision | samples/s | p50 ms | p99 ms |",
         "|---|---|---:|---|---:|---:|---:|",
     ]
-    for r in sorted(_rows(results, "train_step"), key=lambda r: (r["device"], r["batch_size"])):
+    for r in sorted(rows(results, "train_step"), key=lambda r: (r["device"], r["batch_size"])):
         lines.append(
-            f"| {r['device']} | {r['recipe']} | {r['batch_size']} | {r['autocast_dtype'] or 'fp32'} "
+            f"| {r['device']} | {r['recipe']} | {r['batch_size']} | {r['precision']['dtype']} "
             f"| {r['samples_per_second']:,.0f} | {r['latency_ms']['p50']:.3f} | {r['latency_ms']['p99']:.3f} |"
         )
-    return lines
-
-
-def _reached(entry: dict) -> str:
-    return "never" if entry["seconds"] is None else f"{entry['seconds']:.1f} s (epoch {entry['epoch']})"
-
-
-def time_to_accuracy_table(results: dict) -> list[str]:
-    rows = _rows(results, "time_to_accuracy")
-    lines = [
-        "| device | recipe | epochs run | final accuracy | to 97% | to 98% |",
-        "|---|---|---:|---:|---|---|",
-    ]
-    for r in sorted(rows, key=lambda r: (r["device"], r["recipe"])):
-        lines.append(
-            f"| {r['device']} | {r['recipe']} | {r['epochs']} | {100 * r['final_test_accuracy']:.2f}% "
-            f"| {_reached(r['time_to']['0.97'])} | {_reached(r['time_to']['0.98'])} |"
-        )
-    for device in sorted({r["device"] for r in rows}):
-        by_recipe = {r["recipe"]: r for r in rows if r["device"] == device}
-        if {"fast", "seed"} <= by_recipe.keys():
-            fast = by_recipe["fast"]["time_to"]["0.98"]["seconds"]
-            seed = by_recipe["seed"]["time_to"]["0.97"]["seconds"]
-            if fast is None or seed is None:
-                verdict = f"fast to 98%: {_reached(by_recipe['fast']['time_to']['0.98'])}; seed to 97%: {_reached(by_recipe['seed']['time_to']['0.97'])}"
-            else:
-                verdict = f"fast reaches 98% {seed / fast:.1f}x sooner than seed reaches 97% ({fast:.1f} s vs {seed:.1f} s)"
-            lines += ["", f"{device}: {verdict}."]
     return lines
 
 
@@ -98,6 +63,9 @@ def context_lines(results: dict) -> list[str]:
         f"{' (dirty)' if results['commit_info'].get('dirty') else ''}{' — SMOKE MODE: not measurements' if smoke else ''}",
         f"- CPU: {m['cpu_model']}, {m['cpu_cores']} cores; torch threads {m['torch_threads']}, "
         f"ORT intra-op threads {m['ort_intra_op_threads']}; large fp32 GEMM on this CPU: {m['fp32_gemm_gflops']:.0f} GFLOP/s",
+        f"- CPU flags: has {', '.join(m['cpu_flags']['present']) or 'none'}; lacks {', '.join(m['cpu_flags']['absent']) or 'none'}; "
+        f"ATen dispatch {m['cpu_flags']['aten_capability']}; ONEDNN_MAX_CPU_ISA {m['cpu_flags']['onednn_max_cpu_isa'] or 'unset'}",
+        *(f"- Precision `auto` on {device}: {p['dtype']} ({p['reason']})" for device, p in m["precision"].items()),
         f"- GPU: {gpu['name']}, driver {gpu['driver']}" if gpu else "- GPU: none",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
         f"- ORT providers available: {', '.join(m['ort_available_providers'])}; session options: {m['ort_session_options']}",
@@ -106,13 +74,17 @@ def context_lines(results: dict) -> list[str]:
 
 
 def render_markdown(results: dict) -> str:
-    lines = ["# Benchmarks", "", *context_lines(results), "", "## Inference (softmax head, real MNIST test images)", ""]
-    lines += inference_table(results)
-    lines += ["", "Samples/s from the median call; GFLOP/s counts the forward pass's multiply-adds "
-              f"({FORWARD_MACS:,} per image) twice.", "", "## Training step (forward + backward + optimizer step)", ""]
-    lines += train_step_table(results)
-    lines += ["", "## Time to accuracy (training seconds, evaluation excluded)", ""]
+    lines = ["# Benchmarks", "", *context_lines(results), "", "## Targets (fast recipe)", ""]
+    lines += targets(results)
+    lines += ["## Time to accuracy (training seconds; warm-up and evaluation excluded)", ""]
     lines += time_to_accuracy_table(results)
+    lines += ["", "## Ablation (fast recipe, one change at a time, same seed)", ""]
+    lines += ablation_table(results)
+    lines += ["", "## Training step (forward + backward + optimizer step)", ""]
+    lines += train_step_table(results)
+    lines += ["", "## Inference (softmax head, real MNIST test images)", ""]
+    lines += inference_table(results)
+    lines += ["", "Samples/s from the median call; GFLOP/s counts the forward pass's multiply-adds twice."]
     skipped = results.get("skipped", [])
     if skipped:
         lines += ["", "## Skipped", ""] + [f"- `{s['test']}`: {s['reason']}" for s in skipped]
@@ -125,13 +97,13 @@ def render_plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = _rows(results, "inference")
+    found = rows(results, "inference")
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for backend in sorted({r["backend"] for r in rows}):
-        points = sorted((r["batch_size"], r["samples_per_second"]) for r in rows if r["backend"] == backend)
+    for backend in sorted({r["backend"] for r in found}):
+        points = sorted((r["batch_size"], r["samples_per_second"]) for r in found if r["backend"] == backend)
         ax.plot(*zip(*points), marker="o", label=backend)
-    gemm = results["machine_info"]["fp32_gemm_gflops"] * 1e9 / (2 * FORWARD_MACS)  # in images/s
-    ax.axhline(gemm, color="grey", linestyle="--", label="torch fp32 2048³ GEMM rate on this CPU")
+    gemm = results["machine_info"]["fp32_gemm_gflops"] * 1e9 / (2 * found[0]["forward_macs"])  # in images/s
+    ax.axhline(gemm, color="grey", linestyle="--", label="fp32 2048³ GEMM rate on this CPU")
     ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="samples / s (median call)",
            title="Inference throughput by runtime and device")
     ax.grid(True, which="both", alpha=0.3)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from bench.conftest import measure
+from pipeline.model import forward_macs
 
 RUNTIMES = ("eager", "torchscript", "ort")
 
@@ -23,12 +24,14 @@ def real_images(mnist, batch_size: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_inference(benchmark, runtime, device, batch_size, backend_for, mnist, settings):
+def test_inference(benchmark, runtime, device, batch_size, backend_for, exported, mnist, settings):
     backend = backend_for(runtime, device)
     if backend.skipped is not None:
         pytest.skip(backend.skipped)
+    head, _ = exported
     benchmark.group = f"inference {device.type} batch {batch_size}"
-    benchmark.extra_info.update(kind="inference", backend=backend.name, device=device.type, batch_size=batch_size)
+    benchmark.extra_info.update(kind="inference", backend=backend.name, device=device.type, batch_size=batch_size,
+                                forward_macs=forward_macs(head.model))
     benchmark.extra_info.update({k: v for k, v in backend.details.items() if k != "warnings"})
     call = backend.prepare(real_images(mnist, batch_size))
     measure(benchmark, call, batch_size, settings)

@@ -1,12 +1,14 @@
 """One training step (forward, backward, optimizer step) of the real model on real MNIST batches.
 
 Measured for each recipe at its own batch size (seed: the lecture's 64; fast: its larger batch),
-with the recipe's optimizer, loss and autocast, on CPU and CUDA. The batches are gathered and put
-on the device before timing; the timed call cycles through them.
+with the recipe's optimizer, loss and the precision it resolves to here (as in training), on CPU
+and CUDA. The batches are gathered, converted and put on the device before timing; the timed call
+cycles through them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -14,8 +16,10 @@ import torch
 
 from bench.conftest import measure
 from pipeline.config import RECIPES
-from pipeline.model import MLP
-from pipeline.train import build_optimizer, input_norm, train_step
+from pipeline.model import MLP, initialize
+from pipeline.precision import resolve_precision
+from pipeline.step import build_optimizer, train_step
+from pipeline.train import input_norm
 
 PREPARED_BATCHES = 16
 
@@ -23,8 +27,9 @@ PREPARED_BATCHES = 16
 @pytest.mark.parametrize("recipe_name", ["seed", "fast"])
 def test_train_step(benchmark, recipe_name, device, mnist, settings):
     recipe = RECIPES[recipe_name]
+    precision = resolve_precision(recipe.precision, device)
     torch.manual_seed(0)
-    model = MLP().to(device).train()
+    model = initialize(MLP(), recipe.init).to(device).train()
     optimizer = build_optimizer(recipe, model)
     generator = torch.Generator().manual_seed(0)
     split = input_norm(recipe, mnist.train).apply(mnist.train)  # as in training: once, outside the step
@@ -32,17 +37,17 @@ def test_train_step(benchmark, recipe_name, device, mnist, settings):
     batches = []
     for _ in range(PREPARED_BATCHES):
         index = torch.randint(len(labels), (recipe.batch_size,), generator=generator)
-        batches.append((images[index].to(device), labels[index].to(device)))
+        batches.append((images[index].to(device, precision.autocast_dtype), labels[index].to(device)))
     cycle = itertools.cycle(batches)
 
     def step() -> None:
-        train_step(model, optimizer, None, recipe, *next(cycle))  # the lr schedule is not timed: it is O(1)
+        train_step(model, optimizer, recipe, precision.autocast_dtype, *next(cycle))  # no lr schedule: it is O(1)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
     benchmark.group = f"train step {device.type}"
     benchmark.extra_info.update(
         kind="train_step", recipe=recipe_name, device=device.type, batch_size=recipe.batch_size,
-        autocast_dtype=recipe.autocast_dtype,
+        precision=dataclasses.asdict(precision),
     )
     measure(benchmark, step, recipe.batch_size, settings)

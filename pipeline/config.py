@@ -15,45 +15,57 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 
+PRECISIONS = ("auto", "bfloat16", "off")  # resolved against the hardware by pipeline.precision
+CAPTURES = ("off", "cuda-graph")
+
 
 @dataclass(frozen=True)
 class Recipe:
     """How to train. Defaults reproduce lecture 9: plain SGD on ToTensor-scaled inputs."""
 
     name: str = "seed"
-    epochs: int = 9
+    epochs: float = 9  # passes over the training set; a fraction runs that share of the last pass
     batch_size: int = 64
+    optimizer: str = "sgd"  # "sgd" | "adam" (torch.optim, fused where torch has it)
     lr: float = 0.01  # with schedule="onecycle" this is the peak learning rate
-    momentum: float = 0.5
-    nesterov: bool = False
-    weight_decay: float = 0.0
+    momentum: float = 0.5  # SGD's momentum; Adam's beta1
+    nesterov: bool = False  # SGD only
+    adam_beta2: float = 0.999  # Adam only
+    weight_decay: float = 0.0  # L2, added to the gradient (torch's SGD and Adam)
     schedule: str = "constant"  # "constant" | "onecycle" (torch's OneCycleLR, linear ramps)
     warmup_fraction: float = 0.0  # onecycle: share of steps spent ramping up to `lr`
     div_factor: float = 10.0  # onecycle: start lr = lr / div_factor
     final_div_factor: float = 100.0  # onecycle: end lr = start lr / final_div_factor
     label_smoothing: float = 0.0
     normalize_inputs: bool = False  # standardise with train-set mean/std, folded into layer 1 at save
-    autocast_dtype: str | None = None  # e.g. "bfloat16": mixed precision for training steps only
+    init: str = "torch"  # "torch": nn.Linear's default (the lecture's) | "kaiming" (pipeline.model.initialize)
+    precision: str = "off"  # "auto" | "bfloat16" | "off" (float32), resolved by pipeline.precision
 
 
 RECIPES = {
     "seed": Recipe(),
-    # Reaches >= 98% test accuracy in two epochs (about 3 s on a 2-core AVX-512 CPU): a larger
-    # batch for better GEMM efficiency, Nesterov momentum with a one-cycle schedule, label
-    # smoothing, standardised inputs and bf16 autocast (master weights stay float32).
+    # >= 98% test accuracy in 2.5 epochs (two epochs average about 98.05%, too close to the bar).
+    # Each choice is measured in the README's ablation table: batch 512 keeps the CPU's matrix
+    # units busy (most of the step is GEMM time) while still giving 295 updates, and Adam, unlike
+    # SGD, keeps its accuracy at that batch; He initialisation
+    # lets a high peak rate train from the first step (PyTorch's default init shrinks activations
+    # through five ReLU layers); a one-cycle schedule warms up for 30% of the steps and anneals to
+    # lr/1000; label smoothing 0.2 regularises; inputs are standardised; bf16 autocast where the
+    # hardware has it natively, float32 elsewhere.
     "fast": Recipe(
         name="fast",
-        epochs=2,
-        batch_size=128,
-        lr=0.2,
+        epochs=2.5,
+        batch_size=512,
+        optimizer="adam",
+        lr=0.006,
         momentum=0.9,
-        nesterov=True,
-        weight_decay=5e-4,
+        adam_beta2=0.99,
         schedule="onecycle",
-        warmup_fraction=0.25,
-        label_smoothing=0.1,
+        warmup_fraction=0.3,
+        label_smoothing=0.2,
         normalize_inputs=True,
-        autocast_dtype="bfloat16",
+        init="kaiming",
+        precision="auto",
     ),
 }
 
@@ -67,26 +79,37 @@ class TrainConfig:
     """One training run. Each field is a CLI flag and a Make variable of the same name."""
 
     recipe: str = field(default="fast", metadata={"help": f"one of {', '.join(RECIPES)}"})
-    epochs: int | None = field(default=None, metadata={"help": "override the recipe's epochs"})
+    epochs: float | None = field(default=None, metadata={"help": "override the recipe's epochs (2.5: two and a half passes)"})
     seed: int = field(default=0, metadata={"help": "seeds initialisation and shuffling"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
     artifacts: str = field(default="artifacts", metadata={"help": "output folder"})
     data_dir: str | None = field(default=None, metadata=DATA_DIR_FIELD)
     mnist_mirror: str | None = field(default=None, metadata=MNIST_MIRROR_FIELD)
+    precision: str | None = field(default=None, metadata={"help": "override the recipe's: auto | bfloat16 | off"})
+    train_samples: int | None = field(
+        default=None, metadata={"help": "train on the first N training samples only (quick runs; default: all)"}
+    )
+    capture: str = field(default="off", metadata={"help": "off | cuda-graph: replay each training step as a CUDA graph"})
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
             raise PipelineError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
-        if self.epochs is not None and self.epochs < 1:
-            raise PipelineError(f"epochs must be at least 1, got {self.epochs}")
+        if self.epochs is not None and not self.epochs > 0:
+            raise PipelineError(f"epochs must be positive, got {self.epochs:g}")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise PipelineError(f"unknown PRECISION={self.precision!r}; use {', '.join(PRECISIONS)}")
+        if self.train_samples is not None and self.train_samples < 1:
+            raise PipelineError(f"train_samples must be at least 1, got {self.train_samples}")
+        if self.capture not in CAPTURES:
+            raise PipelineError(f"unknown CAPTURE={self.capture!r}; use {', '.join(CAPTURES)}")
 
     @property
     def resolved_recipe(self) -> Recipe:
-        recipe = RECIPES[self.recipe]
-        return recipe if self.epochs is None else dataclasses.replace(recipe, epochs=self.epochs)
+        overrides = {"epochs": self.epochs, "precision": self.precision}
+        return dataclasses.replace(RECIPES[self.recipe], **{k: v for k, v in overrides.items() if v is not None})
 
 
-_PARSERS = {"int | None": int, "int": int, "str": str, "str | None": str}
+_PARSERS = {"int | None": int, "int": int, "float | None": float, "str": str, "str | None": str}
 
 
 def build_parser(cls: type, description: str) -> argparse.ArgumentParser:

@@ -87,8 +87,12 @@ class Split(TensorDataset):
     def labels(self) -> torch.Tensor:
         return self.tensors[1]
 
-    def to(self, device: torch.device) -> Split:
-        return Split(self.images.to(device), self.labels.to(device))
+    def to(self, device: torch.device, image_dtype: torch.dtype | None = None) -> Split:
+        return Split(self.images.to(device, image_dtype), self.labels.to(device))
+
+    def first(self, count: int | None) -> Split:
+        """The first `count` samples (views), or the whole split when `count` is None."""
+        return self if count is None else Split(self.images[:count], self.labels[:count])
 
 
 @dataclass(frozen=True)

@@ -40,3 +40,32 @@ class MLP(nn.Module):
 def linear_layers(model: MLP) -> list[nn.Linear]:
     """Every Linear layer of `model`, input side first."""
     return [*model.hidden, model.out]
+
+
+INITS = ("torch", "kaiming")
+
+
+@torch.no_grad()
+def initialize(model: MLP, scheme: str) -> MLP:
+    """Re-draw the weights (from torch's global RNG) with `scheme`; returns `model`.
+
+    "torch" keeps nn.Linear's default (uniform with variance 1/(3 fan_in), the lecture's): each
+    ReLU layer then shrinks the signal, so five layers start slowly. "kaiming" draws the ReLU layers
+    He-normal (variance 2/fan_in, which keeps the activations' scale), the output layer LeCun-normal
+    (variance 1/fan_in: logits of order 1) and zero biases.
+    """
+    if scheme == "torch":
+        return model
+    if scheme != "kaiming":
+        raise ValueError(f"unknown init {scheme!r}; use one of {INITS}")
+    for layer in model.hidden:
+        nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+        nn.init.zeros_(layer.bias)
+    nn.init.normal_(model.out.weight, std=model.out.in_features**-0.5)
+    nn.init.zeros_(model.out.bias)
+    return model
+
+
+def forward_macs(model: MLP) -> int:
+    """Multiply-adds of one sample's forward pass (the matrix products; ReLU and bias are noise)."""
+    return sum(layer.in_features * layer.out_features for layer in linear_layers(model))

@@ -70,3 +70,26 @@ def remove_partial_writes(*folders: Path) -> None:
     for folder in folders:
         for tmp in Path(folder).glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
+
+
+def snapshot(model, optimizer, scheduler, shuffle, history, train_seconds) -> dict:
+    """Everything the next epoch depends on, for `save_state`."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "shuffle_rng": shuffle.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "history": history,
+        "train_seconds": train_seconds,
+    }
+
+
+def restore(state: dict, model, optimizer, scheduler, shuffle) -> None:
+    """Put a `snapshot` back into the live objects."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    shuffle.set_state(state["shuffle_rng"])
+    torch.set_rng_state(state["torch_rng"])

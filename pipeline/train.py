@@ -2,8 +2,12 @@
 
 Usage:
     python -m pipeline.train [--recipe fast|seed] [--epochs N] [--seed S] [--device auto|cpu|cuda]
-                             [--artifacts DIR] [--data-dir DIR] [--mnist-mirror DIR]
-    make train RECIPE=seed EPOCHS=3 DEVICE=cpu          # the same, through Make
+                             [--precision auto|bfloat16|off] [--capture off|cuda-graph]
+                             [--train-samples N] [--artifacts DIR] [--data-dir DIR] [--mnist-mirror DIR]
+    make train RECIPE=seed EPOCHS=3 DEVICE=cpu PRECISION=off     # the same, through Make
+
+The device and the precision are decided once, before training, and printed with the reason
+(pipeline.device, pipeline.precision); `train_metrics.json` records both.
 
 Writes, atomically, <artifacts>/model.pt (see pipeline.checkpoint) and
 <artifacts>/train_metrics.json, and records both in <artifacts>/manifest.json. Prints one summary
@@ -15,10 +19,12 @@ there when re-run (pipeline.resume); <artifacts>/.train.lock keeps a second run 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import shutil
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,11 +40,15 @@ from pipeline.cli import run_cli
 from pipeline.config import Recipe, TrainConfig
 from pipeline.data import MNIST, Split, load_mnist_for, ordered_batches, shuffled_batches
 from pipeline.device import resolve_device
-from pipeline.errors import PipelineError
 from pipeline.lock import exclusive_lock
 from pipeline.manifest import record
-from pipeline.model import MLP, linear_layers
+from pipeline.model import MLP, initialize, linear_layers
+from pipeline.precision import resolve_precision
 from pipeline.provenance import hardware, library_versions
+from pipeline.step import Stepper, build_optimizer, build_scheduler, check_capture, make_stepper, place_lr_on_device
+
+# (split, batch size, shuffling generator) -> one epoch of (images, labels) batches on the split's device
+BatchSource = Callable[[Split, int, torch.Generator], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 
 EVAL_BATCH = 2000  # test-set batch for evaluation: large enough to be GEMM-efficient
 
@@ -63,44 +73,62 @@ class TrainResult:
     input_norm: InputNorm
 
 
-def train(config: TrainConfig, data: MNIST, checkpoint_dir: Path | None = None) -> TrainResult:
+def train(config: TrainConfig, data: MNIST, checkpoint_dir: Path | None = None,
+          batches: BatchSource = shuffled_batches, recipe: Recipe | None = None) -> TrainResult:
     """Run the recipe on `data`; returns the trained model and its metrics.
 
     With `checkpoint_dir`, the training state is saved there after every epoch and a run resumes
     from the newest checkpoint it finds (see pipeline.resume); without it, no file is written.
+    `batches` cuts each epoch into batches (default: indexing the resident tensors); `recipe`
+    replaces the config's (the ablation bench changes one field at a time).
     """
-    recipe = config.resolved_recipe
+    recipe = recipe or config.resolved_recipe
     device = resolve_device(config.device)
+    check_capture(config.capture, device)
+    precision = resolve_precision(recipe.precision, device)
+    print(precision.summary(), flush=True)
 
     torch.manual_seed(config.seed)  # parameter initialisation
     shuffle = torch.Generator().manual_seed(config.seed)  # batch order, drawn on the CPU
-    norm = input_norm(recipe, data.train)
-    train_split, test_split = norm.apply(data.train).to(device), norm.apply(data.test).to(device)
-    model = MLP(in_features=math.prod(data.input_shape), num_classes=len(data.classes)).to(device)
-    optimizer = build_optimizer(recipe, model)
+    train_data = data.train.first(config.train_samples)
+    norm = input_norm(recipe, train_data)
+    # Training images are stored in the dtype the first layer computes in: under bf16 autocast it
+    # would cast them on every step anyway, so the numbers are the same and each batch is half the bytes.
+    train_split = norm.apply(train_data).to(device, precision.autocast_dtype)
+    test_split = norm.apply(data.test).to(device)
+    model = initialize(MLP(in_features=math.prod(data.input_shape), num_classes=len(data.classes)), recipe.init)
+    model = model.to(device)
+    optimizer = build_optimizer(recipe, model, for_capture=config.capture == "cuda-graph")
     steps_per_epoch = math.ceil(len(train_split) / recipe.batch_size)
-    scheduler = build_scheduler(recipe, optimizer, recipe.epochs * steps_per_epoch)
+    total_steps = max(1, round(recipe.epochs * steps_per_epoch))  # a fractional last epoch: that share of its batches
+    scheduler = build_scheduler(recipe, optimizer, total_steps)
 
     history, train_seconds, done = [], 0.0, 0
     if checkpoint_dir:
         fingerprint = {"recipe": dataclasses.asdict(recipe), "seed": config.seed, "device": device.type,
+                       "precision": precision.dtype, "train_samples": config.train_samples,
                        "code": resume.code_digest()}
         found = resume.load_latest(checkpoint_dir, fingerprint)
         if found is not None:
             path, state = found
             done, history, train_seconds = state["epoch"], state["history"], state["train_seconds"]
-            _restore(state, model, optimizer, scheduler, shuffle)
-            print(f"resuming after epoch {done}/{recipe.epochs} from {path}", flush=True)
-    for epoch in range(done + 1, recipe.epochs + 1):
+            resume.restore(state, model, optimizer, scheduler, shuffle)
+            if config.capture == "cuda-graph":
+                place_lr_on_device(optimizer, device)
+            print(f"resuming after epoch {done}/{recipe.epochs:g} from {path}", flush=True)
+    stepper = make_stepper(model, optimizer, scheduler, recipe, precision.autocast_dtype, config.capture,
+                           warmup_batches(train_split, recipe.batch_size))
+    for epoch in range(done + 1, math.ceil(total_steps / steps_per_epoch) + 1):
+        steps = min(steps_per_epoch, total_steps - (epoch - 1) * steps_per_epoch)
         started = time.perf_counter()
-        train_loss = _train_epoch(model, optimizer, scheduler, recipe, train_split, shuffle, epoch)
-        seconds = time.perf_counter() - started
+        train_loss, samples = _train_epoch(stepper, train_split, recipe.batch_size, shuffle, epoch, batches, steps)
+        seconds = time.perf_counter() - started  # _train_epoch ends by reading the loss: the device is done
         train_seconds += seconds
         test_loss, test_accuracy = evaluate(model, test_split)
-        history.append(_epoch_record(epoch, train_loss, test_loss, test_accuracy, seconds, len(train_split)))
+        history.append(_epoch_record(epoch, train_loss, test_loss, test_accuracy, seconds, samples))
         print(_summary_line(history[-1], recipe.epochs), flush=True)
         if checkpoint_dir:
-            state = _snapshot(model, optimizer, scheduler, shuffle, history, train_seconds)
+            state = resume.snapshot(model, optimizer, scheduler, shuffle, history, train_seconds)
             resume.save_state(checkpoint_dir, epoch, {"fingerprint": fingerprint, **state})
 
     model = fold_input_norm(model.cpu(), norm)
@@ -109,37 +137,26 @@ def train(config: TrainConfig, data: MNIST, checkpoint_dir: Path | None = None) 
         "test_accuracy": test_accuracy,
         "test_loss": test_loss,
         "train_seconds": train_seconds,
+        "warmup_seconds": stepper.warmup_seconds,  # warm-up (and graph capture), not in train_seconds
         "epochs": recipe.epochs,
         "recipe": recipe.name,
         "device": str(device),
+        "precision": dataclasses.asdict(precision),
+        "capture": config.capture,
         "seed": config.seed,
-        "samples_per_second": recipe.epochs * len(train_split) / train_seconds,
+        "train_samples": len(train_split),
+        "samples_trained": sum(record["samples"] for record in history),
+        "samples_per_second": sum(record["samples"] for record in history) / train_seconds,
         "history": history,
         "hardware": hardware(device),
     }
     return TrainResult(model, metrics, norm)
 
 
-def _snapshot(model, optimizer, scheduler, shuffle, history, train_seconds) -> dict:
-    """Everything the next epoch depends on."""
-    return {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "shuffle_rng": shuffle.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "history": history,
-        "train_seconds": train_seconds,
-    }
-
-
-def _restore(state: dict, model, optimizer, scheduler, shuffle) -> None:
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    shuffle.set_state(state["shuffle_rng"])
-    torch.set_rng_state(state["torch_rng"])
+def warmup_batches(split: Split, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One batch of each size an epoch uses: the full batch and the last, partial one."""
+    sizes = sorted({min(batch_size, len(split)), len(split) % batch_size} - {0}, reverse=True)
+    return [(split.images[:size], split.labels[:size]) for size in sizes]
 
 
 def input_norm(recipe: Recipe, train_split: Split) -> InputNorm:
@@ -149,58 +166,18 @@ def input_norm(recipe: Recipe, train_split: Split) -> InputNorm:
     return InputNorm(mean=train_split.images.mean().item(), std=train_split.images.std().item())
 
 
-def build_optimizer(recipe: Recipe, model: MLP) -> torch.optim.Optimizer:
-    return torch.optim.SGD(
-        model.parameters(),
-        lr=recipe.lr,
-        momentum=recipe.momentum,
-        nesterov=recipe.nesterov,
-        weight_decay=recipe.weight_decay,
-    )
-
-
-def build_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, total_steps: int):
-    if recipe.schedule == "constant":
-        return None
-    if recipe.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer,
-            max_lr=recipe.lr,
-            total_steps=total_steps,
-            pct_start=recipe.warmup_fraction,
-            anneal_strategy="linear",
-            cycle_momentum=False,
-            div_factor=recipe.div_factor,
-            final_div_factor=recipe.final_div_factor,
-        )
-    raise PipelineError(f"recipe {recipe.name!r}: unknown schedule {recipe.schedule!r}")
-
-
-def _train_epoch(model, optimizer, scheduler, recipe: Recipe, split: Split, shuffle, epoch: int) -> float:
-    """One pass over `split`; returns the mean training loss per sample."""
-    model.train()
-    loss_sum = torch.zeros((), device=split.images.device)  # summed on device: no sync per step
-    batches = shuffled_batches(split, recipe.batch_size, shuffle)
-    total = math.ceil(len(split) / recipe.batch_size)
-    for images, labels in tqdm(batches, total=total, desc=f"epoch {epoch}", leave=False, disable=None):
-        loss_sum += train_step(model, optimizer, scheduler, recipe, images, labels) * len(labels)
-    return loss_sum.item() / len(split)
-
-
-def train_step(model, optimizer, scheduler, recipe: Recipe, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Forward, backward and optimizer (and scheduler) step on one batch; returns the detached loss.
-
-    With `recipe.autocast_dtype` the forward runs under autocast; parameters stay float32.
-    """
-    autocast_dtype = getattr(torch, recipe.autocast_dtype) if recipe.autocast_dtype else None
-    optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(images.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-        loss = F.cross_entropy(model(images), labels, label_smoothing=recipe.label_smoothing)
-    loss.backward()
-    optimizer.step()
-    if scheduler is not None:
-        scheduler.step()
-    return loss.detach()
+def _train_epoch(stepper: Stepper, split: Split, batch_size: int, shuffle, epoch: int, batches: BatchSource,
+                 steps: int) -> tuple[float, int]:
+    """The first `steps` batches of one shuffled pass over `split` (all of them but in a fractional
+    last epoch); returns (mean training loss per sample, samples). The loss is the only device read."""
+    stepper.model.train()
+    stepper.loss_sum.zero_()
+    samples = 0
+    for images, labels in tqdm(itertools.islice(batches(split, batch_size, shuffle), steps), total=steps,
+                               desc=f"epoch {epoch}", leave=False, disable=None):
+        stepper(images, labels)
+        samples += len(labels)
+    return stepper.loss_sum.item() / samples, samples
 
 
 @torch.inference_mode()
@@ -234,13 +211,14 @@ def _epoch_record(epoch, train_loss, test_loss, test_accuracy, seconds, samples)
         "test_loss": test_loss,
         "test_accuracy": test_accuracy,
         "seconds": seconds,
+        "samples": samples,
         "samples_per_second": samples / seconds,
     }
 
 
-def _summary_line(record: dict[str, float], epochs: int) -> str:
+def _summary_line(record: dict[str, float], epochs: float) -> str:
     return (
-        f"epoch {record['epoch']}/{epochs}  train_loss {record['train_loss']:.4f}  "
+        f"epoch {record['epoch']}/{epochs:g}  train_loss {record['train_loss']:.4f}  "
         f"test_loss {record['test_loss']:.4f}  test_acc {100 * record['test_accuracy']:.2f}%  "
         f"{record['seconds']:.2f} s  {record['samples_per_second']:,.0f} samples/s"
     )
@@ -271,7 +249,7 @@ def save(config: TrainConfig, result: TrainResult, data: MNIST) -> None:
 
 def run(config: TrainConfig) -> None:
     """The CLI: one run per ARTIFACTS folder at a time, resumable, outputs recorded in the manifest."""
-    resolve_device(config.device)  # fail on a bad DEVICE before touching any file
+    check_capture(config.capture, resolve_device(config.device))  # bad flags fail before any file is touched
     out = Path(config.artifacts)
     ensure_writable(out)
     checkpoint_dir = out / "checkpoints"
@@ -284,7 +262,8 @@ def run(config: TrainConfig) -> None:
     m = result.metrics
     print(
         f"{config.artifacts}/model.pt: test accuracy {100 * m['test_accuracy']:.2f}%, "
-        f"test loss {m['test_loss']:.4f}, {m['train_seconds']:.2f} s training on {m['device']}"
+        f"test loss {m['test_loss']:.4f}, {m['train_seconds']:.2f} s training on {m['device']} "
+        f"in {m['precision']['dtype']}"
     )
 
 

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from bench.report import main as report_main
 from conftest import REPO
 
@@ -21,18 +23,28 @@ def test_bench_suite_and_report_run_in_smoke_mode(exported, data_dir, cli_env, t
 
     data = json.loads(results.read_text())
     kinds = {b["extra_info"]["kind"] for b in data["benchmarks"]}
-    assert kinds == {"inference", "train_step", "time_to_accuracy"}
+    assert kinds == {"inference", "train_step", "time_to_accuracy", "lecture_script", "ablation"}
     backends = {b["extra_info"]["backend"] for b in data["benchmarks"] if b["extra_info"]["kind"] == "inference"}
     assert {"eager-cpu", "torchscript-cpu", "ort-cpu"} <= backends
     for bench in data["benchmarks"]:
-        if bench["extra_info"]["kind"] != "time_to_accuracy":
+        if bench["extra_info"]["kind"] in ("inference", "train_step"):
             assert {"p50", "p90", "p99"} == bench["extra_info"]["latency_ms"].keys()
             assert bench["extra_info"]["samples_per_second"] > 0
-    assert {"cpu_model", "cpu_cores", "versions", "ort_session_options", "torch_threads"} <= data["machine_info"].keys()
+    timed = [b["extra_info"] for b in data["benchmarks"] if b["extra_info"]["kind"] == "time_to_accuracy"]
+    assert {(r["recipe"], r["seed"]) for r in timed} == {("fast", 0), ("fast", 1), ("fast", 2), ("seed", 0)}
+    for r in timed:  # the floor: 6 x 680,880 multiply-adds per sample at the measured GEMM rate
+        assert r["forward_macs"] == 680_880 and r["gemm_gflops"] > 0
+        assert r["floor_seconds"] == pytest.approx(6 * 680_880 * r["samples"] / (r["gemm_gflops"] * 1e9))
+        assert r["precision"]["dtype"] == data["machine_info"]["precision"]["cpu"]["dtype"] or r["recipe"] == "seed"
+    variants = {b["extra_info"]["variant"] for b in data["benchmarks"] if b["extra_info"]["kind"] == "ablation"}
+    assert {"fast", "batch-64", "lecture-optimiser", "other-precision", "one-thread", "dataloader"} <= variants
+    assert {"cpu_model", "cpu_cores", "cpu_flags", "precision", "versions", "ort_session_options",
+            "torch_threads"} <= data["machine_info"].keys()
     if not any("cuda" in b["name"] for b in data["benchmarks"]):  # no GPU: every CUDA case skipped, with its reason
         assert data["skipped"] and all(s["reason"] for s in data["skipped"])
 
     assert report_main(["--results", str(results), "--out", str(tmp_path)]) == 0
     report = (tmp_path / "report.md").read_text()
     assert "| cpu | ort-cpu | 64 |" in report and "## Time to accuracy" in report and "SMOKE MODE" in report
+    assert "x the compute floor" in report and "| dataloader |" in report and "the lecture's script trained" in report
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

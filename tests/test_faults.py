@@ -18,6 +18,7 @@ import torch
 
 from conftest import REPO
 from pipeline import checkpoint as checkpoint_module
+from pipeline import resume
 from pipeline.checkpoint import load_checkpoint
 from pipeline.config import TrainConfig
 from pipeline.data import MNIST_FILES, load_mnist, raw_dir
@@ -28,6 +29,9 @@ from pipeline.manifest import record
 from pipeline.model import MLP
 from pipeline.train import save, train
 
+# A safety net against hangs, not a speed requirement: every wait below ends on an event.
+WAIT_S = 600
+
 
 def cli(module: str, *args: str, env: dict, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
@@ -36,7 +40,7 @@ def cli(module: str, *args: str, env: dict, **kwargs) -> subprocess.Popen:
     )
 
 
-def finish(process: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]:
+def finish(process: subprocess.Popen, timeout: float = WAIT_S) -> tuple[int, str, str]:
     stdout, stderr = process.communicate(timeout=timeout)
     return process.returncode, stdout, stderr
 
@@ -45,11 +49,11 @@ def last_line(stderr: str) -> str:
     return stderr.strip().splitlines()[-1]
 
 
-def wait_for(path, timeout: float = 60) -> None:
+def wait_for(path, timeout: float = WAIT_S) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
         assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
+        time.sleep(0.01)
 
 
 def leftovers(folder) -> list[str]:
@@ -57,22 +61,35 @@ def leftovers(folder) -> list[str]:
 
 
 # --- interrupted training ---------------------------------------------------------------------
+# A small run (SMALL_SAMPLES per epoch, a few epochs): the tests wait on events (a checkpoint file
+# appearing, the lock being taken), never on how fast this machine trains.
+
+SMALL_SAMPLES = 12_288  # 32 batches of the fast recipe per epoch
+SMALL_EPOCHS = 4
 
 
-def test_sigkill_mid_epoch_then_resume_gives_identical_weights(mnist, data_dir, cli_env, tmp_path):
-    args = ["--epochs", "2", "--device", "cpu", "--artifacts", str(tmp_path), "--data-dir", str(data_dir)]
+def small_run_args(artifacts, data_dir) -> list[str]:
+    return ["--epochs", str(SMALL_EPOCHS), "--train-samples", str(SMALL_SAMPLES), "--device", "cpu",
+            "--artifacts", str(artifacts), "--data-dir", str(data_dir)]
+
+
+def test_sigkill_mid_run_then_resume_gives_identical_weights(mnist, data_dir, cli_env, tmp_path):
+    args = small_run_args(tmp_path, data_dir)
     first = cli("pipeline.train", *args, env=cli_env)
     wait_for(tmp_path / "checkpoints" / "epoch-001.pt")
-    time.sleep(0.5)  # into epoch 2
-    first.send_signal(signal.SIGKILL)
+    first.send_signal(signal.SIGKILL)  # at once: epochs 2-4 are still to come
     assert finish(first)[0] == -signal.SIGKILL
     assert not (tmp_path / "model.pt").exists() and not (tmp_path / "train_metrics.json").exists()
+    last_done = int(resume.checkpoints(tmp_path / "checkpoints")[-1].stem.split("-")[1])
+    assert 1 <= last_done < SMALL_EPOCHS
 
     code, stdout, stderr = finish(cli("pipeline.train", *args, env=cli_env))
     assert code == 0, stderr
-    assert f"resuming after epoch 1/2 from {tmp_path / 'checkpoints' / 'epoch-001.pt'}" in stdout
+    checkpoint = tmp_path / "checkpoints" / f"epoch-{last_done:03d}.pt"
+    assert f"resuming after epoch {last_done}/{SMALL_EPOCHS} from {checkpoint}" in stdout
     resumed, _ = load_checkpoint(tmp_path / "model.pt")
-    uninterrupted = train(TrainConfig(epochs=2, device="cpu"), mnist).model.state_dict()
+    config = TrainConfig(epochs=SMALL_EPOCHS, train_samples=SMALL_SAMPLES, device="cpu")
+    uninterrupted = train(config, mnist).model.state_dict()
     for name, tensor in resumed.state_dict().items():
         assert torch.equal(tensor, uninterrupted[name]), name
     assert not (tmp_path / "checkpoints").exists() and leftovers(tmp_path) == []
@@ -80,34 +97,38 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(mnist, data_dir, 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_sigint_and_sigterm_stop_cleanly(data_dir, cli_env, tmp_path, sig):
-    process = cli("pipeline.train", "--epochs", "2", "--device", "cpu", "--artifacts", str(tmp_path),
-                  "--data-dir", str(data_dir), env=cli_env)
+    process = cli("pipeline.train", *small_run_args(tmp_path, data_dir), env=cli_env)
     wait_for(tmp_path / "checkpoints" / "epoch-001.pt")
     process.send_signal(sig)
     code, _, stderr = finish(process)
     assert code == 130
     assert last_line(stderr) == "error: interrupted; finished work is kept, re-run the same command to continue"
     assert not (tmp_path / "model.pt").exists()
-    assert (tmp_path / "checkpoints" / "epoch-001.pt").exists() and leftovers(tmp_path) == []
+    assert resume.checkpoints(tmp_path / "checkpoints") and leftovers(tmp_path) == []
 
 
 def test_checkpoint_from_another_config_is_refused(mnist, tmp_path):
-    train(TrainConfig(epochs=1, seed=1, device="cpu"), mnist, tmp_path / "checkpoints")
+    train(TrainConfig(epochs=1, seed=1, device="cpu", train_samples=4096), mnist, tmp_path / "checkpoints")
     with pytest.raises(PipelineError, match=r"epoch-001.pt: written by a different run \(seed differ\); delete"):
-        train(TrainConfig(epochs=1, seed=2, device="cpu"), mnist, tmp_path / "checkpoints")
+        train(TrainConfig(epochs=1, seed=2, device="cpu", train_samples=4096), mnist, tmp_path / "checkpoints")
 
 
 def test_second_training_run_on_the_same_artifacts_refuses(data_dir, cli_env, tmp_path):
-    args = ["--epochs", "1", "--device", "cpu", "--artifacts", str(tmp_path), "--data-dir", str(data_dir)]
+    args = small_run_args(tmp_path, data_dir)
     first = cli("pipeline.train", *args, env=cli_env)
-    deadline = time.monotonic() + 30
-    while not (tmp_path / ".train.lock").exists() or not (tmp_path / ".train.lock").read_text():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    code, _, stderr = finish(cli("pipeline.train", *args, env=cli_env))
+    lock = tmp_path / ".train.lock"
+    deadline = time.monotonic() + WAIT_S
+    while not lock.exists() or not lock.read_text():
+        assert time.monotonic() < deadline, "the first run never took the lock"
+        time.sleep(0.01)
+    first.send_signal(signal.SIGSTOP)  # hold the first run inside its lock, however fast it trains
+    try:
+        code, _, stderr = finish(cli("pipeline.train", *args, env=cli_env))
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert code == 2
     assert last_line(stderr) == (
-        f"error: {tmp_path / '.train.lock'}: held by pid {first.pid}; another training run is using this folder"
+        f"error: {lock}: held by pid {first.pid}; another training run is using this folder"
     )
     assert finish(first)[0] == 0  # the first run was not disturbed
     load_checkpoint(tmp_path / "model.pt")
@@ -168,9 +189,9 @@ def test_unreadable_file_is_refused(data_dir, cli_env, tmp_path):
 
 @pytest.fixture
 def trained(mnist, tmp_path):
-    """An artifacts folder with a one-epoch model.pt recorded in its manifest."""
+    """An artifacts folder with a one-epoch (small) model.pt recorded in its manifest."""
     out = tmp_path / "artifacts"
-    config = TrainConfig(epochs=1, device="cpu", artifacts=str(out))
+    config = TrainConfig(epochs=1, device="cpu", artifacts=str(out), train_samples=4096)
     save(config, train(config, mnist), mnist)
     return out
 
@@ -288,7 +309,7 @@ def test_disk_full_while_saving_keeps_the_previous_model(trained, mnist, monkeyp
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(checkpoint_module.torch, "save", save_then_fail)
-    config = TrainConfig(epochs=1, seed=5, device="cpu", artifacts=str(trained))
+    config = TrainConfig(epochs=1, seed=5, device="cpu", artifacts=str(trained), train_samples=4096)
     with pytest.raises(PipelineError, match=r"model.pt: cannot write \(No space left on device\); the previous file is kept"):
         save(config, train(config, mnist), mnist)
     assert sha256_file(trained / "model.pt") == before

@@ -28,11 +28,14 @@ def test_make_train_export_builds_once_and_rebuilds_on_change(mnist, data_dir, c
     first = run("train", "export")
     assert first.returncode == 0, first.stderr
     assert "epoch 1/1" in first.stdout and "# Parity: PASSED" in first.stdout
+    assert len([line for line in first.stdout.splitlines() if line.startswith("precision: ")]) == 1
 
     model, payload = load_checkpoint(tmp_path / "model.pt")  # torch.load(weights_only=True) inside
     metrics = json.loads((tmp_path / "train_metrics.json").read_text())
-    for key in ("test_accuracy", "test_loss", "train_seconds", "epochs", "recipe", "device", "seed"):
+    for key in ("test_accuracy", "test_loss", "train_seconds", "warmup_seconds", "epochs", "recipe", "device",
+                "precision", "seed"):
         assert key in metrics
+    assert metrics["precision"]["dtype"] in ("float32", "bfloat16") and metrics["precision"]["reason"]
     assert (metrics["epochs"], metrics["recipe"], payload["config"]["recipe"]["name"]) == (1, "fast", "fast")
     _, test_accuracy = evaluate(model, mnist.test)  # saved weights take raw [0, 1] images
     assert test_accuracy == metrics["test_accuracy"] >= 0.90
@@ -45,3 +48,4 @@ def test_make_train_export_builds_once_and_rebuilds_on_change(mnist, data_dir, c
     assert "-m export --artifacts" in again.stdout and "epoch 1/1" not in again.stdout
 
     assert run("-q", "train", "EPOCHS=2").returncode == 1  # a new flag means a new model
+    assert run("-q", "train", "PRECISION=off").returncode == 1

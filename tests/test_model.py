@@ -7,7 +7,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from pipeline.model import MLP, linear_layers
+from pipeline.model import MLP, forward_macs, initialize, linear_layers
 from pipeline.train import InputNorm, fold_input_norm
 
 
@@ -16,6 +16,31 @@ def test_lecture_architecture_and_parameter_count():
     widths = [(layer.in_features, layer.out_features) for layer in linear_layers(model)]
     assert widths == [(784, 520), (520, 320), (320, 240), (240, 120), (120, 10)]
     assert sum(p.numel() for p in model.parameters()) == 682_090
+
+
+def test_forward_multiply_adds_are_counted_from_the_layers():
+    assert forward_macs(MLP()) == 784 * 520 + 520 * 320 + 320 * 240 + 240 * 120 + 120 * 10 == 680_880
+    assert forward_macs(MLP(in_features=93, hidden=(64,), num_classes=9)) == 93 * 64 + 64 * 9
+
+
+def test_he_initialisation_keeps_the_signal_through_five_relu_layers(mnist):
+    """Why the fast recipe uses it: with torch's default init the last hidden layer's activations
+    are far smaller than the first's; with He init they stay of the same order."""
+    images = (mnist.train.images[:2048] - 0.1307) / 0.3081
+
+    def scales(model):  # RMS of each hidden layer's output
+        x, out = images.flatten(1), []
+        for layer in model.hidden:
+            x = torch.relu(layer(x))
+            out.append(x.pow(2).mean().sqrt().item())
+        return out
+
+    torch.manual_seed(0)
+    default = scales(MLP())
+    he = scales(initialize(MLP(), "kaiming"))
+    assert default[-1] / default[0] < 0.1
+    assert 0.3 < he[-1] / he[0] < 3
+    assert all(layer.bias.abs().sum() == 0 for layer in initialize(MLP(), "kaiming").hidden)
 
 
 def test_takes_images_and_returns_one_logit_per_class(mnist):

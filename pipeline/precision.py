@@ -1,0 +1,88 @@
+"""Choose the training precision once, at the edge, from what the hardware runs natively.
+
+A recipe asks for `auto`, `bfloat16` or `off`:
+  - `off`: float32 everywhere.
+  - `bfloat16`: bf16 autocast for the training steps (master weights, loss, evaluation and the saved
+    model stay float32), even where bf16 is emulated; then a one-line warning says it will be slow.
+  - `auto`: bf16 only where the device runs it natively, else float32.
+
+"Native" means: a CUDA GPU whose bf16 support is not emulated, or a CPU with AVX512-BF16 or AMX
+whose oneDNN (the library behind bf16 matmuls on the CPU) is allowed to use them. Without those,
+oneDNN converts bf16 to float32 and back around every product: about 4-8x slower than float32.
+Setting PIPELINE_NO_NATIVE_BF16=1 makes any machine answer "not native", so both paths can be
+tested everywhere; ONEDNN_MAX_CPU_ISA=AVX2 really stops oneDNN from using the bf16 instructions.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+
+from pipeline.config import PRECISIONS
+from pipeline.errors import PipelineError
+
+FORCE_NOT_NATIVE_ENV = "PIPELINE_NO_NATIVE_BF16"
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) below AVX512_CORE_BF16: under them bf16 is emulated.
+_ONEDNN_CAPS_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
+@dataclass(frozen=True)
+class Precision:
+    requested: str  # what the recipe or PRECISION asked for: auto | bfloat16 | off
+    dtype: str  # what the training steps compute in: "bfloat16" (autocast) or "float32"
+    native: bool  # whether the device runs bf16 natively (whatever was chosen)
+    reason: str  # one sentence: why this dtype
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return torch.bfloat16 if self.dtype == "bfloat16" else None
+
+    def summary(self) -> str:
+        return f"precision: {self.dtype} ({self.reason})"
+
+
+def native_bf16(device: torch.device) -> tuple[bool, str]:
+    """(whether `device` runs bf16 natively, the evidence in words)."""
+    if os.environ.get(FORCE_NOT_NATIVE_ENV) == "1":
+        return False, f"{FORCE_NOT_NATIVE_ENV}=1 says to treat this machine as having no native bf16"
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return True, f"{name} supports bf16 natively"
+        return False, f"{name} has no native bf16"
+    if device.type != "cpu":
+        return False, f"no bf16 check for {device.type} devices"
+    return _native_bf16_cpu()
+
+
+def _native_bf16_cpu() -> tuple[bool, str]:
+    has_avx512_bf16, has_amx = torch.cpu._is_avx512_bf16_supported(), torch.cpu._is_amx_tile_supported()
+    if not (has_avx512_bf16 or has_amx):
+        return False, f"this CPU has neither AVX512-BF16 nor AMX (ATen capability {torch.backends.cpu.get_cpu_capability()})"
+    found = " and ".join(name for name, present in (("AVX512-BF16", has_avx512_bf16), ("AMX", has_amx)) if present)
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if cap in _ONEDNN_CAPS_WITHOUT_BF16:
+        return False, f"the CPU has {found}, but ONEDNN_MAX_CPU_ISA={cap} stops oneDNN from using it"
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return False, f"the CPU has {found}, but this PyTorch build's oneDNN cannot use it"
+    return True, f"the CPU has {found}, which oneDNN uses for bf16 matmuls"
+
+
+def resolve_precision(requested: str, device: torch.device) -> Precision:
+    """The dtype the training steps use on `device`, and why; an emulated bf16 request warns."""
+    if requested not in PRECISIONS:
+        raise PipelineError(f"unknown PRECISION={requested!r}; use {', '.join(PRECISIONS)}")
+    native, evidence = native_bf16(device)
+    if requested == "off":
+        return Precision(requested, "float32", native, "PRECISION=off asks for float32")
+    if requested == "auto":
+        if native:
+            return Precision(requested, "bfloat16", native, f"auto: {evidence}; bf16 autocast, float32 master weights")
+        return Precision(requested, "float32", native, f"auto: {evidence}, so bf16 would be emulated and slow")
+    if not native:
+        print(f"warning: PRECISION=bfloat16 but {evidence}: bf16 is emulated here and "
+              "several times slower than PRECISION=off or auto", file=sys.stderr, flush=True)
+    return Precision(requested, "bfloat16", native, f"PRECISION=bfloat16 asks for it; {evidence}")
