@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import statistics
 import subprocess
 import time
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from bench.hardware import gemm_gflops
+from bench.hardware import gemm_rates
 from export import backends as runtimes
 from export.head import load_head
 from export.parity import check_inputs
@@ -195,7 +196,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         ort_session_options=runtimes.session_options(settings.threads)[1],
         cpu_flags=cpu_flags(),
         precision=_precision_choices(settings),
-        fp32_gemm_gflops=gemm_gflops(torch.float32, torch.device("cpu")),
+        fp32_gemm_gflops=statistics.median(gemm_rates(torch.float32, torch.device("cpu"))),
         gpu=_gpu_info(),
     )
 

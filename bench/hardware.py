@@ -15,26 +15,31 @@ import torch.nn.functional as F
 
 FLOPS_PER_MAC_TRAINING = 6  # forward 2 x MACs; backward about twice the forward
 GEMM_SIZE = 2048  # large enough to be compute-bound on any CPU or GPU this runs on
-GEMM_REPEATS = 3
 
 
-def gemm_gflops(dtype: torch.dtype, device: torch.device, n: int = GEMM_SIZE, repeats: int = GEMM_REPEATS) -> float:
-    """The best of `repeats` n x n x n products through F.linear, the op the model's layers run
-    (for bf16 on the CPU it is oneDNN's matmul, as in training), in GFLOP/s.
+def gemm_rates(dtype: torch.dtype, device: torch.device, seconds: float = 1.0, n: int = GEMM_SIZE) -> list[float]:
+    """GFLOP/s of repeated n x n x n products through F.linear, the op the model's layers run
+    (for bf16 on the CPU it is oneDNN's matmul, as in training), for about `seconds` (3 at least).
 
-    The best, not the mean: it is the rate the hardware can reach, which makes the floor strict.
+    A list, not one number: on a shared machine the rate moves (a virtual CPU's second core comes
+    and goes), so callers take the median of rates measured around the work they compare with.
     """
     generator = torch.Generator().manual_seed(0)
     a = torch.rand(n, n, generator=generator).to(device, dtype)
     b = torch.rand(n, n, generator=generator).to(device, dtype)
-    seconds = []
-    for _ in range(repeats + 1):  # the first call sets up the kernels and is not counted
+    _product(a, b, device)  # sets up the kernels; not counted
+    rates, deadline = [], time.perf_counter() + seconds
+    while len(rates) < 3 or time.perf_counter() < deadline:
         started = time.perf_counter()
-        F.linear(a, b)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds.append(time.perf_counter() - started)
-    return 2 * n**3 / min(seconds[1:]) / 1e9
+        _product(a, b, device)
+        rates.append(2 * n**3 / (time.perf_counter() - started) / 1e9)
+    return rates
+
+
+def _product(a: torch.Tensor, b: torch.Tensor, device: torch.device) -> None:
+    F.linear(a, b)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def training_floor_seconds(forward_macs: int, samples: int, gflops: float) -> float:

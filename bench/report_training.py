@@ -3,6 +3,7 @@ lecture's own script, and the ablation table. Each function takes the pytest-ben
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any
 
@@ -22,19 +23,20 @@ def _reached(entry: dict) -> str:
 
 def time_to_accuracy_table(results: dict) -> list[str]:
     lines = [
-        "| device | recipe | seed | precision | epochs | final accuracy | to 97% | to 98% | training s "
-        "| GEMM GFLOP/s | floor s | x floor |",
-        "|---|---|---:|---|---:|---:|---|---|---:|---:|---:|---:|",
+        "| device | recipe | seed | capture | precision | epochs | final accuracy | to 97% | to 98% | training s "
+        "| warm-up s | GEMM GFLOP/s | floor s | x floor |",
+        "|---|---|---:|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|",
     ]
-    for r in sorted(rows(results, "time_to_accuracy"), key=lambda r: (r["device"], r["recipe"], r["seed"])):
+    ordered = sorted(rows(results, "time_to_accuracy"), key=lambda r: (r["device"], r["recipe"], r["capture"], r["seed"]))
+    for r in ordered:
         lines.append(
-            f"| {r['device']} | {r['recipe']} | {r['seed']} | {r['precision']['dtype']} | {r['epochs']} "
+            f"| {r['device']} | {r['recipe']} | {r['seed']} | {r['capture']} | {r['precision']['dtype']} | {r['epochs']:g} "
             f"| {100 * r['final_test_accuracy']:.2f}% | {_reached(r['time_to']['0.97'])} "
-            f"| {_reached(r['time_to']['0.98'])} | {r['train_seconds']:.2f} | {r['gemm_gflops']:.0f} "
-            f"| {r['floor_seconds']:.2f} | {r['floor_ratio']:.2f} |"
+            f"| {_reached(r['time_to']['0.98'])} | {r['train_seconds']:.2f} | {r['warmup_seconds']:.2f} "
+            f"| {r['gemm_gflops']:,.0f} | {r['floor_seconds']:.3f} | {r['floor_ratio']:.2f} |"
         )
-    lines += ["", "Floor: 6 x forward multiply-adds x samples trained, at this machine's GEMM rate in the "
-              "run's precision (F.linear, 2048³, best of 3), measured right before each run."]
+    lines += ["", "Floor: 6 x forward multiply-adds x samples trained, at this machine's GEMM rate in the run's "
+              "precision (F.linear 2048³; the median of the products timed for a second before and after the run)."]
     return lines
 
 
@@ -48,7 +50,7 @@ def targets(results: dict) -> list[str]:
     lecture = {r["device"]: r for r in rows(results, "lecture_script")}
     runs = rows(results, "time_to_accuracy")
     for device in sorted({r["device"] for r in runs}):
-        fast = [r for r in runs if r["device"] == device and r["recipe"] == "fast"]
+        fast = [r for r in runs if r["device"] == device and r["recipe"] == "fast" and r["capture"] == "off"]
         seed = [r for r in runs if r["device"] == device and r["recipe"] == "seed"]
         if not fast:
             continue
@@ -63,14 +65,17 @@ def targets(results: dict) -> list[str]:
         ratio = statistics.median(r["floor_ratio"] for r in fast)
         lines.append(f"- training {train_s:.2f} s (median), {ratio:.2f}x the compute floor "
                      f"(<= {MAX_FLOOR_RATIO}x): {_verdict(ratio <= MAX_FLOOR_RATIO)}")
-        to_98 = [r["time_to"]["0.98"]["seconds"] for r in fast]
+        # Median over the seeds, a seed that never got there counting as infinitely slow.
+        to_98 = statistics.median(r["time_to"]["0.98"]["seconds"] or math.inf for r in fast)
+        missed = [r["seed"] for r in fast if r["time_to"]["0.98"]["seconds"] is None]
+        note = f"; seed {', '.join(map(str, missed))} never reached 98%" if missed else ""
         seed_to_97 = seed[0]["time_to"]["0.97"]["seconds"] if seed else None
-        if seed_to_97 is not None and None not in to_98:
-            speedup = seed_to_97 / statistics.median(to_98)
-            lines.append(f"- time to 98% {statistics.median(to_98):.2f} s vs the seed recipe's time to 97% "
-                         f"{seed_to_97:.2f} s: {speedup:.1f}x (>= {MIN_SPEEDUP:.0f}x): {_verdict(speedup >= MIN_SPEEDUP)}")
+        if seed_to_97 is not None and math.isfinite(to_98):
+            speedup = seed_to_97 / to_98
+            lines.append(f"- time to 98% {to_98:.2f} s (median of {len(fast)} seeds{note}) vs the seed recipe's time "
+                         f"to 97% {seed_to_97:.2f} s: {speedup:.1f}x (>= {MIN_SPEEDUP:.0f}x): {_verdict(speedup >= MIN_SPEEDUP)}")
         else:
-            lines.append(f"- time to 98%: {[_reached(r['time_to']['0.98']) for r in fast]}; seed recipe to 97%: "
+            lines.append(f"- time to 98%: {', '.join(_reached(r['time_to']['0.98']) for r in fast)}; seed recipe to 97%: "
                          f"{_reached(seed[0]['time_to']['0.97']) if seed else 'not run'}: **NOT MET**")
         if device in lecture:
             script = lecture[device]

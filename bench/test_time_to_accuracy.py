@@ -5,25 +5,30 @@ Each run trains from scratch in this process, with the precision `auto` picks he
 train` does); the accuracy is checked after every epoch and only the training epochs count
 (warm-up and evaluation excluded). The fast recipe runs three seeds; the seed recipe's learning
 rate is constant, so it is run past the lecture's 9 epochs (same training, continued) to see when
-it reaches each target. Right before each run the machine's GEMM rate in the run's precision is
-measured, and the run's floor is its matrix products at that rate (bench.hardware).
+it reaches each target. The machine's GEMM rate in the run's precision is measured for a second
+right before and right after each run, and the run's floor is its matrix products at the median
+of those rates (bench.hardware). On CUDA the fast recipe also runs with its step captured as a
+CUDA graph, the capture reported as warm-up.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import statistics
 
 import pytest
 import torch
 
-from bench.hardware import gemm_gflops, training_floor_seconds
+from bench.hardware import gemm_rates, training_floor_seconds
 from pipeline.config import TrainConfig
 from pipeline.model import forward_macs
 from pipeline.precision import resolve_precision
 from pipeline.train import train
 
 TARGETS = (0.97, 0.98)
-RUNS = [("fast", 0), ("fast", 1), ("fast", 2), ("seed", 0)]
+# (recipe, seed, capture): the fast recipe over three seeds, the seed recipe once, and on CUDA the
+# fast recipe again with its step replayed as a CUDA graph.
+RUNS = [("fast", 0, "off"), ("fast", 1, "off"), ("fast", 2, "off"), ("seed", 0, "off"), ("fast", 0, "cuda-graph")]
 SEED_RECIPE_EPOCHS = 15  # the lecture's 9, continued: it reaches 97% at about epoch 11
 SMOKE_SAMPLES = 4096
 
@@ -38,18 +43,23 @@ def time_to(history: list[dict], target: float) -> dict:
     return {"seconds": None, "epoch": None}
 
 
-@pytest.mark.parametrize(("recipe_name", "seed"), RUNS)
-def test_time_to_accuracy(benchmark, recipe_name, seed, device, mnist, settings):
+@pytest.mark.parametrize(("recipe_name", "seed", "capture"), RUNS)
+def test_time_to_accuracy(benchmark, recipe_name, seed, capture, device, mnist, settings):
+    if capture == "cuda-graph" and device.type != "cuda":
+        pytest.skip("CUDA graphs need CUDA")
     config = TrainConfig(
         recipe=recipe_name,
         seed=seed,
         device=device.type,
+        capture=capture,
         epochs=1 if settings.smoke else (SEED_RECIPE_EPOCHS if recipe_name == "seed" else None),
         train_samples=SMOKE_SAMPLES if settings.smoke else None,
     )
-    precision = resolve_precision(config.resolved_recipe.precision, device)
-    gflops = gemm_gflops(precision.autocast_dtype or torch.float32, device)
+    dtype = resolve_precision(config.resolved_recipe.precision, device).autocast_dtype or torch.float32
+    rates = gemm_rates(dtype, device)
     result = benchmark.pedantic(train, args=(config, mnist), rounds=1, iterations=1, warmup_rounds=0)
+    rates += gemm_rates(dtype, device)
+    gflops = statistics.median(rates)  # the rate around the run, before and after it
     metrics = result.metrics
     samples = metrics["samples_trained"]
     floor = training_floor_seconds(forward_macs(result.model), samples, gflops)
@@ -59,6 +69,7 @@ def test_time_to_accuracy(benchmark, recipe_name, seed, device, mnist, settings)
         recipe=recipe_name,
         seed=seed,
         device=device.type,
+        capture=capture,
         epochs=metrics["epochs"],
         batch_size=config.resolved_recipe.batch_size,
         precision=metrics["precision"],
@@ -68,6 +79,7 @@ def test_time_to_accuracy(benchmark, recipe_name, seed, device, mnist, settings)
         samples=samples,
         forward_macs=forward_macs(result.model),
         gemm_gflops=gflops,
+        gemm_gflops_range=[min(rates), max(rates)],
         floor_seconds=floor,
         floor_ratio=metrics["train_seconds"] / floor,
         time_to={f"{target:.2f}": time_to(metrics["history"], target) for target in TARGETS},

@@ -17,9 +17,9 @@ import torch
 from bench.conftest import measure
 from pipeline.config import RECIPES
 from pipeline.model import MLP, initialize
+from pipeline.normalization import input_norm
 from pipeline.precision import resolve_precision
 from pipeline.step import build_optimizer, train_step
-from pipeline.train import input_norm
 
 PREPARED_BATCHES = 16
 

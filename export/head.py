@@ -4,7 +4,7 @@ Contract, identical for TorchScript and ONNX:
     input  `image`: float32, N x 1 x 28 x 28, values in [0, 1] (torchvision's ToTensor scale)
     output `probs`: float32, N x 10, each row sums to 1
 N is dynamic. Any input standardisation the recipe used is already folded into the first layer
-(pipeline.train.fold_input_norm), so the head adds only softmax.
+(pipeline.normalization.fold_input_norm), so the head adds only softmax.
 """
 
 from __future__ import annotations

@@ -42,7 +42,8 @@ from pipeline.data import MNIST, Split, load_mnist_for, ordered_batches, shuffle
 from pipeline.device import resolve_device
 from pipeline.lock import exclusive_lock
 from pipeline.manifest import record
-from pipeline.model import MLP, initialize, linear_layers
+from pipeline.model import MLP, initialize
+from pipeline.normalization import InputNorm, fold_input_norm, input_norm
 from pipeline.precision import resolve_precision
 from pipeline.provenance import hardware, library_versions
 from pipeline.step import Stepper, build_optimizer, build_scheduler, check_capture, make_stepper, place_lr_on_device
@@ -51,19 +52,6 @@ from pipeline.step import Stepper, build_optimizer, build_scheduler, check_captu
 BatchSource = Callable[[Split, int, torch.Generator], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 
 EVAL_BATCH = 2000  # test-set batch for evaluation: large enough to be GEMM-efficient
-
-
-@dataclass(frozen=True)
-class InputNorm:
-    """Scalar standardisation x -> (x - mean) / std, applied to whole tensors once."""
-
-    mean: float = 0.0
-    std: float = 1.0
-
-    def apply(self, split: Split) -> Split:
-        if (self.mean, self.std) == (0.0, 1.0):
-            return split
-        return Split((split.images - self.mean) / self.std, split.labels)
 
 
 @dataclass
@@ -108,14 +96,8 @@ def train(config: TrainConfig, data: MNIST, checkpoint_dir: Path | None = None,
         fingerprint = {"recipe": dataclasses.asdict(recipe), "seed": config.seed, "device": device.type,
                        "precision": precision.dtype, "train_samples": config.train_samples,
                        "code": resume.code_digest()}
-        found = resume.load_latest(checkpoint_dir, fingerprint)
-        if found is not None:
-            path, state = found
-            done, history, train_seconds = state["epoch"], state["history"], state["train_seconds"]
-            resume.restore(state, model, optimizer, scheduler, shuffle)
-            if config.capture == "cuda-graph":
-                place_lr_on_device(optimizer, device)
-            print(f"resuming after epoch {done}/{recipe.epochs:g} from {path}", flush=True)
+        done, history, train_seconds = _resume(checkpoint_dir, fingerprint, recipe, config.capture,
+                                               model, optimizer, scheduler, shuffle)
     stepper = make_stepper(model, optimizer, scheduler, recipe, precision.autocast_dtype, config.capture,
                            warmup_batches(train_split, recipe.batch_size))
     for epoch in range(done + 1, math.ceil(total_steps / steps_per_epoch) + 1):
@@ -133,6 +115,7 @@ def train(config: TrainConfig, data: MNIST, checkpoint_dir: Path | None = None,
 
     model = fold_input_norm(model.cpu(), norm)
     test_loss, test_accuracy = evaluate(model, data.test)  # the saved weights, on raw [0, 1] inputs
+    samples = sum(record["samples"] for record in history)
     metrics = {
         "test_accuracy": test_accuracy,
         "test_loss": test_loss,
@@ -145,25 +128,32 @@ def train(config: TrainConfig, data: MNIST, checkpoint_dir: Path | None = None,
         "capture": config.capture,
         "seed": config.seed,
         "train_samples": len(train_split),
-        "samples_trained": sum(record["samples"] for record in history),
-        "samples_per_second": sum(record["samples"] for record in history) / train_seconds,
+        "samples_trained": samples,
+        "samples_per_second": samples / train_seconds,
         "history": history,
         "hardware": hardware(device),
     }
     return TrainResult(model, metrics, norm)
 
 
+def _resume(checkpoint_dir: Path, fingerprint: dict, recipe: Recipe, capture: str,
+            model, optimizer, scheduler, shuffle) -> tuple[int, list, float]:
+    """(epochs done, history, training seconds so far) from the newest checkpoint, or a fresh start."""
+    found = resume.load_latest(checkpoint_dir, fingerprint)
+    if found is None:
+        return 0, [], 0.0
+    path, state = found
+    resume.restore(state, model, optimizer, scheduler, shuffle)
+    if capture == "cuda-graph":
+        place_lr_on_device(optimizer, next(model.parameters()).device)
+    print(f"resuming after epoch {state['epoch']}/{recipe.epochs:g} from {path}", flush=True)
+    return state["epoch"], state["history"], state["train_seconds"]
+
+
 def warmup_batches(split: Split, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """One batch of each size an epoch uses: the full batch and the last, partial one."""
     sizes = sorted({min(batch_size, len(split)), len(split) % batch_size} - {0}, reverse=True)
     return [(split.images[:size], split.labels[:size]) for size in sizes]
-
-
-def input_norm(recipe: Recipe, train_split: Split) -> InputNorm:
-    """The recipe's input standardisation, from the training images (identity if it has none)."""
-    if not recipe.normalize_inputs:
-        return InputNorm()
-    return InputNorm(mean=train_split.images.mean().item(), std=train_split.images.std().item())
 
 
 def _train_epoch(stepper: Stepper, split: Split, batch_size: int, shuffle, epoch: int, batches: BatchSource,
@@ -190,18 +180,6 @@ def evaluate(model: MLP, split: Split) -> tuple[float, float]:
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(dim=1) == labels).sum().item()
     return loss_sum / len(split), correct / len(split)
-
-
-@torch.no_grad()
-def fold_input_norm(model: MLP, norm: InputNorm) -> MLP:
-    """Fold (x - mean) / std into the first layer, so the model takes [0, 1] inputs.
-
-    W ((x - m) / s) + b = (W / s) x + (b - (m / s) * W.sum(dim=1)); W is (out, in).
-    """
-    first = linear_layers(model)[0]
-    first.bias -= (norm.mean / norm.std) * first.weight.sum(dim=1)
-    first.weight /= norm.std
-    return model
 
 
 def _epoch_record(epoch, train_loss, test_loss, test_accuracy, seconds, samples) -> dict[str, float]:

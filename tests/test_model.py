@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.model import MLP, forward_macs, initialize, linear_layers
-from pipeline.train import InputNorm, fold_input_norm
+from pipeline.normalization import InputNorm, fold_input_norm
 
 
 def test_lecture_architecture_and_parameter_count():
