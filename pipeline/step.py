@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections.abc import Iterable
 
 import torch
@@ -122,10 +123,16 @@ class CudaGraphStepper(Stepper):
 
     def warm_up(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Warm up on a side stream (as torch.cuda.graph requires), capture, then undo the warm-up."""
+        with torch.cuda.device(self.loss_sum.device):  # streams and graphs belong to the current device
+            self._capture(batches)
+
+    def _capture(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         saved = _state_copy(self.model, self.optimizer)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
+        with torch.cuda.stream(side), warnings.catch_warnings():
+            # A capturable optimizer warns when stepped outside a capture: here that is the point.
+            warnings.filterwarnings("ignore", message=".*capturable=True.*", category=UserWarning)
             for images, labels in batches:
                 for _ in range(WARMUP_STEPS):
                     train_step(self.model, self.optimizer, self.recipe, self.autocast_dtype, images, labels)

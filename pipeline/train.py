@@ -95,7 +95,7 @@ def train(config: TrainConfig, data: MNIST, checkpoint_dir: Path | None = None,
     if checkpoint_dir:
         fingerprint = {"recipe": dataclasses.asdict(recipe), "seed": config.seed, "device": device.type,
                        "precision": precision.dtype, "train_samples": config.train_samples,
-                       "code": resume.code_digest()}
+                       "capture": config.capture, "code": resume.code_digest()}
         done, history, train_seconds = _resume(checkpoint_dir, fingerprint, recipe, config.capture,
                                                model, optimizer, scheduler, shuffle)
     stepper = make_stepper(model, optimizer, scheduler, recipe, precision.autocast_dtype, config.capture,
