@@ -83,6 +83,6 @@ def resolve_precision(requested: str, device: torch.device) -> Precision:
             return Precision(requested, "bfloat16", native, f"auto: {evidence}; bf16 autocast, float32 master weights")
         return Precision(requested, "float32", native, f"auto: {evidence}, so bf16 would be emulated and slow")
     if not native:
-        print(f"warning: PRECISION=bfloat16 but {evidence}: bf16 is emulated here and "
-              "several times slower than PRECISION=off or auto", file=sys.stderr, flush=True)
+        print(f"warning: PRECISION=bfloat16 without native bf16 ({evidence}): emulated, several times "
+              "slower than PRECISION=off or auto", file=sys.stderr, flush=True)
     return Precision(requested, "bfloat16", native, f"PRECISION=bfloat16 asks for it; {evidence}")
