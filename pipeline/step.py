@@ -168,8 +168,12 @@ def _restore_in_place(saved, model, optimizer) -> None:
     for p, value, state in zip(model.parameters(), params, states):
         p.copy_(value)
         for key, current in optimizer.state.get(p, {}).items():
-            if torch.is_tensor(current):
-                current.copy_(state[key]) if key in state else current.zero_()
+            if not torch.is_tensor(current):
+                continue
+            if key in state:
+                current.copy_(state[key])
+            else:
+                current.zero_()
 
 
 def make_stepper(model, optimizer, scheduler, recipe: Recipe, autocast_dtype: torch.dtype | None,
