@@ -44,14 +44,14 @@ class Recipe:
 
 RECIPES = {
     "seed": Recipe(),
-    # >= 98% test accuracy in 2.5 epochs (two epochs average about 98.05%, too close to the bar).
+    # >= 98% test accuracy in 2.5 epochs (two epochs averaged 98.04%, too close to the bar).
     # Each choice is measured in the README's ablation table: batch 512 keeps the CPU's matrix
     # units busy (most of the step is GEMM time) while still giving 295 updates, and Adam, unlike
-    # SGD, keeps its accuracy at that batch; He initialisation
-    # lets a high peak rate train from the first step (PyTorch's default init shrinks activations
-    # through five ReLU layers); a one-cycle schedule warms up for 30% of the steps and anneals to
-    # lr/1000; label smoothing 0.2 regularises; inputs are standardised; bf16 autocast where the
-    # hardware has it natively, float32 elsewhere.
+    # SGD, keeps its accuracy at that batch; He initialisation lets a high peak rate train from
+    # the first step (PyTorch's default init shrinks activations through five ReLU layers); a
+    # one-cycle schedule warms up for 30% of the steps and anneals to lr/1000; label smoothing
+    # 0.2 regularises; inputs are standardised; bf16 autocast where the hardware has it
+    # natively, float32 elsewhere.
     "fast": Recipe(
         name="fast",
         epochs=2.5,
