@@ -1,6 +1,7 @@
 # The pipeline's stages are files under $(ARTIFACTS); verbs (help, train, test, ...) are .PHONY.
 # Variables map 1:1 onto `python -m pipeline.train` flags and TrainConfig fields:
 #   make train RECIPE=seed EPOCHS=3 SEED=1 DEVICE=cpu PRECISION=off ARTIFACTS=out MNIST_MIRROR=../shared/data/mnist
+#   make train export bench DATASET=otto OTTO_CSV=train.csv.zip      # artifacts in artifacts/otto
 # PY=python3 uses an interpreter that already has the dependencies and skips the .venv bootstrap.
 
 SHELL := bash
@@ -9,14 +10,17 @@ SHELL := bash
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-builtin-rules
 
+DATASET ?= mnist
+OTTO_CSV ?=
 RECIPE ?= fast
+HIDDEN ?=
 EPOCHS ?=
 SEED ?= 0
 DEVICE ?= auto
 PRECISION ?=
 CAPTURE ?= off
 TRAIN_SAMPLES ?=
-ARTIFACTS ?= artifacts
+ARTIFACTS ?= artifacts$(if $(filter-out mnist,$(DATASET)),/$(DATASET))
 DATA_DIR ?=
 MNIST_MIRROR ?=
 PYTEST_ARGS ?=
@@ -32,17 +36,19 @@ else
 PY_DEPS :=
 endif
 
-PIPELINE_SOURCES := $(wildcard pipeline/*.py)
+PIPELINE_SOURCES := $(wildcard pipeline/*.py pipeline/datasets/*.py)
 EXPORT_SOURCES := $(wildcard export/*.py)
 BENCH_SOURCES := $(wildcard bench/*.py)
-BENCH_PYTEST_FLAGS = --bench-artifacts $(ARTIFACTS) --bench-device $(DEVICE) $(if $(DATA_DIR),--bench-data-dir $(DATA_DIR)) \
+BENCH_PYTEST_FLAGS = --bench-artifacts $(ARTIFACTS) --bench-dataset $(DATASET) --bench-device $(DEVICE) $(if $(DATA_DIR),--bench-data-dir $(DATA_DIR)) \
 	--benchmark-storage=file://$(abspath $(ARTIFACTS))/bench/history $(BENCH_FLAGS)
 
-# Flags that change the trained model (recorded in train.flags) and flags that only say where the
-# verified data comes from (they cannot change it: every file is checked against its sha256).
-TRAIN_FLAGS := $(strip --recipe $(RECIPE) $(if $(EPOCHS),--epochs $(EPOCHS)) --seed $(SEED) \
-	--device $(DEVICE) $(if $(PRECISION),--precision $(PRECISION)) --capture $(CAPTURE) \
-	$(if $(TRAIN_SAMPLES),--train-samples $(TRAIN_SAMPLES)) --artifacts $(ARTIFACTS))
+# Flags that change the trained model (recorded in train.flags; Otto's CSV is one, and a
+# prerequisite of model.pt, since no checksum pins its content) and flags that only say where the
+# verified MNIST data comes from (they cannot change it: every file is checked against its sha256).
+OTTO_FLAGS := $(if $(OTTO_CSV),--otto-csv $(OTTO_CSV))
+TRAIN_FLAGS := $(strip --dataset $(DATASET) --recipe $(RECIPE) $(if $(EPOCHS),--epochs $(EPOCHS)) --seed $(SEED) \
+	--device $(DEVICE) $(if $(PRECISION),--precision $(PRECISION)) $(if $(HIDDEN),--hidden $(HIDDEN)) \
+	--capture $(CAPTURE) $(if $(TRAIN_SAMPLES),--train-samples $(TRAIN_SAMPLES)) $(OTTO_FLAGS) --artifacts $(ARTIFACTS))
 DATA_FLAGS := $(strip $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(MNIST_MIRROR),--mnist-mirror $(MNIST_MIRROR)))
 
 # train.flags is rewritten (when make reads this file) only if the flags changed, so a new
@@ -57,7 +63,7 @@ help: ## list the targets
 
 setup: $(PY_DEPS) ## create .venv and install the pinned dependencies (re-runs when pyproject.toml changes)
 
-train: $(ARTIFACTS)/model.pt ## train the MLP: RECIPE=fast|seed EPOCHS= SEED= DEVICE=auto|cpu|cuda PRECISION=auto|bfloat16|off
+train: $(ARTIFACTS)/model.pt ## train the MLP: DATASET=mnist|otto RECIPE=fast|seed EPOCHS= SEED= DEVICE= PRECISION= HIDDEN=
 
 export: $(ARTIFACTS)/manifest.json ## TorchScript + ONNX with the softmax head, gated by the parity check
 
@@ -90,7 +96,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 
-$(ARTIFACTS)/model.pt $(ARTIFACTS)/train_metrics.json &: $(ARTIFACTS)/train.flags $(PIPELINE_SOURCES) $(PY_DEPS)
+$(ARTIFACTS)/model.pt $(ARTIFACTS)/train_metrics.json &: $(ARTIFACTS)/train.flags $(PIPELINE_SOURCES) $(OTTO_CSV) $(PY_DEPS)
 	$(PY) -m pipeline.train $(TRAIN_FLAGS) $(DATA_FLAGS)
 
 $(ARTIFACTS)/model.torchscript.pt $(ARTIFACTS)/model.onnx $(ARTIFACTS)/export_report.json &: \
@@ -100,11 +106,11 @@ $(ARTIFACTS)/model.torchscript.pt $(ARTIFACTS)/model.onnx $(ARTIFACTS)/export_re
 # parity.md is written too but is no target, so a failed gate leaves it behind to read.
 $(ARTIFACTS)/parity.json $(ARTIFACTS)/manifest.json &: \
 		$(ARTIFACTS)/model.torchscript.pt $(ARTIFACTS)/model.onnx $(ARTIFACTS)/export_report.json
-	$(PY) -m export.parity --artifacts $(ARTIFACTS) --device $(DEVICE) $(DATA_FLAGS)
+	$(PY) -m export.parity --artifacts $(ARTIFACTS) --device $(DEVICE) $(DATA_FLAGS) $(OTTO_FLAGS)
 
 $(ARTIFACTS)/bench/results.json: $(ARTIFACTS)/manifest.json $(BENCH_SOURCES) $(PY_DEPS)
 	@mkdir -p $(@D)
-	$(PY) -m pytest bench/ $(BENCH_PYTEST_FLAGS) --benchmark-json=$@ --benchmark-save=bench
+	$(if $(OTTO_CSV),OTTO_CSV=$(OTTO_CSV)) $(PY) -m pytest bench/ $(BENCH_PYTEST_FLAGS) --benchmark-json=$@ --benchmark-save=bench
 
 $(ARTIFACTS)/bench/report.md $(ARTIFACTS)/bench/report.png &: $(ARTIFACTS)/bench/results.json
 	$(PY) -m bench.report --results $< --out $(@D)

@@ -32,7 +32,7 @@ from bench.hardware import gemm_rates
 from export import backends as runtimes
 from export.head import load_head
 from export.parity import check_inputs
-from pipeline.data import MNIST, load_mnist_for
+from pipeline.data import Dataset, DataSource, load_dataset
 from pipeline.errors import PipelineError
 from pipeline.precision import resolve_precision
 from pipeline.provenance import cpu_flags, cpu_model
@@ -45,6 +45,7 @@ MIN_ROUNDS, MAX_ROUNDS = 30, 5000
 @dataclass(frozen=True)
 class BenchSettings:
     artifacts: Path
+    dataset: str
     data_dir: str | None
     device: str
     batch_sizes: tuple[int, ...]
@@ -55,6 +56,7 @@ class BenchSettings:
 def pytest_addoption(parser):
     group = parser.getgroup("mnist-bench")
     group.addoption("--bench-artifacts", default="artifacts", help="folder with model.pt and its exports")
+    group.addoption("--bench-dataset", default="mnist", help="mnist | otto (Otto reads $OTTO_CSV)")
     group.addoption("--bench-data-dir", default=None, help="MNIST folder (default: ARTIFACTS/data)")
     group.addoption("--bench-device", default="auto", help="auto | cpu | cuda: which devices to measure")
     group.addoption("--bench-batch-sizes", default="1,64,1024", help="inference batch sizes, comma-separated")
@@ -65,6 +67,7 @@ def pytest_addoption(parser):
 def settings_of(config) -> BenchSettings:
     return BenchSettings(
         artifacts=Path(config.getoption("--bench-artifacts")),
+        dataset=config.getoption("--bench-dataset"),
         data_dir=config.getoption("--bench-data-dir"),
         device=config.getoption("--bench-device"),
         batch_sizes=tuple(int(b) for b in config.getoption("--bench-batch-sizes").split(",")),
@@ -103,8 +106,22 @@ def device(request, settings) -> torch.device:
 
 
 @pytest.fixture(scope="session")
-def mnist(settings) -> MNIST:
-    return load_mnist_for(str(settings.artifacts), settings.data_dir, os.environ.get("MNIST_MIRROR"))
+def dataset(settings) -> Dataset:
+    """The dataset named by --bench-dataset (MNIST from $MNIST_MIRROR, Otto from $OTTO_CSV)."""
+    source = DataSource(str(settings.artifacts), settings.data_dir, os.environ.get("MNIST_MIRROR"),
+                        os.environ.get("OTTO_CSV"))
+    try:
+        return load_dataset(settings.dataset, source)
+    except PipelineError as err:
+        pytest.fail(str(err), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def mnist(settings, dataset) -> Dataset:
+    """For the benches whose targets are MNIST's (time to accuracy, ablation, the lecture's script)."""
+    if settings.dataset != "mnist":
+        pytest.skip(f"an MNIST benchmark; this run measures {settings.dataset}")
+    return dataset
 
 
 @pytest.fixture(scope="session")
@@ -114,7 +131,11 @@ def exported(settings):
         check_inputs(settings.artifacts)
     except PipelineError as err:
         pytest.fail(f"{err} (run `make train export` first)", pytrace=False)
-    return load_head(settings.artifacts / "model.pt")
+    head, payload = load_head(settings.artifacts / "model.pt")
+    if payload["dataset"] != settings.dataset:
+        pytest.fail(f"{settings.artifacts / 'model.pt'} is a {payload['dataset']} model; this run measures "
+                    f"{settings.dataset} (--bench-dataset)", pytrace=False)
+    return head, payload
 
 
 @pytest.fixture(scope="session")
@@ -181,6 +202,7 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
 def pytest_benchmark_update_machine_info(config, machine_info):
     settings = settings_of(config)
     machine_info.update(
+        dataset=settings.dataset,
         cpu_model=cpu_model(),
         cpu_cores=os.cpu_count(),
         torch_threads=torch.get_num_threads(),

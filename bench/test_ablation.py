@@ -21,7 +21,7 @@ from pipeline.precision import native_bf16
 from pipeline.train import train
 
 SMOKE_SAMPLES = 4096
-FAST = RECIPES["fast"]
+FAST = RECIPES["mnist"]["fast"]
 LECTURE_OPTIMISER = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.5, "nesterov": False, "weight_decay": 0.0,
                      "schedule": "constant"}
 SGD_NESTEROV = {"optimizer": "sgd", "lr": 0.4, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
@@ -29,7 +29,7 @@ SGD_NESTEROV = {"optimizer": "sgd", "lr": 0.4, "momentum": 0.9, "nesterov": True
 # name -> (what changes, Recipe fields to replace); precision, threads and data path are handled below.
 VARIANTS = {
     "fast": ("nothing: the recipe as shipped", {}),
-    "batch-128": (f"batch 128 instead of {FAST.batch_size}, same schedule", {"batch_size": 128}),
+    "batch-512": (f"batch 512 instead of {FAST.batch_size}, same schedule", {"batch_size": 512}),
     "batch-64": ("batch 64 (the lecture's), same schedule", {"batch_size": 64}),
     "lecture-optimiser": ("SGD lr 0.01, momentum 0.5, constant (the lecture's)", LECTURE_OPTIMISER),
     "sgd-nesterov": ("SGD Nesterov 0.9, peak lr 0.4, weight decay 5e-4, same one-cycle", SGD_NESTEROV),

@@ -1,4 +1,5 @@
-"""Inference throughput and latency per runtime, device and batch size, on real MNIST images.
+"""Inference throughput and latency per runtime, device and batch size, on real held-out inputs of
+the exported model's dataset (MNIST test images, or Otto validation rows).
 
 Each timed call runs the exported function (softmax head) on a batch already on the device:
 eager PyTorch and TorchScript under inference_mode, ONNX Runtime with `session.run` on the CPU and
@@ -16,22 +17,22 @@ from pipeline.model import forward_macs
 RUNTIMES = ("eager", "torchscript", "ort")
 
 
-def real_images(mnist, batch_size: int) -> np.ndarray:
-    """The first `batch_size` test images (repeated if more are asked for than there are)."""
-    images = mnist.test.images.numpy()
-    reps = -(-batch_size // len(images))
-    return np.ascontiguousarray(np.concatenate([images] * reps)[:batch_size])
+def real_inputs(dataset, batch_size: int) -> np.ndarray:
+    """The first `batch_size` held-out inputs (repeated if more are asked for than there are)."""
+    inputs = dataset.held_out.inputs.numpy()
+    reps = -(-batch_size // len(inputs))
+    return np.ascontiguousarray(np.concatenate([inputs] * reps)[:batch_size])
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_inference(benchmark, runtime, device, batch_size, backend_for, exported, mnist, settings):
+def test_inference(benchmark, runtime, device, batch_size, backend_for, exported, dataset, settings):
     backend = backend_for(runtime, device)
     if backend.skipped is not None:
         pytest.skip(backend.skipped)
     head, _ = exported
     benchmark.group = f"inference {device.type} batch {batch_size}"
-    benchmark.extra_info.update(kind="inference", backend=backend.name, device=device.type, batch_size=batch_size,
+    benchmark.extra_info.update(kind="inference", dataset=dataset.name, backend=backend.name, device=device.type, batch_size=batch_size,
                                 forward_macs=forward_macs(head.model))
     benchmark.extra_info.update({k: v for k, v in backend.details.items() if k != "warnings"})
-    call = backend.prepare(real_images(mnist, batch_size))
+    call = backend.prepare(real_inputs(dataset, batch_size))
     measure(benchmark, call, batch_size, settings)

@@ -34,7 +34,7 @@ def run(config: ExportConfig) -> None:
     head, payload = load_head(checkpoint)
     report = {
         "source_checkpoint": {"file": checkpoint.name, "sha256": checkpoint_sha256},
-        "torchscript": export_torchscript(head, out / "model.torchscript.pt"),
+        "torchscript": export_torchscript(head, payload, out / "model.torchscript.pt"),
         "onnx": export_onnx(head, payload, checkpoint_sha256, out / "model.onnx"),
     }
     write_json(out / "export_report.json", report)

@@ -1,6 +1,6 @@
 """Runtimes that compute the exported function: eager PyTorch, TorchScript, ONNX Runtime.
 
-Each backend maps a float32 numpy batch (N x 1 x 28 x 28) to float32 probabilities (N x 10) on the
+Each backend maps a float32 numpy batch (N x <input shape>) to float32 probabilities (N x <classes>) on the
 host (`run`, for the parity gate), and can `prepare` a batch for benchmarking: the input is moved to
 the backend's device once, and the returned callable runs the model on it and waits for the result
 (CUDA synchronised; ORT on CUDA through I/O binding of device-resident tensors). A backend that
@@ -18,7 +18,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from export.head import INPUT_NAME, OUTPUT_NAME, SoftmaxHead
+from export.head import OUTPUT_NAME, SoftmaxHead
 from export.recorded_warnings import recording_warnings
 from pipeline.errors import PipelineError, first_line
 
@@ -132,16 +132,18 @@ def onnxruntime(path: Path, device: torch.device, threads: int | None = None) ->
         )
         return Backend(name, device.type, skipped=reason, details=details)
 
-    def run(images: np.ndarray) -> np.ndarray:
-        return session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
+    input_name = session.get_inputs()[0].name  # the parity gate checks it against the dataset's contract
+
+    def run(inputs: np.ndarray) -> np.ndarray:
+        return session.run([OUTPUT_NAME], {input_name: inputs})[0]
 
     prepare = _ort_cuda_preparer(session, device) if device.type == "cuda" else _ort_cpu_preparer(session)
     return Backend(name, device.type, run, prepare, details=details)
 
 
 def _ort_cpu_preparer(session: ort.InferenceSession) -> Prepare:
-    def prepare(images: np.ndarray) -> Callable[[], object]:
-        feeds = {INPUT_NAME: np.ascontiguousarray(images)}
+    def prepare(inputs: np.ndarray) -> Callable[[], object]:
+        feeds = {session.get_inputs()[0].name: np.ascontiguousarray(inputs)}
         return lambda: session.run([OUTPUT_NAME], feeds)
 
     return prepare
@@ -155,7 +157,7 @@ def _ort_cuda_preparer(session: ort.InferenceSession, device: torch.device) -> P
         inputs = torch.from_numpy(images).to(device)
         outputs = torch.empty((len(images), classes), dtype=torch.float32, device=device)
         binding = session.io_binding()
-        binding.bind_input(INPUT_NAME, "cuda", device.index or 0, np.float32, tuple(inputs.shape), inputs.data_ptr())
+        binding.bind_input(session.get_inputs()[0].name, "cuda", device.index or 0, np.float32, tuple(inputs.shape), inputs.data_ptr())
         binding.bind_output(OUTPUT_NAME, "cuda", device.index or 0, np.float32, tuple(outputs.shape), outputs.data_ptr())
 
         def call() -> object:

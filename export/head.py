@@ -1,10 +1,11 @@
 """The deployable function: the trained MLP followed by softmax. Both exporters trace this module.
 
-Contract, identical for TorchScript and ONNX:
-    input  `image`: float32, N x 1 x 28 x 28, values in [0, 1] (torchvision's ToTensor scale)
-    output `probs`: float32, N x 10, each row sums to 1
-N is dynamic. Any input standardisation the recipe used is already folded into the first layer
-(pipeline.normalization.fold_input_norm), so the head adds only softmax.
+Contract, identical for TorchScript and ONNX, read from the checkpoint (its dataset's spec):
+    input  `image` (MNIST) or `features` (Otto): float32, N x <input shape>, the dataset's raw input
+           (MNIST: 1 x 28 x 28 in [0, 1], torchvision's ToTensor scale; Otto: 93 counts)
+    output `probs`: float32, N x <classes>, each row sums to 1
+N is dynamic. Any input transform and standardisation the recipe used is already inside the
+model (pipeline.normalization), so the head adds only softmax.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from torch import nn
 from pipeline.checkpoint import load_checkpoint
 from pipeline.model import MLP
 
-INPUT_NAME = "image"
 OUTPUT_NAME = "probs"
 
 
@@ -27,8 +27,8 @@ class SoftmaxHead(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(image), dim=1)
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(inputs), dim=1)
 
 
 def load_head(checkpoint: Path) -> tuple[SoftmaxHead, dict[str, Any]]:
@@ -41,12 +41,13 @@ def contract_text(payload: dict[str, Any]) -> dict[str, str]:
     """The input and output contract in words, from the checkpoint's shapes and classes."""
     shape = " x ".join(str(d) for d in payload["input_shape"])
     return {
-        "input": f"{INPUT_NAME}: float32, N x {shape}, values in [0, 1] (torchvision ToTensor scale); N is dynamic",
+        "input": f"{payload['input_name']}: float32, N x {shape}, {payload['input_contract']}; N is dynamic",
         "output": f"{OUTPUT_NAME}: float32, N x {len(payload['classes'])}, softmax probabilities, rows sum to 1",
     }
 
 
 def example_batch(payload: dict[str, Any], batch_size: int = 8, seed: int = 0) -> torch.Tensor:
-    """Seeded [0, 1] images to trace with: a batch larger than 1, so no size-1 dim gets specialised."""
+    """Seeded [0, 1] inputs to trace with (values do not matter): a batch larger than 1, so no
+    size-1 dim gets specialised."""
     generator = torch.Generator().manual_seed(seed)
     return torch.rand(batch_size, *payload["input_shape"], generator=generator)

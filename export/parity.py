@@ -2,9 +2,12 @@
 
 Usage:
     python -m export.parity [--artifacts DIR] [--device auto|cpu|cuda] [--data-dir DIR] [--mnist-mirror DIR]
+                            [--otto-csv FILE]
 
 Runs eager PyTorch, TorchScript and ONNX Runtime (CPU; on CUDA also their CUDA versions, TF32 off)
-over the full MNIST test set and seeded random [0, 1] images at batch sizes the export never saw.
+over the model's dataset's held-out split (MNIST: the full test set; Otto: the validation rows)
+and seeded random inputs in the contract's range (MNIST: [0, 1] images; Otto: sparse counts), at
+batch sizes the export never saw.
 Checks, in order: output shapes and dtypes (and ONNX input/output names); rows sum to 1; max
 absolute and relative error against the tolerances below; argmax agreement on every image.
 Writes <artifacts>/parity.json (top-level "passed"), <artifacts>/parity.md and
@@ -23,19 +26,19 @@ import numpy as np
 import torch
 
 from export import backends as runtimes
-from export.head import INPUT_NAME, OUTPUT_NAME, SoftmaxHead, load_head
+from export.head import OUTPUT_NAME, SoftmaxHead, load_head
 from export.manifest import write_manifest
 from export.parity_report import render_markdown
 from pipeline.atomic import atomic_path, write_json
 from pipeline.cli import run_cli
-from pipeline.config import DATA_DIR_FIELD, MNIST_MIRROR_FIELD
-from pipeline.data import load_mnist_for
+from pipeline.config import DATA_DIR_FIELD, MNIST_MIRROR_FIELD, OTTO_CSV_FIELD
+from pipeline.data import DataSource, dataset_spec, load_dataset
 from pipeline.device import resolve_device
 from pipeline.errors import PipelineError
 from pipeline.manifest import verify
 
 BATCH_SIZES = (1, 7, 64, 1000)  # the export traced batch 8; these sizes check the dynamic batch dim
-RANDOM_IMAGES = 256  # seeded uniform [0, 1] images, plus one all-zeros and one all-ones image
+RANDOM_INPUTS = 256  # seeded inputs in the contract's range, plus the dataset's extremes (e.g. all zeros)
 RANDOM_SEED = 1234
 
 # Tolerances, for float32 probabilities. Relative error is |candidate - reference| / max(|reference|,
@@ -53,17 +56,15 @@ class ParityConfig:
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda: cuda adds the CUDA backends"})
     data_dir: str | None = field(default=None, metadata=DATA_DIR_FIELD)
     mnist_mirror: str | None = field(default=None, metadata=MNIST_MIRROR_FIELD)
+    otto_csv: str | None = field(default=None, metadata=OTTO_CSV_FIELD)
 
 
-def input_sets(config: ParityConfig, input_shape: list[int]) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
-    """name -> (float32 images, labels or None)."""
-    mnist = load_mnist_for(config.artifacts, config.data_dir, config.mnist_mirror)
-    generator = torch.Generator().manual_seed(RANDOM_SEED)
-    random = torch.rand(RANDOM_IMAGES, *input_shape, generator=generator)
-    extremes = torch.stack([torch.zeros(input_shape), torch.ones(input_shape)])
+def input_sets(config: ParityConfig, dataset: str) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """name -> (float32 inputs, labels or None); the labelled held-out set comes first."""
+    data = load_dataset(dataset, DataSource.of(config))
     return {
-        "mnist-test": (mnist.test.images.numpy(), mnist.test.labels.numpy()),
-        "random": (torch.cat([random, extremes]).numpy(), None),
+        f"{dataset}-{data.spec.held_out}": (data.held_out.inputs.numpy(), data.held_out.labels.numpy()),
+        "random": (data.spec.random_inputs(RANDOM_INPUTS, RANDOM_SEED), None),
     }
 
 
@@ -101,13 +102,13 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float | i
     }
 
 
-def check_io_names(onnx_path: Path, failures: list[str]) -> dict:
+def check_io_names(onnx_path: Path, input_name: str, failures: list[str]) -> dict:
     io = runtimes.onnx_io(onnx_path)
     (in_name, in_type, in_shape), = io["inputs"]
     (out_name, out_type, out_shape), = io["outputs"]
-    if (in_name, in_type, out_name, out_type) != (INPUT_NAME, "tensor(float)", OUTPUT_NAME, "tensor(float)"):
+    if (in_name, in_type, out_name, out_type) != (input_name, "tensor(float)", OUTPUT_NAME, "tensor(float)"):
         failures.append(f"model.onnx: input {in_name} {in_type}, output {out_name} {out_type}; "
-                        f"expected {INPUT_NAME}/{OUTPUT_NAME} tensor(float)")
+                        f"expected {input_name}/{OUTPUT_NAME} tensor(float)")
     if not isinstance(in_shape[0], str) or not isinstance(out_shape[0], str):
         failures.append(f"model.onnx: batch dimension is not dynamic (input {in_shape}, output {out_shape})")
     return io
@@ -122,8 +123,8 @@ def gate(config: ParityConfig, head: SoftmaxHead, payload: dict) -> dict:
     devices = [torch.device("cpu")] + ([device] if device.type == "cuda" else [])
     backends = runtimes.all_backends(head, out / "model.torchscript.pt", out / "model.onnx", devices)
     failures: list[str] = []
-    io = check_io_names(out / "model.onnx", failures)
-    inputs = input_sets(config, payload["input_shape"])
+    io = check_io_names(out / "model.onnx", dataset_spec(payload["dataset"]).input_name, failures)
+    inputs = input_sets(config, payload["dataset"])
     ran = [b for b in backends if b.skipped is None]
     reference = ran[0]  # eager-cpu
     outputs = {
@@ -142,6 +143,7 @@ def gate(config: ParityConfig, head: SoftmaxHead, payload: dict) -> dict:
         "tolerances": {"abs": ABS_TOL, "rel": REL_TOL, "rel_floor": REL_FLOOR, "row_sum": ROW_SUM_TOL},
         "batch_sizes": list(BATCH_SIZES),
         "inputs": {name: len(images) for name, (images, _) in inputs.items()},
+        "labelled_set": next(iter(inputs)),
         "onnx_io": io,
         "backends": {b.name: _backend_entry(b, inputs, outputs) for b in backends},
         "pairs": pairs,
@@ -189,9 +191,9 @@ def _failed_checks(label: str, stats: dict) -> list[str]:
 def _backend_entry(backend, inputs, outputs) -> dict:
     if backend.skipped is not None:
         return {"status": "skipped", "reason": backend.skipped, "device": backend.device, **backend.details}
-    images, labels = inputs["mnist-test"]
+    labelled, (_, labels) = next(iter(inputs.items()))
     accuracy = {
-        str(bs): float((outputs[(backend.name, "mnist-test", bs)].argmax(axis=1) == labels).mean())
+        str(bs): float((outputs[(backend.name, labelled, bs)].argmax(axis=1) == labels).mean())
         for bs in BATCH_SIZES
     }
     return {"status": "ran", "device": backend.device, "accuracy": accuracy, **backend.details}

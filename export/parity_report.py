@@ -8,7 +8,8 @@ from typing import Any
 def render_markdown(report: dict[str, Any]) -> str:
     tol = report["tolerances"]
     sizes = ", ".join(str(bs) for bs in report["batch_sizes"])
-    inputs = " and ".join(f"{count:,} {name} images" for name, count in report["inputs"].items())
+    inputs = " and ".join(f"{count:,} {name} inputs" for name, count in report["inputs"].items())
+    labelled = report["labelled_set"]
     lines = [
         f"# Parity: {'PASSED' if report['passed'] else 'FAILED'}",
         "",
@@ -18,7 +19,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "## Backends",
         "",
-        f"| backend | status | MNIST test accuracy at batch {sizes} |",
+        f"| backend | status | {labelled} accuracy at batch {sizes} |",
         "|---|---|---|",
     ]
     for name, entry in report["backends"].items():
@@ -32,17 +33,17 @@ def render_markdown(report: dict[str, Any]) -> str:
         "## Pairs (candidate vs reference, over every input set and batch size)",
         "",
         "| pair | verdict | max abs | mean abs | median abs | max rel | mean rel | median rel "
-        "| smallest passing abs / rel tol | argmax agreement (MNIST, every batch) | worst case |",
+        f"| smallest passing abs / rel tol | argmax agreement ({labelled}, every batch) | worst case |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for pair in report["pairs"]:
-        mnist = [s for case, s in pair["by_case"].items() if case.startswith("mnist-test@")]
-        agree = min(s["argmax_agree"] for s in mnist)
+        held_out = [s for case, s in pair["by_case"].items() if case.startswith(f"{labelled}@")]
+        agree = min(s["argmax_agree"] for s in held_out)
         lines.append(
             f"| {pair['candidate']} vs {pair['reference']} | {'passed' if pair['passed'] else 'FAILED'} "
             f"| {pair['max_abs']:.2e} | {pair['mean_abs']:.2e} | {pair['median_abs']:.2e} "
             f"| {pair['max_rel']:.2e} | {pair['mean_rel']:.2e} | {pair['median_rel']:.2e} "
-            f"| {pair['max_abs']:.1e} / {pair['max_rel']:.1e} | {agree:,} / {mnist[0]['images']:,} | {pair['worst_case']} |"
+            f"| {pair['max_abs']:.1e} / {pair['max_rel']:.1e} | {agree:,} / {held_out[0]['images']:,} | {pair['worst_case']} |"
         )
     if report["failures"]:
         lines += ["", "## Failed checks", ""] + [f"- {failure}" for failure in report["failures"]]

@@ -12,9 +12,10 @@ import onnx
 import onnxscript
 import torch
 
-from export.head import INPUT_NAME, OUTPUT_NAME, SoftmaxHead, contract_text, example_batch
+from export.head import OUTPUT_NAME, SoftmaxHead, contract_text, example_batch
 from export.recorded_warnings import recording_warnings
 from pipeline.atomic import atomic_path
+from pipeline.data import dataset_spec
 from pipeline.errors import PipelineError, first_line
 
 OPSET = 21  # ONNX opset: ONNX Runtime >= 1.18, TensorRT 10 and Triton's ORT backend all run it
@@ -53,15 +54,21 @@ def _export(head: SoftmaxHead, payload: dict[str, Any]) -> onnx.ModelProto:
             (example_batch(payload),),
             dynamo=True,
             opset_version=OPSET,
-            input_names=[INPUT_NAME],
+            input_names=[payload["input_name"]],
             output_names=[OUTPUT_NAME],
-            dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch")}},
+            dynamic_shapes=({0: torch.export.Dim("batch")},),  # positional: SoftmaxHead.forward's one input
             external_data=False,
             verbose=False,
         )
     except Exception as err:  # any exporter failure means no artifact: report why
         raise PipelineError(f"ONNX export failed: {first_line(err)}") from err
     return program.model_proto
+
+
+def held_out_metrics(payload: dict[str, Any]) -> tuple[str, str]:
+    """The checkpoint's held-out accuracy and log-loss keys (MNIST: test_*, Otto: val_*)."""
+    spec = dataset_spec(payload["dataset"])
+    return spec.accuracy_metric, spec.loss_metric
 
 
 def _model_name(payload: dict[str, Any]) -> str:
@@ -75,7 +82,7 @@ def metadata_props(payload: dict[str, Any], checkpoint_sha256: str) -> dict[str,
         "model_name": _model_name(payload),
         "model_version": str(MODEL_VERSION),
         "source_checkpoint_sha256": checkpoint_sha256,
-        "test_accuracy": f"{payload['metrics']['test_accuracy']:.6f}",
+        **{key: f"{payload['metrics'][key]:.6f}" for key in held_out_metrics(payload)},
         "recipe": payload["config"]["recipe"]["name"],
         "input_contract": contract["input"],
         "output_contract": contract["output"],

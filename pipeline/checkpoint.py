@@ -1,10 +1,11 @@
 """`model.pt`: the trained MLP's state_dict with everything needed to rebuild and judge it.
 
 The file holds only tensors and plain containers, so it loads with `torch.load(weights_only=True)`:
-    {"format", "state_dict", "architecture", "input_shape", "classes", "config", "metrics", "versions"}
+    {"format", "state_dict", "architecture", "dataset", "input_shape", "input_name", "input_contract",
+     "classes", "config", "metrics", "versions"}
 `architecture` holds the `MLP(...)` arguments, so `load_checkpoint` rebuilds the network.
-The weights take ToTensor-scale input ([0, 1] floats): any input normalisation the recipe trained
-with has been folded into the first layer before saving.
+The weights take the dataset's raw input (MNIST: ToTensor-scale [0, 1] floats; Otto: counts): any
+input transform and normalisation the recipe trained with is part of the saved model.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def architecture_of(model: MLP) -> dict[str, Any]:
         "in_features": linear_layers(model)[0].in_features,
         "hidden": [layer.out_features for layer in model.hidden],
         "num_classes": model.out.out_features,
+        "input_transform": model.input_transform,
+        "dropout": model.dropout.p if isinstance(model.dropout, torch.nn.Dropout) else 0.0,
     }
 
 

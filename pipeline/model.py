@@ -1,4 +1,4 @@
-"""The lecture-9 softmax classifier: a 784-520-320-240-120-10 ReLU MLP that returns logits.
+"""The lecture-9 softmax classifier: a ReLU MLP that returns logits (MNIST: 784-520-320-240-120-10).
 
 The model stops at logits because the training loss (CrossEntropyLoss) applies log-softmax
 itself; softmax belongs only to the export head, so every runtime is compared on one function.
@@ -10,13 +10,17 @@ import torch
 from torch import nn
 
 LECTURE_HIDDEN = (520, 320, 240, 120)
+INPUT_TRANSFORMS = ("none", "log1p")  # elementwise, applied to the input before the first layer
 
 
 class MLP(nn.Module):
     """Fully connected ReLU network; defaults are the lecture's MNIST sizes.
 
     Input: any tensor of shape (N, *features) whose trailing dims flatten to `in_features`
-    (MNIST: N x 1 x 28 x 28). Output: logits, shape (N, num_classes).
+    (MNIST: N x 1 x 28 x 28; Otto: N x 93). Output: logits, shape (N, num_classes).
+    `input_transform` "log1p" maps raw counts x to log(1 + x) first (Otto); training applies it
+    to the data once instead and sets it on the model at save (pipeline.normalization).
+    `dropout` acts after each hidden ReLU in training mode only; with 0 there is no dropout module.
     """
 
     def __init__(
@@ -24,16 +28,24 @@ class MLP(nn.Module):
         in_features: int = 784,
         hidden: tuple[int, ...] = LECTURE_HIDDEN,
         num_classes: int = 10,
+        input_transform: str = "none",
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if input_transform not in INPUT_TRANSFORMS:
+            raise ValueError(f"unknown input_transform {input_transform!r}; use one of {INPUT_TRANSFORMS}")
         widths = (in_features, *hidden)
+        self.input_transform = input_transform
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.out = nn.Linear(widths[-1], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
+        if self.input_transform == "log1p":
+            x = torch.log1p(x)
         for layer in self.hidden:  # a plain loop over a ModuleList, so TorchScript can compile it
-            x = torch.relu(layer(x))
+            x = self.dropout(torch.relu(layer(x)))
         return self.out(x)
 
 

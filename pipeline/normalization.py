@@ -1,5 +1,7 @@
-"""Input standardisation: computed from the training images, applied to whole tensors once, and
-folded into the first layer before saving, so every artifact takes raw ToTensor-scale input."""
+"""Input transform and standardisation: computed from the training inputs, applied to whole
+tensors once for training, and moved into the model before saving (the transform as the MLP's
+`input_transform`, the standardisation folded into the first layer), so every artifact takes the
+dataset's raw input."""
 
 from __future__ import annotations
 
@@ -8,37 +10,48 @@ from dataclasses import dataclass
 import torch
 
 from pipeline.config import Recipe
-from pipeline.data import Split
+from pipeline.data import DatasetSpec, Split
 from pipeline.model import MLP, linear_layers
 
 
 @dataclass(frozen=True)
 class InputNorm:
-    """Scalar standardisation x -> (x - mean) / std, applied to whole tensors once."""
+    """x -> (transform(x) - mean) / std. `mean` and `std` are one number for every input (MNIST)
+    or one per feature (Otto); `transform` is "none" or "log1p"."""
 
-    mean: float = 0.0
-    std: float = 1.0
+    transform: str = "none"
+    mean: float | tuple[float, ...] = 0.0
+    std: float | tuple[float, ...] = 1.0
 
     def apply(self, split: Split) -> Split:
+        inputs = torch.log1p(split.inputs) if self.transform == "log1p" else split.inputs
         if (self.mean, self.std) == (0.0, 1.0):
-            return split
-        return Split((split.images - self.mean) / self.std, split.labels)
+            return Split(inputs, split.labels)
+        return Split((inputs - torch.tensor(self.mean)) / torch.tensor(self.std), split.labels)
+
+    def fold_into(self, model: MLP) -> MLP:
+        """Make `model`, trained on `apply`'s output, take raw inputs: fold the standardisation into
+        the first layer and set the transform on the model.
+
+        W ((x - m) / s) + b = (W / s) x + (b - (W / s) m), with s and m broadcast over W's input
+        columns (W is out x in).
+        """
+        first = linear_layers(model)[0]
+        with torch.no_grad():
+            scaled = first.weight / torch.tensor(self.std)
+            first.bias -= scaled @ torch.tensor(self.mean).expand(first.in_features)
+            first.weight.copy_(scaled)
+        model.input_transform = self.transform
+        return model
 
 
-def input_norm(recipe: Recipe, train_split: Split) -> InputNorm:
-    """The recipe's input standardisation, from the training images (identity if it has none)."""
+def input_norm(recipe: Recipe, spec: DatasetSpec, train_split: Split) -> InputNorm:
+    """The dataset's input transform and the recipe's standardisation, from the training inputs."""
+    transformed = InputNorm(spec.input_transform).apply(train_split).inputs.flatten(1)
     if not recipe.normalize_inputs:
-        return InputNorm()
-    return InputNorm(mean=train_split.images.mean().item(), std=train_split.images.std().item())
-
-
-@torch.no_grad()
-def fold_input_norm(model: MLP, norm: InputNorm) -> MLP:
-    """Fold (x - mean) / std into the first layer, so the model takes [0, 1] inputs.
-
-    W ((x - m) / s) + b = (W / s) x + (b - (m / s) * W.sum(dim=1)); W is (out, in).
-    """
-    first = linear_layers(model)[0]
-    first.bias -= (norm.mean / norm.std) * first.weight.sum(dim=1)
-    first.weight /= norm.std
-    return model
+        return InputNorm(spec.input_transform)
+    if not spec.per_feature_norm:
+        return InputNorm(spec.input_transform, transformed.mean().item(), transformed.std().item())
+    std = transformed.std(dim=0)
+    std = torch.where(std > 0, std, torch.ones_like(std))  # a constant feature: leave its scale alone
+    return InputNorm(spec.input_transform, tuple(transformed.mean(dim=0).tolist()), tuple(std.tolist()))

@@ -13,7 +13,8 @@ from export.__main__ import run as export_run
 from export.parity import ParityConfig
 from export.parity import run as parity_run
 from pipeline.config import TrainConfig
-from pipeline.data import MNIST, fetch_mnist, load_mnist
+from pipeline.data import Dataset
+from pipeline.datasets.mnist import fetch_mnist, load_mnist
 from pipeline.train import save, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,7 +50,7 @@ def data_dir(tmp_path_factory, mnist_mirror) -> Path:
 
 
 @pytest.fixture(scope="session")
-def mnist(data_dir) -> MNIST:
+def mnist(data_dir) -> Dataset:
     return load_mnist(data_dir)
 
 

@@ -11,8 +11,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from pipeline import data as mnist_data
-from pipeline.data import MNIST_FILES, fetch_mnist, load_mnist, raw_dir, shuffled_batches
+from pipeline.datasets import mnist as mnist_data
+from pipeline.data import shuffled_batches
+from pipeline.datasets.mnist import MNIST_FILES, fetch_mnist, load_mnist, raw_dir
 from pipeline.errors import PipelineError
 
 TRAIN_LABEL_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -20,11 +21,11 @@ TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 def test_real_mnist_shapes_and_label_counts(mnist):
-    assert mnist.train.images.shape == (60000, 1, 28, 28)
-    assert mnist.test.images.shape == (10000, 1, 28, 28)
-    assert mnist.train.images.dtype == torch.float32
+    assert mnist.train.inputs.shape == (60000, 1, 28, 28)
+    assert mnist.held_out.inputs.shape == (10000, 1, 28, 28)
+    assert mnist.train.inputs.dtype == torch.float32
     assert mnist.train.labels.bincount().tolist() == TRAIN_LABEL_COUNTS
-    assert mnist.test.labels.bincount().tolist() == TEST_LABEL_COUNTS
+    assert mnist.held_out.labels.bincount().tolist() == TEST_LABEL_COUNTS
 
 
 def test_images_are_exactly_torchvision_totensor(mnist, data_dir):
@@ -33,19 +34,19 @@ def test_images_are_exactly_torchvision_totensor(mnist, data_dir):
     reference = datasets.MNIST(root=str(data_dir), train=False, transform=transforms.ToTensor())
     for index in (0, 1234, 9999):
         image, label = reference[index]
-        assert torch.equal(mnist.test.images[index], image)
-        assert mnist.test.labels[index].item() == label
+        assert torch.equal(mnist.held_out.inputs[index], image)
+        assert mnist.held_out.labels[index].item() == label
 
 
 def test_split_works_with_dataloader(mnist):
-    loader = DataLoader(mnist.test, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(mnist.held_out, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
     images, labels = next(iter(loader))
     assert images.shape == (64, 1, 28, 28) and labels.shape == (64,)
 
 
 def test_shuffled_batches_cover_every_sample_once_in_a_seeded_order(mnist):
     def order(seed):
-        batches = shuffled_batches(mnist.test, 1000, torch.Generator().manual_seed(seed))
+        batches = shuffled_batches(mnist.held_out, 1000, torch.Generator().manual_seed(seed))
         return torch.cat([labels for _, labels in batches])
 
     first, again, other = order(0), order(0), order(1)

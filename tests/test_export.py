@@ -54,7 +54,7 @@ def test_onnx_file_is_self_contained_and_checked(exported):
 
 @pytest.mark.parametrize("batch", [1, 7, 513])
 def test_dynamic_batch_runs_through_torchscript_and_onnxruntime(exported, mnist, batch):
-    images = mnist.test.images[:batch].numpy()
+    images = mnist.held_out.inputs[:batch].numpy()
     head, _ = load_head(exported / "model.pt")
     expected = eager(head, torch.device("cpu")).run(images)
     for backend in (torchscript(exported / "model.torchscript.pt", torch.device("cpu")),
@@ -66,8 +66,8 @@ def test_dynamic_batch_runs_through_torchscript_and_onnxruntime(exported, mnist,
 
 
 def test_onnx_runs_without_torch_and_carries_metadata(exported, mnist, tmp_path):
-    np.save(tmp_path / "images.npy", mnist.test.images[:100].numpy())
-    np.save(tmp_path / "labels.npy", mnist.test.labels[:100].numpy())
+    np.save(tmp_path / "images.npy", mnist.held_out.inputs[:100].numpy())
+    np.save(tmp_path / "labels.npy", mnist.held_out.labels[:100].numpy())
     script = BLOCK_PROJECT + f"""
 import json, numpy as np, onnxruntime as ort
 session = ort.InferenceSession({str(exported / 'model.onnx')!r}, providers=["CPUExecutionProvider"])
@@ -91,7 +91,7 @@ print(json.dumps({{"torch_loaded": "torch" in sys.modules, "shape": probs.shape,
 
 
 def test_torchscript_loads_where_the_project_cannot_be_imported(exported, mnist, tmp_path):
-    np.save(tmp_path / "images.npy", mnist.test.images[:7].numpy())
+    np.save(tmp_path / "images.npy", mnist.held_out.inputs[:7].numpy())
     script = BLOCK_PROJECT + f"""
 import numpy as np, torch
 try:

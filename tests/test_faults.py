@@ -21,7 +21,7 @@ from pipeline import checkpoint as checkpoint_module
 from pipeline import resume
 from pipeline.checkpoint import load_checkpoint
 from pipeline.config import TrainConfig
-from pipeline.data import MNIST_FILES, load_mnist, raw_dir
+from pipeline.datasets.mnist import MNIST_FILES, load_mnist, raw_dir
 from pipeline.digest import sha256_file
 from pipeline.errors import PipelineError
 from pipeline.lock import exclusive_lock
@@ -178,7 +178,7 @@ def test_unreadable_file_is_refused(data_dir, cli_env, tmp_path):
     drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", sys.executable, "-c"]
     if shutil.which("setpriv") is None or subprocess.run([*drop[:2], "true"]).returncode != 0:
         pytest.skip("running as root, and setpriv cannot drop CAP_DAC_OVERRIDE here")
-    script = f"from pipeline.data import load_mnist; load_mnist({str(tmp_path)!r})"
+    script = f"from pipeline.datasets.mnist import load_mnist; load_mnist({str(tmp_path)!r})"
     run = subprocess.run([*drop, script], env=cli_env, cwd=REPO, capture_output=True, text=True)
     assert run.returncode != 0
     assert f"PipelineError: {path}: cannot read (Permission denied)" in run.stderr
@@ -233,7 +233,8 @@ def test_bad_checkpoint_is_refused(trained, damage):
         payload = torch.load(path, weights_only=True)
         payload["state_dict"] = MLP(hidden=(100,)).state_dict()  # another network under the lecture's name
         torch.save(payload, path)
-        expected = "weights do not fit {'in_features': 784, 'hidden': [520, 320, 240, 120], 'num_classes': 10}"
+        expected = ("weights do not fit {'in_features': 784, 'hidden': [520, 320, 240, 120], 'num_classes': 10, "
+                    "'input_transform': 'none', 'dropout': 0.0}")
     with pytest.raises(PipelineError) as caught:
         load_checkpoint(path)
     assert str(caught.value).startswith(f"{path}: {expected}")

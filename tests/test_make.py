@@ -9,7 +9,7 @@ import sys
 
 from conftest import REPO
 from pipeline.checkpoint import load_checkpoint
-from pipeline.train import evaluate
+from pipeline.evaluation import evaluate
 
 
 def test_make_help_lists_the_verbs():
@@ -37,7 +37,7 @@ def test_make_train_export_builds_once_and_rebuilds_on_change(mnist, data_dir, c
         assert key in metrics
     assert metrics["precision"]["dtype"] in ("float32", "bfloat16") and metrics["precision"]["reason"]
     assert (metrics["epochs"], metrics["recipe"], payload["config"]["recipe"]["name"]) == (1, "fast", "fast")
-    _, test_accuracy = evaluate(model, mnist.test)  # saved weights take raw [0, 1] images
+    _, test_accuracy = evaluate(model, mnist.held_out)  # saved weights take raw [0, 1] images
     assert test_accuracy == metrics["test_accuracy"] >= 0.90
 
     assert run("-q", "train", "export").returncode == 0  # nothing to do

@@ -51,7 +51,7 @@ def test_seed_recipe_reproduces_the_lecture(mnist):
 
 
 def test_seed_recipe_is_lecture_9():
-    seed = RECIPES["seed"]
+    seed = RECIPES["mnist"]["seed"]
     assert (seed.epochs, seed.batch_size, seed.lr, seed.momentum) == (9, 64, 0.01, 0.5)
     assert (seed.schedule, seed.normalize_inputs, seed.label_smoothing, seed.init, seed.precision) == (
         "constant", False, 0.0, "torch", "off",
