@@ -47,9 +47,9 @@ class InputNorm:
 
 def input_norm(recipe: Recipe, spec: DatasetSpec, train_split: Split) -> InputNorm:
     """The dataset's input transform and the recipe's standardisation, from the training inputs."""
-    transformed = InputNorm(spec.input_transform).apply(train_split).inputs.flatten(1)
     if not recipe.normalize_inputs:
         return InputNorm(spec.input_transform)
+    transformed = InputNorm(spec.input_transform).apply(train_split).inputs.flatten(1)
     if not spec.per_feature_norm:
         return InputNorm(spec.input_transform, transformed.mean().item(), transformed.std().item())
     std = transformed.std(dim=0)

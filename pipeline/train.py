@@ -94,7 +94,8 @@ def train(config: TrainConfig, data: Dataset, checkpoint_dir: Path | None = None
 
     history, train_seconds, done, best = [], 0.0, 0, None
     if checkpoint_dir:
-        fingerprint = {"dataset": data.name, "data": data.info, "recipe": dataclasses.asdict(recipe),
+        content = {k: v for k, v in data.info.items() if k != "source"}  # the data, wherever it lies
+        fingerprint = {"dataset": data.name, "data": content, "recipe": dataclasses.asdict(recipe),
                        "seed": config.seed, "device": device.type, "precision": precision.dtype,
                        "train_samples": config.train_samples, "capture": config.capture,
                        "code": resume.code_digest()}

@@ -20,6 +20,7 @@ import torch
 
 from pipeline.data import Dataset, DatasetSpec, DataSource, Split
 from pipeline.datasets.otto_csv import CLASSES, FEATURES, read_otto_csv
+from pipeline.digest import sha256_file
 from pipeline.errors import PipelineError
 
 VALIDATION_FRACTION = 0.2
@@ -57,8 +58,8 @@ def load(source: DataSource) -> Dataset:
         SPEC,
         train=split(train_rows),
         held_out=split(validation_rows),
-        info={"source": str(source.otto_csv), "rows": len(table.labels), "train_rows": len(train_rows),
-              "held_out_rows": len(validation_rows), "validation_fraction": VALIDATION_FRACTION,
+        info={"source": str(source.otto_csv), "sha256": sha256_file(Path(source.otto_csv)),
+              "rows": len(table.labels), "train_rows": len(train_rows), "held_out_rows": len(validation_rows), "validation_fraction": VALIDATION_FRACTION,
               "split_seed": SPLIT_SEED, "stratified": True},
     )
 
