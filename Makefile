@@ -25,6 +25,9 @@ DATA_DIR ?=
 MNIST_MIRROR ?=
 PYTEST_ARGS ?=
 BENCH_FLAGS ?=
+MAX_BATCH ?= 8192
+HOST ?= 127.0.0.1
+PORT ?= 8000
 BENCH_REGRESSION ?= min:100%
 BASELINE ?=
 
@@ -39,6 +42,7 @@ endif
 PIPELINE_SOURCES := $(wildcard pipeline/*.py pipeline/datasets/*.py)
 EXPORT_SOURCES := $(wildcard export/*.py)
 BENCH_SOURCES := $(wildcard bench/*.py)
+DEPLOY_SOURCES := $(wildcard deploy/*.py)
 BENCH_PYTEST_FLAGS = --bench-artifacts $(ARTIFACTS) --bench-dataset $(DATASET) --bench-device $(DEVICE) $(if $(DATA_DIR),--bench-data-dir $(DATA_DIR)) \
 	--benchmark-storage=file://$(abspath $(ARTIFACTS))/bench/history $(BENCH_FLAGS)
 
@@ -56,7 +60,7 @@ DATA_FLAGS := $(strip $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(MNIST_MIRR
 $(shell mkdir -p $(ARTIFACTS) && echo '$(TRAIN_FLAGS)' | cmp -s - $(ARTIFACTS)/train.flags \
 	|| echo '$(TRAIN_FLAGS)' > $(ARTIFACTS)/train.flags)
 
-.PHONY: help setup train export bench bench-compare test test-all test-no-bf16 clean
+.PHONY: help setup train export deploy serve bench bench-compare test test-all test-no-bf16 clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -66,6 +70,11 @@ setup: $(PY_DEPS) ## create .venv and install the pinned dependencies (re-runs w
 train: $(ARTIFACTS)/model.pt ## train the MLP: DATASET=mnist|otto RECIPE=fast|seed EPOCHS= SEED= DEVICE= PRECISION= HIDDEN=
 
 export: $(ARTIFACTS)/manifest.json ## TorchScript + ONNX with the softmax head, gated by the parity check
+
+deploy: $(ARTIFACTS)/deploy/manifest.json ## torch-free bundle in ARTIFACTS/deploy: model, manifest, card, Triton repo, KServe
+
+serve: $(ARTIFACTS)/deploy/manifest.json ## serve the bundle (Open Inference Protocol) on HOST:PORT until Ctrl-C
+	$(PY) -m deploy.server --bundle $(ARTIFACTS)/deploy --host $(HOST) --port $(PORT)
 
 bench: $(ARTIFACTS)/bench/report.md ## pytest-benchmark suites -> bench/results.json, report.md, report.png (BENCH_FLAGS=...)
 
@@ -92,7 +101,7 @@ clean: ## delete generated artifacts (keeps the downloaded data and .venv)
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[deploy,test]'
 	touch $@
 
 
@@ -107,6 +116,10 @@ $(ARTIFACTS)/model.torchscript.pt $(ARTIFACTS)/model.onnx $(ARTIFACTS)/export_re
 $(ARTIFACTS)/parity.json $(ARTIFACTS)/manifest.json &: \
 		$(ARTIFACTS)/model.torchscript.pt $(ARTIFACTS)/model.onnx $(ARTIFACTS)/export_report.json
 	$(PY) -m export.parity --artifacts $(ARTIFACTS) --device $(DEVICE) $(DATA_FLAGS) $(OTTO_FLAGS)
+
+# The bundle's model card quotes the bench headline when a bench run exists.
+$(ARTIFACTS)/deploy/manifest.json: $(ARTIFACTS)/manifest.json $(wildcard $(ARTIFACTS)/bench/results.json) $(DEPLOY_SOURCES) $(PY_DEPS)
+	$(PY) -m deploy.build --artifacts $(ARTIFACTS) --max-batch $(MAX_BATCH)
 
 $(ARTIFACTS)/bench/results.json: $(ARTIFACTS)/manifest.json $(BENCH_SOURCES) $(PY_DEPS)
 	@mkdir -p $(@D)

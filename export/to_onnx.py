@@ -78,8 +78,11 @@ def _model_name(payload: dict[str, Any]) -> str:
 def metadata_props(payload: dict[str, Any], checkpoint_sha256: str) -> dict[str, str]:
     """What a deployer needs to know, readable through ORT's `get_modelmeta().custom_metadata_map`."""
     contract = contract_text(payload)
+    spec = dataset_spec(payload["dataset"])
+    low, high = spec.input_range
     return {
         "model_name": _model_name(payload),
+        "dataset": payload["dataset"],
         "model_version": str(MODEL_VERSION),
         "source_checkpoint_sha256": checkpoint_sha256,
         **{key: f"{payload['metrics'][key]:.6f}" for key in held_out_metrics(payload)},
@@ -87,6 +90,11 @@ def metadata_props(payload: dict[str, Any], checkpoint_sha256: str) -> dict[str,
         "input_contract": contract["input"],
         "output_contract": contract["output"],
         "class_labels": json.dumps(payload["classes"]),
+        # what a torch-free server or predictor checks and reads (deploy/): the valid input range
+        # ("" = unbounded) and the file format its predictor accepts
+        "input_min": f"{low:g}",
+        "input_max": "" if high is None else f"{high:g}",
+        "input_format": spec.input_format,
         "torch_version": str(torch.__version__),
         "onnx_version": onnx.__version__,
         "onnxscript_version": onnxscript.__version__,

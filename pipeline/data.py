@@ -71,6 +71,8 @@ class DatasetSpec:
     input_name: str  # the exported graph's input name
     input_contract: str  # what callers pass, in words (after "float32, N x <shape>, ")
     input_transform: str  # applied inside the exported model before layer 1: "none" | "log1p"
+    input_range: tuple[float, float | None]  # valid raw input values (min, max); None: no upper bound
+    input_format: str  # what a deployed predictor reads: "grayscale-image" (N x 1 x H x W) | "otto-csv"
     per_feature_norm: bool  # standardise each feature (True) or all inputs with one mean/std (False)
     held_out: str  # the split metrics are reported on: "test" | "validation"
     accuracy_metric: str  # train_metrics.json keys for the held-out accuracy and mean log loss

@@ -37,15 +37,18 @@ def record(out: Path, names: list[str], produced_by: str, **sections: Any) -> No
     out = Path(out)
     with exclusive_lock(out / ".manifest.lock", "manifest update", wait=True):  # read-modify-write
         manifest = read_manifest(out)
-        for name in names:
-            path = out / name
-            manifest["artifacts"][name] = {
-                "sha256": sha256_file(path),
-                "bytes": path.stat().st_size,
-                "produced_by": produced_by,
-            }
+        manifest["artifacts"].update(file_entries(out, names, produced_by))
         manifest.update(sections)
         write_json(out / MANIFEST, manifest)
+
+
+def file_entries(out: Path, names: list[str], produced_by: str) -> dict[str, dict[str, Any]]:
+    """name -> {sha256, bytes, produced_by} for files under `out`: the "artifacts" section."""
+    entries = {}
+    for name in names:
+        path = Path(out) / name
+        entries[name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size, "produced_by": produced_by}
+    return entries
 
 
 def verify(out: Path, names: list[str]) -> dict[str, str]:

@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
 
+from deploy.build import DeployConfig
+from deploy.build import run as build_run
 from export.__main__ import ExportConfig
 from export.__main__ import run as export_run
 from export.parity import ParityConfig
 from export.parity import run as parity_run
 from pipeline.config import TrainConfig
-from pipeline.data import Dataset
+from pipeline.data import Dataset, DataSource, load_dataset
 from pipeline.datasets.mnist import fetch_mnist, load_mnist
+from pipeline.datasets.otto_synthetic import write_synthetic_otto
 from pipeline.train import save, train
 
 REPO = Path(__file__).resolve().parents[1]
+MNIST_BUNDLE_MAX_BATCH = 64  # small, so the server tests can exceed it cheaply
+OTTO_ROWS = 6000  # synthetic Otto rows: every class present, small enough to train in seconds
+OTTO_EPOCHS = 4
 
 # Parametrize over this to get a CPU test and its GPU twin, which skips with a reason without CUDA.
 DEVICES = [
@@ -63,6 +77,48 @@ def cli_env(mnist_mirror) -> dict[str, str]:
     return env
 
 
+def torch_blocked(env: dict[str, str]) -> dict[str, str]:
+    """`env` where importing torch or torchvision fails (tests/no_torch/sitecustomize.py)."""
+    return {**env, "PYTHONPATH": f"{REPO / 'tests' / 'no_torch'}{os.pathsep}{REPO}"}
+
+
+@pytest.fixture
+def no_torch_env(cli_env) -> dict[str, str]:
+    return torch_blocked(cli_env)
+
+
+@contextmanager
+def running_server(bundle: Path, *args: str, startup_s: float = 60) -> Iterator[str]:
+    """`mlp-serve` on a free loopback port, torch blocked; yields "127.0.0.1:<port>" once ready."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "deploy.server", "--bundle", str(bundle), "--port", str(port), *args]
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(command, env=torch_blocked(dict(os.environ)), cwd=REPO, stdout=log, stderr=log)
+        try:
+            _wait_ready(server, port, log, startup_s)
+            yield f"127.0.0.1:{port}"
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def _wait_ready(server: subprocess.Popen, port: int, log, startup_s: float) -> None:
+    deadline = time.monotonic() + startup_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            log.seek(0)
+            pytest.fail(f"mlp-serve exited with {server.returncode}: {log.read().decode()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:  # not listening yet
+            time.sleep(0.1)
+    pytest.fail(f"mlp-serve was not ready within {startup_s} s")
+
+
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory, mnist, data_dir):
     """Artifacts folder with a one-epoch model, its exports, and a passed parity gate (CPU)."""
@@ -71,4 +127,32 @@ def exported(tmp_path_factory, mnist, data_dir):
     save(config, train(config, mnist), mnist)
     export_run(ExportConfig(artifacts=str(out)))
     parity_run(ParityConfig(artifacts=str(out), device="cpu", data_dir=str(data_dir)))
+    return out
+
+
+@pytest.fixture(scope="session")
+def mnist_bundle(exported) -> Path:
+    """`make deploy` on the `exported` artifacts: the bundle folder."""
+    build_run(DeployConfig(artifacts=str(exported), max_batch=MNIST_BUNDLE_MAX_BATCH))
+    return exported / "deploy"
+
+
+@pytest.fixture(scope="session")
+def otto_csv(tmp_path_factory) -> Path:
+    return write_synthetic_otto(tmp_path_factory.mktemp("otto") / "train.csv.zip", rows=OTTO_ROWS, seed=0)
+
+
+@pytest.fixture(scope="session")
+def otto(otto_csv) -> Dataset:
+    return load_dataset("otto", DataSource(otto_csv=str(otto_csv)))
+
+
+@pytest.fixture(scope="session")
+def otto_artifacts(tmp_path_factory, otto, otto_csv) -> Path:
+    """A short Otto run, exported and through the parity gate (CPU)."""
+    out = tmp_path_factory.mktemp("otto-artifacts")
+    config = TrainConfig(dataset="otto", epochs=OTTO_EPOCHS, device="cpu", artifacts=str(out), otto_csv=str(otto_csv))
+    save(config, train(config, otto), otto)
+    export_run(ExportConfig(artifacts=str(out)))
+    parity_run(ParityConfig(artifacts=str(out), device="cpu", otto_csv=str(otto_csv)))
     return out

@@ -14,7 +14,7 @@ from pipeline.evaluation import evaluate
 
 def test_make_help_lists_the_verbs():
     run = subprocess.run(["make", "-C", str(REPO), "help"], capture_output=True, text=True, check=True)
-    for verb in ("train", "export", "test", "setup", "clean"):
+    for verb in ("train", "export", "deploy", "serve", "test", "setup", "clean"):
         assert f"make {verb} " in run.stdout
 
 
@@ -25,8 +25,9 @@ def test_make_train_export_builds_once_and_rebuilds_on_change(mnist, data_dir, c
     def run(*args):
         return subprocess.run([*make, *args], capture_output=True, text=True, env=cli_env, check=False)
 
-    first = run("train", "export")
+    first = run("train", "export", "deploy")
     assert first.returncode == 0, first.stderr
+    assert (tmp_path / "deploy" / "manifest.json").is_file() and "-m deploy.build" in first.stdout
     assert "epoch 1/1" in first.stdout and "# Parity: PASSED" in first.stdout
     assert len([line for line in first.stdout.splitlines() if line.startswith("precision: ")]) == 1
 
@@ -40,7 +41,7 @@ def test_make_train_export_builds_once_and_rebuilds_on_change(mnist, data_dir, c
     _, test_accuracy = evaluate(model, mnist.held_out)  # saved weights take raw [0, 1] images
     assert test_accuracy == metrics["test_accuracy"] >= 0.90
 
-    assert run("-q", "train", "export").returncode == 0  # nothing to do
+    assert run("-q", "train", "export", "deploy").returncode == 0  # nothing to do
 
     os.utime(tmp_path / "model.pt")  # model.pt changed (now newer than the exports): export again, do not retrain
     again = run("export")

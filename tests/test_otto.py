@@ -14,42 +14,12 @@ import onnx
 import pytest
 import torch
 
+from conftest import OTTO_EPOCHS as EPOCHS
+from conftest import OTTO_ROWS as ROWS
 from conftest import REPO
-from export.__main__ import ExportConfig
-from export.__main__ import run as export_run
-from export.parity import ParityConfig
-from export.parity import run as parity_run
 from pipeline.checkpoint import load_checkpoint
-from pipeline.config import TrainConfig
-from pipeline.data import DataSource, load_dataset
 from pipeline.datasets.otto import SPLIT_SEED, VALIDATION_FRACTION, stratified_split
 from pipeline.datasets.otto_csv import CLASSES, FEATURES
-from pipeline.datasets.otto_synthetic import write_synthetic_otto
-from pipeline.train import save, train
-
-ROWS = 6000  # synthetic rows: every class present, small enough to train in seconds
-EPOCHS = 4
-
-
-@pytest.fixture(scope="session")
-def otto_csv(tmp_path_factory):
-    return write_synthetic_otto(tmp_path_factory.mktemp("otto") / "train.csv.zip", rows=ROWS, seed=0)
-
-
-@pytest.fixture(scope="session")
-def otto(otto_csv):
-    return load_dataset("otto", DataSource(otto_csv=str(otto_csv)))
-
-
-@pytest.fixture(scope="session")
-def otto_artifacts(tmp_path_factory, otto, otto_csv):
-    """A short Otto run, exported and through the parity gate (CPU)."""
-    out = tmp_path_factory.mktemp("otto-artifacts")
-    config = TrainConfig(dataset="otto", epochs=EPOCHS, device="cpu", artifacts=str(out), otto_csv=str(otto_csv))
-    save(config, train(config, otto), otto)
-    export_run(ExportConfig(artifacts=str(out)))
-    parity_run(ParityConfig(artifacts=str(out), device="cpu", otto_csv=str(otto_csv)))
-    return out
 
 
 def test_split_is_stratified_seeded_and_a_partition(otto):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 import re
 import subprocess
 import sys
@@ -379,29 +378,12 @@ def test_the_first_bad_line_is_reported(tmp_path):
 
 # --- torch-free -----------------------------------------------------------------------------
 
-TORCH_BLOCKER = """
-import sys
-
-class BlockTorch:
-    attempts = []
-
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "torch":
-            self.attempts.append(name)
-            raise ImportError(f"torch is blocked in this test: {name}")
-        return None
-
-blocker = BlockTorch()
-sys.meta_path.insert(0, blocker)
-"""
-
-
-def test_reader_and_generator_work_where_torch_cannot_be_imported(tmp_path):
+def test_reader_and_generator_work_where_torch_cannot_be_imported(tmp_path, no_torch_env):
     out = tmp_path / "train.csv.zip"
     script = (
-        TORCH_BLOCKER
-        + f"""
-import runpy
+        f"""
+import runpy, sys
+from sitecustomize import BLOCKER
 from pipeline.datasets.otto_csv import read_otto_csv
 
 sys.argv = ["otto_synthetic", {str(out)!r}, "--rows", "50", "--seed", "3"]
@@ -411,13 +393,12 @@ except SystemExit as stop:
     assert stop.code == 0, stop.code
 table = read_otto_csv({str(out)!r})
 assert table.features.shape == (50, 93) and table.labels.tolist() == sorted(table.labels.tolist())
-assert not blocker.attempts and "torch" not in sys.modules, blocker.attempts
+assert not BLOCKER.attempts and "torch" not in sys.modules, BLOCKER.attempts
 print("torch-free ok")
 """
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [sys.executable, "-c", script], check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script], check=False, cwd=REPO, env=no_torch_env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.endswith("torch-free ok\n")

@@ -15,10 +15,7 @@ N x 1 x 28 x 28. The held-out split is the official test set.
 from __future__ import annotations
 
 import gzip
-import hashlib
-import math
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,29 +23,8 @@ import torch
 
 from pipeline.atomic import atomic_path
 from pipeline.data import Dataset, DatasetSpec, DataSource, Split
+from pipeline.datasets.idx import IMAGES_MAGIC, LABELS_MAGIC, IdxFile, check_idx, read_idx
 from pipeline.errors import PipelineError
-
-IMAGES_MAGIC = 0x00000803  # IDX: unsigned bytes, 3 dimensions
-LABELS_MAGIC = 0x00000801  # IDX: unsigned bytes, 1 dimension
-
-
-@dataclass(frozen=True)
-class IdxFile:
-    """One decompressed IDX file and what it must contain."""
-
-    name: str
-    magic: int
-    shape: tuple[int, ...]
-    sha256: str
-
-    @property
-    def header_bytes(self) -> int:
-        return 4 + 4 * len(self.shape)
-
-    @property
-    def size(self) -> int:
-        return self.header_bytes + math.prod(self.shape)
-
 
 # sha256 of the decompressed files, as published with the offline copy (shared/data/mnist/README.md).
 MNIST_FILES = {
@@ -115,34 +91,6 @@ def fetch_mnist(data_dir: Path, mirror: Path | None = None) -> None:
         _download(data_dir)
 
 
-def read_idx(path: Path, spec: IdxFile) -> np.ndarray:
-    """Read and verify one decompressed IDX file; return its payload with shape `spec.shape`."""
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise PipelineError(f"{path}: cannot read ({err.strerror})") from err
-    _check_idx(path, data, spec)
-    return np.frombuffer(data, dtype=np.uint8, offset=spec.header_bytes).reshape(spec.shape)
-
-
-def _check_idx(path: Path, data: bytes, spec: IdxFile) -> None:
-    if len(data) < spec.header_bytes:
-        raise PipelineError(f"{path}: truncated: {len(data)} bytes, expected {spec.size}")
-    magic = int.from_bytes(data[:4], "big")
-    if magic != spec.magic:
-        raise PipelineError(f"{path}: wrong IDX magic number 0x{magic:08x}, expected 0x{spec.magic:08x}")
-    header = data[4 : spec.header_bytes]
-    shape = tuple(int.from_bytes(header[i : i + 4], "big") for i in range(0, len(header), 4))
-    if shape != spec.shape:
-        raise PipelineError(f"{path}: IDX header says shape {shape}, expected {spec.shape}")
-    if len(data) != spec.size:
-        state = "truncated" if len(data) < spec.size else "too long"
-        raise PipelineError(f"{path}: {state}: {len(data)} bytes, expected {spec.size}")
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != spec.sha256:
-        raise PipelineError(f"{path}: sha256 {digest} does not match the expected {spec.sha256}")
-
-
 def _copy_from_mirror(mirror: Path, spec: IdxFile, dest: Path) -> None:
     """Decompress `<mirror>/<name>.gz` to `dest`, verifying before it takes its final name."""
     source = mirror / f"{spec.name}.gz"
@@ -152,7 +100,7 @@ def _copy_from_mirror(mirror: Path, spec: IdxFile, dest: Path) -> None:
         data = gzip.decompress(source.read_bytes())
     except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
         raise PipelineError(f"{source}: not a complete gzip file ({err})") from err
-    _check_idx(source, data, spec)
+    check_idx(source, data, spec)
     with atomic_path(dest) as tmp:
         tmp.write_bytes(data)
 
@@ -185,6 +133,8 @@ SPEC = DatasetSpec(
     input_name="image",
     input_contract="values in [0, 1] (torchvision ToTensor scale)",
     input_transform="none",
+    input_range=(0.0, 1.0),
+    input_format="grayscale-image",
     per_feature_norm=False,
     held_out="test",
     accuracy_metric="test_accuracy",

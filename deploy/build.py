@@ -1,0 +1,166 @@
+"""Build the deploy bundle from the verified export, torch-free.
+
+Usage:
+    python -m deploy.build [--artifacts DIR] [--max-batch N] [--queue-delay-us US] [--cpu-instances N]
+                           [--storage-uri URI]
+    make deploy                                 # the same, for $(ARTIFACTS)
+
+Reads <artifacts>/model.onnx, parity.json and train_metrics.json (each checked against
+<artifacts>/manifest.json; the parity gate must have passed) and bench/results.json when a bench
+run exists. Writes <artifacts>/deploy/, replaced as a whole (built beside it, then renamed in):
+    model.onnx                      the exported model, byte for byte
+    manifest.json                   sha256 and size of every file below; model contract; configs
+    requirements.txt                the torch-free serving dependencies, pinned as in pyproject.toml
+    MODEL_CARD.md                   model details, intended use, data, metrics, contract, versions
+    triton/<model>/...              a Triton model repository (deploy.triton)
+    kserve/inferenceservice.yaml    a KServe InferenceService for that repository
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+
+from deploy import model_card, triton
+from deploy.bundle import MODEL_FILE, read_contract, verify_bundle
+from pipeline.atomic import atomic_path, write_json
+from pipeline.cli import run_cli
+from pipeline.errors import PipelineError
+from pipeline.manifest import MANIFEST, file_entries, read_manifest, verify
+
+DISTRIBUTION = "mnist-pipeline"  # pyproject.toml's [project] name: its `deploy` extra is requirements.txt
+DEPLOY_EXTRA = 'extra == "deploy"'
+BUNDLE = "deploy"
+PRODUCER = "python -m deploy.build"
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    artifacts: str = field(default="artifacts", metadata={"help": "folder with the verified export; the bundle goes to ARTIFACTS/deploy"})
+    max_batch: int = field(default=8192, metadata={"help": "largest batch Triton and mlp-serve accept per request"})
+    queue_delay_us: int = field(default=100, metadata={"help": "Triton dynamic batching: longest wait to fill a batch, in µs"})
+    cpu_instances: int = field(default=1, metadata={"help": "Triton model instances on CPU"})
+    storage_uri: str = field(
+        default="s3://YOUR-BUCKET/PATH/triton",
+        metadata={"help": "where the Triton repository will be uploaded, for the KServe manifest (fill in)"},
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch", "cpu_instances"):
+            if getattr(self, name) < 1:
+                raise PipelineError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.queue_delay_us < 0:
+            raise PipelineError(f"queue_delay_us must be >= 0, got {self.queue_delay_us}")
+
+
+def requirements() -> list[str]:
+    """The `deploy` extra of the installed distribution, its own markers kept, the extra's dropped.
+
+    Read from the installed metadata (importlib.metadata), so it is pyproject.toml's list in an
+    editable install and a wheel alike. Our markers are `A and extra == "deploy"` at most, so
+    dropping that one clause is exact.
+    """
+    try:
+        specs = importlib.metadata.requires(DISTRIBUTION) or []
+    except importlib.metadata.PackageNotFoundError as err:
+        raise PipelineError(f"{DISTRIBUTION} is not installed (`make setup`); its metadata lists the deploy requirements") from err
+    lines = []
+    for spec in specs:
+        requirement, _, marker = (part.strip() for part in spec.partition(";"))
+        clauses = [c.strip() for c in marker.split(" and ")] if marker else []
+        if DEPLOY_EXTRA in clauses:
+            rest = [c for c in clauses if c != DEPLOY_EXTRA]
+            lines.append(requirement + (f"; {' and '.join(rest)}" if rest else ""))
+    if not lines:
+        raise PipelineError(f"{DISTRIBUTION}'s metadata has no `deploy` extra; reinstall it (`make setup`)")
+    return lines
+
+
+def read_sources(out: Path) -> dict[str, Any]:
+    """The verified stage records the bundle is built from."""
+    verify(out, [MODEL_FILE, "parity.json", "train_metrics.json"])
+    parity = json.loads((out / "parity.json").read_text())
+    if not parity["passed"]:
+        raise PipelineError(f"{out / 'parity.json'}: the parity gate failed; fix the export before deploying it")
+    bench_path = out / "bench" / "results.json"
+    return {
+        "manifest": read_manifest(out),
+        "parity": parity,
+        "train": json.loads((out / "train_metrics.json").read_text()),
+        "bench": json.loads(bench_path.read_text()) if bench_path.is_file() else None,
+    }
+
+
+def write_bundle(config: DeployConfig, sources: dict[str, Any], folder: Path) -> None:
+    """Write every bundle file into `folder` (empty), manifest.json last."""
+    out = Path(config.artifacts)
+    shutil.copyfile(out / MODEL_FILE, folder / MODEL_FILE)
+    session = ort.InferenceSession(str(folder / MODEL_FILE), providers=["CPUExecutionProvider"])
+    contract = read_contract(session, folder / MODEL_FILE)
+    triton_config = triton.model_config(contract.model_name, folder / MODEL_FILE, config.max_batch,
+                                        config.queue_delay_us, config.cpu_instances)
+    written = triton.write_repository(folder / "triton", contract.model_name, folder / MODEL_FILE, contract.classes, triton_config)
+    texts = {
+        "requirements.txt": "# Serving dependencies (no torch), pinned as in pyproject.toml's `deploy` extra\n"
+        + "\n".join(requirements()) + "\n",
+        "kserve/inferenceservice.yaml": triton.kserve_manifest(contract.model_name, config.storage_uri),
+        "MODEL_CARD.md": model_card.render(
+            contract, sources["train"], sources["manifest"], sources["parity"], sources["bench"],
+            {MODEL_FILE: sources["manifest"]["artifacts"][MODEL_FILE]["sha256"]}, dataclasses.asdict(config),
+        ),
+    }
+    for name, text in texts.items():
+        with atomic_path(folder / name) as tmp:
+            tmp.write_text(text)
+    names = [MODEL_FILE, *texts, *(str(p.relative_to(folder)) for p in written)]
+    write_json(folder / MANIFEST, {
+        "artifacts": file_entries(folder, sorted(names), PRODUCER),
+        "model": dataclasses.asdict(contract),
+        "config": {"deploy": dataclasses.asdict(config), "train": sources["manifest"]["config"]["train"]},
+        "source": {"export_manifest": str(out / MANIFEST), "model_sha256": sources["manifest"]["artifacts"][MODEL_FILE]["sha256"],
+                   "parity": sources["manifest"]["parity"]},
+        "versions": {"onnxruntime": ort.__version__, **sources["manifest"]["versions"]},
+    })
+
+
+def replace_folder(built: Path, target: Path) -> None:
+    """Swap `built` in as `target`: readers see the old bundle or the new one, never a mix."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old."))
+        target.rename(old / target.name)
+    built.rename(target)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def run(config: DeployConfig) -> None:
+    out = Path(config.artifacts)
+    sources = read_sources(out)
+    building = Path(tempfile.mkdtemp(dir=out, prefix=f".{BUNDLE}.building."))
+    try:
+        write_bundle(config, sources, building)
+        verify_bundle(building)  # what mlp-predict and mlp-serve will check, before the swap
+        replace_folder(building, out / BUNDLE)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    manifest = read_manifest(out / BUNDLE)
+    print(f"{out / BUNDLE}: model {manifest['model']['model_name']} version {manifest['model']['version']}, "
+          f"{len(manifest['artifacts'])} files in manifest.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(DeployConfig, run, __doc__, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

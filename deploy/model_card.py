@@ -1,0 +1,165 @@
+"""MODEL_CARD.md for a bundle, in the usual model-card sections (Mitchell et al., "Model Cards
+for Model Reporting"; Hugging Face's template), filled from the stage records, never retyped:
+train_metrics.json (data, recipe, held-out metrics), the export manifest (versions, hardware,
+parity verdict), parity.json (errors, argmax agreement), the model's contract, and the
+inference rows of bench/results.json when a bench run exists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deploy.bundle import Contract
+
+# What each dataset's model is for, in words a card reader needs; a new dataset adds an entry.
+USE = {
+    "mnist": {
+        "intended": "Classifying 28 x 28 grayscale images of single handwritten digits (0-9), centred and "
+        "size-normalised as in MNIST: white digit on a black background. A reference model for the "
+        "pipeline's train -> export -> verify -> deploy path, and a teaching example.",
+        "out_of_scope": "Photos or scans that are not cropped to one centred digit; letters, multi-digit "
+        "numbers, other scripts; any decision with consequences for a person (cheques, forms) without "
+        "human review. The model always answers one of the ten digits, even for inputs that are not digits.",
+        "preprocessing": "Grayscale, 28 x 28, pixel / 255 into [0, 1] (torchvision's ToTensor), white digit on "
+        "black. `mlp-predict` does this for image files (`--invert` for dark-on-light images); clients of the "
+        "server or Triton send the float32 tensor themselves. Standardisation is inside the model.",
+        "limitations": "Trained on MNIST only: accuracy drops on digits drawn, centred or scaled differently "
+        "(e.g. a digit filling the whole frame). Probabilities are not calibrated for inputs unlike MNIST.",
+    },
+    "otto": {
+        "intended": "Assigning a product of the Otto Group catalogue to one of nine categories from its 93 "
+        "anonymised count features, as in Kaggle's Otto Group Product Classification Challenge.",
+        "out_of_scope": "Products described by other features or feature orders; any catalogue other than the "
+        "one the counts come from. The model always answers one of the nine classes.",
+        "preprocessing": "Pass the raw non-negative counts in the column order feat_1..feat_93 (`mlp-predict` "
+        "reads CSV files with those columns). log1p and per-feature standardisation are inside the model.",
+        "limitations": "Features are anonymised counts; their meaning is unknown, so failure modes cannot be "
+        "described in product terms. Validation metrics come from a seeded stratified split of the training "
+        "file, which also chose the kept epoch, so they are slightly optimistic.",
+    },
+}
+GENERIC_USE = {
+    "intended": "Classification of inputs matching the contract below.",
+    "out_of_scope": "Inputs outside the contract's shape or range.",
+    "preprocessing": "See the input contract.",
+    "limitations": "Evaluated only on the held-out split named below.",
+}
+
+
+def render(contract: Contract, train: dict[str, Any], export_manifest: dict[str, Any], parity: dict[str, Any],
+           bench: dict[str, Any] | None, files: dict[str, str], deploy_config: dict[str, Any]) -> str:
+    use = USE.get(contract.dataset, GENERIC_USE)
+    sections = [
+        [f"# Model card: {contract.model_name} (version {contract.version})", ""],
+        _details(contract, train, export_manifest, files),
+        ["## Intended use", "", use["intended"], "", "## Out-of-scope use", "", use["out_of_scope"], ""],
+        _training(train),
+        _evaluation(train, parity),
+        _contract(contract, use["preprocessing"], deploy_config),
+        ["## Limitations", "", use["limitations"], "", _precision_note(train), ""],
+        _versions(train, export_manifest),
+        _benchmarks(bench),
+        _getting_started(contract),
+    ]
+    return "\n".join(line for section in sections for line in section)
+
+
+def _details(contract: Contract, train: dict, manifest: dict, files: dict[str, str]) -> list[str]:
+    recipe = train["config"]["recipe"]
+    widths = " -> ".join(str(w) for w in (contract.sample_size, *recipe["hidden"], len(contract.classes)))
+    return [
+        "## Model details", "",
+        f"- Architecture: MLP {widths}, ReLU, softmax head; dataset `{contract.dataset}`.",
+        f"- Trained with PyTorch {train['versions']['torch']} (recipe `{recipe['name']}`); exported with "
+        f"torch.onnx (dynamo), ONNX opset {manifest['config']['export']['onnx_opset']}, model version {contract.version}.",
+        f"- `model.onnx` sha256 `{files['model.onnx']}`; every bundle file is listed in `manifest.json`.",
+        "",
+    ]
+
+
+def _training(train: dict) -> list[str]:
+    recipe, data = train["config"]["recipe"], train["data"]
+    data_line = ", ".join(f"{key} {value}" for key, value in data.items())
+    return [
+        "## Training data and procedure", "",
+        f"- Data: {data_line}.",
+        f"- Recipe `{recipe['name']}`: {recipe['optimizer']} lr {recipe['lr']} ({recipe['schedule']}), batch "
+        f"{recipe['batch_size']}, {train['epochs']:g} epochs, label smoothing {recipe.get('label_smoothing', 0)}, "
+        f"dropout {recipe['dropout']}, weight decay {recipe['weight_decay']}, seed {train['seed']}.",
+        f"- Trained on {train['device']} in {train['precision']['dtype']} ({train['precision']['reason']}); "
+        f"{train['train_seconds']:.1f} s on {train['hardware']['cpu']}.",
+        "",
+    ]
+
+
+def _evaluation(train: dict, parity: dict) -> list[str]:
+    held_out = parity["labelled_set"]
+    metric_lines = [f"- {key}: {train[key]:.4f}" for key in sorted(train) if key.startswith(("test_", "val_"))]
+    lines = ["## Evaluation data and metrics", "", f"Held-out split `{train['held_out']}` ({held_out}):", *metric_lines, ""]
+    lines += [f"Parity gate (`make export`): **{'passed' if parity['passed'] else 'failed'}**, reference "
+              f"`{parity['reference']}`, tolerances abs {parity['tolerances']['abs']:g} / rel {parity['tolerances']['rel']:g}, "
+              f"inputs {parity['inputs']}, batch sizes {parity['batch_sizes']}.", "",
+              "| runtime | max abs error | max rel error | argmax agreement (every batch size) |", "|---|---:|---:|---:|"]
+    for pair in parity["pairs"]:
+        cases = [c for name, c in pair["by_case"].items() if name.startswith(f"{held_out}@")]
+        agree = sum(c["argmax_agree"] for c in cases), sum(c["images"] for c in cases)
+        lines.append(f"| {pair['candidate']} | {pair['max_abs']:.2e} | {pair['max_rel']:.2e} | {agree[0]:,} / {agree[1]:,} |")
+    return lines + [""]
+
+
+def _contract(contract: Contract, preprocessing: str, deploy_config: dict) -> list[str]:
+    dims = " x ".join(map(str, contract.input_shape))
+    return [
+        "## Input and output contract", "",
+        f"- Input `{contract.input_name}`: float32, N x {dims}, values in {contract.range_text()}; N is dynamic "
+        f"(the server and Triton accept up to {deploy_config['max_batch']} rows per request).",
+        f"- Output `{contract.output_name}`: float32, N x {len(contract.classes)} softmax probabilities, rows sum to 1, "
+        f"classes in this order: {', '.join(contract.classes)}.",
+        f"- Preprocessing callers must do: {preprocessing}",
+        "",
+    ]
+
+
+def _precision_note(train: dict) -> str:
+    return (f"The weights were trained in {train['precision']['dtype']} autocast with float32 master weights; the "
+            "artifact computes in float32.")
+
+
+def _versions(train: dict, manifest: dict) -> list[str]:
+    versions = {**train["versions"], **manifest["versions"]}
+    return ["## Versions", "", ", ".join(f"{name} {version}" for name, version in sorted(versions.items())),
+            "", "Serving needs only `requirements.txt` (no torch).", ""]
+
+
+def _benchmarks(bench: dict | None) -> list[str]:
+    lines = ["## Benchmark headline", ""]
+    if bench is None:
+        return lines + ["No bench run existed when this bundle was built (`make bench`, then `make deploy`).", ""]
+    rows = [b["extra_info"] for b in bench["benchmarks"] if b["extra_info"].get("kind") == "inference"
+            and b["extra_info"]["backend"].startswith("ort")]
+    machine = bench["machine_info"]
+    lines += [f"ONNX Runtime inference of this model's softmax head, {bench['datetime'][:10]}, on {machine['cpu_model']} "
+              f"({machine['cpu_cores']} cores); the full report is `bench/report.md` beside the artifacts.", "",
+              "| runtime | batch | samples/s | p50 ms | p99 ms |", "|---|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r["backend"], r["batch_size"])):
+        lines.append(f"| {r['backend']} | {r['batch_size']} | {r['samples_per_second']:,.0f} "
+                     f"| {r['latency_ms']['p50']:.3f} | {r['latency_ms']['p99']:.3f} |")
+    return lines + [""]
+
+
+def _getting_started(contract: Contract) -> list[str]:
+    example = "digits/ seven.png" if contract.input_format == "grayscale-image" else "products.csv"
+    return [
+        "## How to get started", "",
+        "```bash",
+        "pip install -r requirements.txt          # onnxruntime, numpy, Pillow, FastAPI, uvicorn; no torch",
+        "pip install --no-deps <this repository>  # the deploy package: mlp-predict, mlp-serve",
+        f"mlp-predict --bundle . --top-k 3 {example}",
+        "mlp-serve --bundle . --port 8000         # Open Inference Protocol (KServe V2) over HTTP",
+        "docker run --rm -p8000:8000 -v $PWD/triton:/models nvcr.io/nvidia/tritonserver:<yy.mm>-py3 \\",
+        "    tritonserver --model-repository=/models",
+        "```", "",
+        f"Clients (e.g. `tritonclient.http`) send `{contract.input_name}` as FP32 and read `{contract.output_name}` "
+        f"from model `{contract.model_name}`, the same against `mlp-serve`, Triton or KServe (`kserve/`).",
+        "",
+    ]
