@@ -147,6 +147,7 @@ def run(config: DeployConfig) -> None:
     out = Path(config.artifacts)
     sources = read_sources(out)
     building = Path(tempfile.mkdtemp(dir=out, prefix=f".{BUNDLE}.building."))
+    building.chmod(0o755)  # mkdtemp makes it private; the bundle is for others to read
     try:
         write_bundle(config, sources, building)
         verify_bundle(building)  # what mlp-predict and mlp-serve will check, before the swap

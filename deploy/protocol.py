@@ -53,7 +53,7 @@ def parse_infer(body: bytes, header_length: str | None, contract: Contract, max_
     array, used = _tensor(inputs[0], binary, contract, max_batch)
     if used != len(binary):
         raise ProtocolError(400, f"the body holds {len(binary) - used} bytes beyond the declared binary_data_size")
-    request_id = request.get("id")
+    request_id = request.get("id")  # echoed in the response
     if request_id is not None and not isinstance(request_id, str):
         raise ProtocolError(400, "'id' must be a string")
     return InferRequest(request_id, array, _binary_output(request, contract))
@@ -90,7 +90,7 @@ def _tensor(spec: dict, binary: bytes, contract: Contract, max_batch: int) -> tu
         raise ProtocolError(400, f"input {contract.input_name!r} has datatype {spec.get('datatype')!r}; expected {DATATYPE!r}")
     shape = _shape(spec.get("shape"), contract, max_batch)
     count = math.prod(shape)
-    size = (spec.get("parameters") or {}).get(BINARY_DATA_SIZE)
+    size = _parameters(spec).get(BINARY_DATA_SIZE)
     if size is not None:
         if "data" in spec:
             raise ProtocolError(400, f"input {contract.input_name!r} has both 'data' and {BINARY_DATA_SIZE}")
@@ -134,7 +134,7 @@ def _json_data(data: object, count: int, shape: list[int]) -> np.ndarray:
 
 
 def _binary_output(request: dict, contract: Contract) -> bool:
-    binary = (request.get("parameters") or {}).get("binary_data_output", False)
+    binary = _parameters(request).get("binary_data_output", False)
     outputs = request.get("outputs")
     if outputs is None:
         return bool(binary)
@@ -143,11 +143,18 @@ def _binary_output(request: dict, contract: Contract) -> bool:
     for output in outputs:
         if output.get("name") != contract.output_name:
             raise ProtocolError(400, f"unknown output {output.get('name')!r}; the model returns {contract.output_name!r}")
-        parameters = output.get("parameters") or {}
+        parameters = _parameters(output)
         if parameters.get("class_count"):
             raise ProtocolError(400, "the classification extension (class_count) is not supported; read the probabilities")
         binary = parameters.get("binary_data", binary)
     return bool(binary)
+
+
+def _parameters(obj: dict) -> dict:
+    parameters = obj.get("parameters", {})
+    if not isinstance(parameters, dict):
+        raise ProtocolError(400, "'parameters' must be a JSON object")
+    return parameters
 
 
 def encode_response(contract: Contract, request: InferRequest, probs: np.ndarray) -> tuple[bytes, dict[str, str]]:

@@ -75,6 +75,7 @@ BAD_REQUESTS = [  # (id, body, headers, status, message fragment)
     ("malformed-json", b'{"inputs": [', {}, 400, "malformed JSON"),
     ("not-an-object", b"[]", {}, 400, "JSON object"),
     ("no-inputs", b"{}", {}, 400, "'inputs' must be a list"),
+    ("parameters-not-an-object", {"parameters": []}, {}, 400, "'parameters' must be"),
     ("unknown-input", {"name": "pixels"}, {}, 400, "unknown input 'pixels'"),
     ("wrong-datatype", {"datatype": "INT32"}, {}, 400, "datatype 'INT32'"),
     ("wrong-shape", {"shape": [1, 784], "data": [0.0] * 784}, {}, 400, "has shape [1, 784]"),
@@ -164,7 +165,7 @@ def _bad_body(body, headers: dict) -> bytes:
         return body
     spec = {"name": "image", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [0.0] * 784}
     spec |= {k: v for k, v in body.items() if k in spec}
-    request = {"inputs": [spec], **({"outputs": body["outputs"]} if "outputs" in body else {})}
+    request = {"inputs": [spec], **{k: body[k] for k in ("outputs", "parameters") if k in body}}
     if "binary" in body:  # declares 3136 bytes, sends body["binary"]
         del spec["data"]
         spec["parameters"] = {"binary_data_size": 3136}
