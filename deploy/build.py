@@ -31,7 +31,7 @@ from typing import Any
 import onnxruntime as ort
 
 from deploy import model_card, triton
-from deploy.bundle import MODEL_FILE, read_contract, verify_bundle
+from deploy.bundle import MODEL_FILE, read_contract
 from pipeline.atomic import atomic_path, write_json
 from pipeline.cli import run_cli
 from pipeline.errors import PipelineError
@@ -150,7 +150,6 @@ def run(config: DeployConfig) -> None:
     building.chmod(0o755)  # mkdtemp makes it private; the bundle is for others to read
     try:
         write_bundle(config, sources, building)
-        verify_bundle(building)  # what mlp-predict and mlp-serve will check, before the swap
         replace_folder(building, out / BUNDLE)
     finally:
         shutil.rmtree(building, ignore_errors=True)

@@ -60,9 +60,7 @@ def read_inputs(paths: list[str], contract: Contract, invert: bool = False) -> I
         for found, array in reader(path, contract, invert):
             sources += found
             arrays.append(array)
-    array = np.concatenate(arrays)
-    contract.check(array)
-    return Inputs(sources, array)
+    return Inputs(sources, np.concatenate(arrays))  # Bundle.predict checks it against the contract
 
 
 # --- grayscale images -----------------------------------------------------------------------
