@@ -26,6 +26,15 @@ MNIST_MIRROR ?=
 PYTEST_ARGS ?=
 BENCH_FLAGS ?=
 MAX_BATCH ?= 8192
+VARIANT ?= fp32
+CALIBRATION_ROWS ?=
+CALIBRATION_METHOD ?=
+PER_CHANNEL ?=
+FIRST_LAYER ?=
+REDUCE_RANGE ?=
+TUNE_VARIANTS ?=
+TUNE_BATCH_SIZES ?=
+TUNE_SECONDS ?=
 HOST ?= 127.0.0.1
 PORT ?= 8000
 BENCH_REGRESSION ?= min:100%
@@ -55,12 +64,25 @@ TRAIN_FLAGS := $(strip --dataset $(DATASET) --recipe $(RECIPE) $(if $(EPOCHS),--
 	--capture $(CAPTURE) $(if $(TRAIN_SAMPLES),--train-samples $(TRAIN_SAMPLES)) $(OTTO_FLAGS) --artifacts $(ARTIFACTS))
 DATA_FLAGS := $(strip $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(MNIST_MIRROR),--mnist-mirror $(MNIST_MIRROR)))
 
-# train.flags is rewritten (when make reads this file) only if the flags changed, so a new
-# RECIPE/EPOCHS/SEED/DEVICE/PRECISION/... retrains while a plain re-run finds model.pt up to date.
-$(shell mkdir -p $(ARTIFACTS) && echo '$(TRAIN_FLAGS)' | cmp -s - $(ARTIFACTS)/train.flags \
-	|| echo '$(TRAIN_FLAGS)' > $(ARTIFACTS)/train.flags)
+# Flags of the variants stage (int8 calibration) and of the tuning stage (python -m export.variants / export.tune).
+VARIANT_FLAGS := $(strip $(if $(CALIBRATION_ROWS),--calibration-rows $(CALIBRATION_ROWS)) \
+	$(if $(CALIBRATION_METHOD),--calibration-method $(CALIBRATION_METHOD)) $(if $(PER_CHANNEL),--per-channel $(PER_CHANNEL)) \
+	$(if $(FIRST_LAYER),--first-layer $(FIRST_LAYER)) $(if $(REDUCE_RANGE),--reduce-range $(REDUCE_RANGE)))
+TUNE_FLAGS := $(strip $(if $(TUNE_VARIANTS),--variants $(TUNE_VARIANTS)) \
+	$(if $(TUNE_BATCH_SIZES),--batch-sizes $(TUNE_BATCH_SIZES)) $(if $(TUNE_SECONDS),--seconds $(TUNE_SECONDS)))
+VARIANT_FILES := $(addprefix $(ARTIFACTS)/,model.int8.onnx model.int8-dynamic.onnx model.fp16.onnx variants.json)
 
-.PHONY: help setup train export deploy serve bench bench-compare test test-all test-no-bf16 clean
+# Each stage's flags file is rewritten (when make reads this file) only if its flags changed, so a
+# new RECIPE/EPOCHS/SEED/..., PER_CHANNEL/..., TUNE_SECONDS/... or VARIANT re-runs that stage while
+# a plain re-run finds everything up to date.
+DEPLOY_FLAGS := --max-batch $(MAX_BATCH) --variant $(VARIANT)
+write_flags = $(shell mkdir -p $(ARTIFACTS) && echo '$(2)' | cmp -s - $(ARTIFACTS)/$(1).flags || echo '$(2)' > $(ARTIFACTS)/$(1).flags)
+$(call write_flags,train,$(TRAIN_FLAGS))
+$(call write_flags,variants,$(VARIANT_FLAGS))
+$(call write_flags,tune,$(TUNE_FLAGS))
+$(call write_flags,deploy,$(DEPLOY_FLAGS))
+
+.PHONY: help setup train export tune deploy serve bench bench-compare test test-all test-no-bf16 clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -69,9 +91,11 @@ setup: $(PY_DEPS) ## create .venv and install the pinned dependencies (re-runs w
 
 train: $(ARTIFACTS)/model.pt ## train the MLP: DATASET=mnist|otto RECIPE=fast|seed EPOCHS= SEED= DEVICE= PRECISION= HIDDEN=
 
-export: $(ARTIFACTS)/manifest.json ## TorchScript + ONNX with the softmax head, gated by the parity check
+export: $(ARTIFACTS)/manifest.json $(ARTIFACTS)/variants.json ## TorchScript + ONNX (softmax head) through the parity gate, then int8/fp16 variants through theirs
 
-deploy: $(ARTIFACTS)/deploy/manifest.json ## torch-free bundle in ARTIFACTS/deploy: model, manifest, card, Triton repo, KServe
+tune: $(ARTIFACTS)/ort_tuning.json ## choose ONNX Runtime session options per variant and batch size by measurement (TUNE_SECONDS=...)
+
+deploy: $(ARTIFACTS)/deploy/manifest.json ## torch-free bundle in ARTIFACTS/deploy (VARIANT=fp32|int8|int8-dynamic|fp16; fp32 always kept)
 
 serve: $(ARTIFACTS)/deploy/manifest.json ## serve the bundle (Open Inference Protocol) on HOST:PORT until Ctrl-C
 	$(PY) -m deploy.server --bundle $(ARTIFACTS)/deploy --host $(HOST) --port $(PORT)
@@ -80,7 +104,7 @@ bench: $(ARTIFACTS)/bench/report.md ## pytest-benchmark suites -> bench/results.
 
 # Re-runs the suites and fails if any benchmark's minimum time regressed by more than
 # BENCH_REGRESSION against a run saved by `make bench` (the latest, or BASELINE=NNNN).
-bench-compare: $(ARTIFACTS)/manifest.json $(PY_DEPS) ## re-run the benchmarks, fail on a regression beyond BENCH_REGRESSION
+bench-compare: $(ARTIFACTS)/ort_tuning.json $(PY_DEPS) ## re-run the benchmarks, fail on a regression beyond BENCH_REGRESSION
 	$(PY) -m pytest bench/ $(BENCH_PYTEST_FLAGS) --benchmark-compare$(if $(BASELINE),=$(BASELINE)) \
 		--benchmark-compare-fail=$(BENCH_REGRESSION)
 
@@ -101,7 +125,7 @@ clean: ## delete generated artifacts (keeps the downloaded data and .venv)
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet -e '.[deploy,test]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[deploy,test,peers]'
 	touch $@
 
 
@@ -117,11 +141,19 @@ $(ARTIFACTS)/parity.json $(ARTIFACTS)/manifest.json &: \
 		$(ARTIFACTS)/model.torchscript.pt $(ARTIFACTS)/model.onnx $(ARTIFACTS)/export_report.json
 	$(PY) -m export.parity --artifacts $(ARTIFACTS) --device $(DEVICE) $(DATA_FLAGS) $(OTTO_FLAGS)
 
-# The bundle's model card quotes the bench headline when a bench run exists.
-$(ARTIFACTS)/deploy/manifest.json: $(ARTIFACTS)/manifest.json $(wildcard $(ARTIFACTS)/bench/results.json) $(DEPLOY_SOURCES) $(PY_DEPS)
-	$(PY) -m deploy.build --artifacts $(ARTIFACTS) --max-batch $(MAX_BATCH)
+# Variants hang off parity.json, not manifest.json: this stage and the next add their files to
+# manifest.json, which must not make them stale.
+$(VARIANT_FILES) &: $(ARTIFACTS)/parity.json $(ARTIFACTS)/variants.flags $(PY_DEPS)
+	$(PY) -m export.variants --artifacts $(ARTIFACTS) --device $(DEVICE) $(VARIANT_FLAGS) $(DATA_FLAGS) $(OTTO_FLAGS)
 
-$(ARTIFACTS)/bench/results.json: $(ARTIFACTS)/manifest.json $(BENCH_SOURCES) $(PY_DEPS)
+$(ARTIFACTS)/ort_tuning.json: $(ARTIFACTS)/variants.json $(ARTIFACTS)/tune.flags
+	$(PY) -m export.tune --artifacts $(ARTIFACTS) $(TUNE_FLAGS)
+
+# The bundle's model card quotes the bench headline when a bench run exists.
+$(ARTIFACTS)/deploy/manifest.json: $(ARTIFACTS)/ort_tuning.json $(ARTIFACTS)/deploy.flags $(wildcard $(ARTIFACTS)/bench/results.json) $(DEPLOY_SOURCES) $(PY_DEPS)
+	$(PY) -m deploy.build --artifacts $(ARTIFACTS) $(DEPLOY_FLAGS)
+
+$(ARTIFACTS)/bench/results.json: $(ARTIFACTS)/ort_tuning.json $(BENCH_SOURCES) $(PY_DEPS)
 	@mkdir -p $(@D)
 	$(if $(OTTO_CSV),OTTO_CSV=$(OTTO_CSV)) $(PY) -m pytest bench/ $(BENCH_PYTEST_FLAGS) --benchmark-json=$@ --benchmark-save=bench
 

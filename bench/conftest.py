@@ -15,6 +15,8 @@ first; torch and ONNX Runtime threads are pinned to --bench-threads and recorded
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
+import json
 import os
 import statistics
 import subprocess
@@ -29,11 +31,14 @@ import pytest
 import torch
 
 from bench.hardware import gemm_rates
+from bench.runtimes import RUNTIMES, build
 from export import backends as runtimes
 from export.head import load_head
 from export.parity import check_inputs
+from export.variants import VARIANT_FILES
 from pipeline.data import Dataset, DataSource, load_dataset
 from pipeline.errors import PipelineError
+from pipeline.manifest import verify
 from pipeline.precision import resolve_precision
 from pipeline.provenance import cpu_flags, cpu_model
 
@@ -84,7 +89,11 @@ def pytest_generate_tests(metafunc):
     settings = settings_of(metafunc.config)
     if "batch_size" in metafunc.fixturenames:
         metafunc.parametrize("batch_size", settings.batch_sizes)
-    if "device" in metafunc.fixturenames:
+    if "runtime" in metafunc.fixturenames:  # only the devices each runtime runs on
+        pairs = [pytest.param(r, d, id=f"{r}-{d}", marks=[pytest.mark.gpu] if d == "cuda" else [])
+                 for r, devices in RUNTIMES.items() for d in devices]
+        metafunc.parametrize("runtime,device", pairs, indirect=["device"])
+    elif "device" in metafunc.fixturenames:
         metafunc.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)], indirect=True)
 
 
@@ -129,8 +138,9 @@ def exported(settings):
     """(softmax head, checkpoint payload) from the artifacts: missing, changed or stale files are an error."""
     try:
         check_inputs(settings.artifacts)
+        verify(settings.artifacts, [*VARIANT_FILES.values(), "variants.json", "ort_tuning.json"])
     except PipelineError as err:
-        pytest.fail(f"{err} (run `make train export` first)", pytrace=False)
+        pytest.fail(f"{err} (run `make train export tune` first)", pytrace=False)
     head, payload = load_head(settings.artifacts / "model.pt")
     if payload["dataset"] != settings.dataset:
         pytest.fail(f"{settings.artifacts / 'model.pt'} is a {payload['dataset']} model; this run measures "
@@ -139,21 +149,40 @@ def exported(settings):
 
 
 @pytest.fixture(scope="session")
-def backend_for(settings, exported):
+def tuning(settings, exported) -> dict:
+    """ort_tuning.json: the session options `make tune` chose per variant and batch size."""
+    return json.loads((settings.artifacts / "ort_tuning.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def backend_for(settings, exported, tuning):
     """(runtime, device) -> export.backends.Backend, each built once per session."""
     head, _ = exported
     cache: dict[tuple[str, str], runtimes.Backend] = {}
-    builders = {
-        "eager": lambda d: runtimes.eager(head, d),
-        "torchscript": lambda d: runtimes.torchscript(settings.artifacts / "model.torchscript.pt", d),
-        "ort": lambda d: runtimes.onnxruntime(settings.artifacts / "model.onnx", d, settings.threads),
-    }
 
     def get(runtime: str, device: torch.device) -> runtimes.Backend:
         key = (runtime, device.type)
         if key not in cache:
-            cache[key] = builders[runtime](device)
+            cache[key] = build(runtime, device, head, settings.artifacts, settings.threads, tuning["variants"])
         return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def quality_of(dataset, backend_for):
+    """backend -> its held-out accuracy and argmax agreement with float32 ONNX Runtime on the CPU
+    (all held-out rows in one call), so every row of the table says what function it timed."""
+    inputs, labels = dataset.held_out.inputs.numpy(), dataset.held_out.labels.numpy()
+    reference = backend_for("ort", torch.device("cpu")).run(inputs).argmax(axis=1)
+    cache: dict[str, dict[str, float]] = {}
+
+    def get(backend: runtimes.Backend) -> dict[str, float]:
+        if backend.name not in cache:
+            predicted = np.asarray(backend.run(inputs)).argmax(axis=1)
+            cache[backend.name] = {"accuracy": float((predicted == labels).mean()),
+                                   "agreement": float((predicted == reference).mean())}
+        return cache[backend.name]
 
     return get
 
@@ -213,14 +242,31 @@ def pytest_benchmark_update_machine_info(config, machine_info):
             "onnx": onnx.__version__,
             "numpy": np.__version__,
             "cuda": torch.version.cuda,
+            "openvino": _version("openvino"),
         },
         ort_available_providers=ort.get_available_providers(),
         ort_session_options=runtimes.session_options(settings.threads)[1],
+        ort_tuning=_tuning_summary(settings.artifacts / "ort_tuning.json"),
         cpu_flags=cpu_flags(),
         precision=_precision_choices(settings),
         fp32_gemm_gflops=statistics.median(gemm_rates(torch.float32, torch.device("cpu"))),
         gpu=_gpu_info(),
     )
+
+
+def _tuning_summary(path: Path) -> dict | None:
+    """variant -> batch size -> the options `make tune` chose there (what differs from ORT's defaults)."""
+    if not path.exists():
+        return None
+    tuning = json.loads(path.read_text())
+    return {v: {bs: t["summary"] for bs, t in e["batch_sizes"].items()} for v, e in tuning["variants"].items()}
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _precision_choices(settings: BenchSettings) -> dict[str, dict]:

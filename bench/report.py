@@ -11,6 +11,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.report_inference import inference_table
+from bench.report_inference import targets as inference_targets
 from bench.report_training import ablation_table, rows, targets, time_to_accuracy_table
 from pipeline.atomic import atomic_path
 from pipeline.cli import run_cli
@@ -21,24 +23,6 @@ from pipeline.errors import PipelineError
 class ReportConfig:
     results: str = field(default="artifacts/bench/results.json", metadata={"help": "pytest-benchmark JSON"})
     out: str = field(default="artifacts/bench", metadata={"help": "folder for report.md and report.png"})
-
-
-def inference_table(results: dict) -> list[str]:
-    found = rows(results, "inference")
-    eager = {(r["device"], r["batch_size"]): r["samples_per_second"] for r in found if r["backend"].startswith("eager")}
-    lines = [
-        "| device | backend | batch | samples/s | p50 ms | p99 ms | GFLOP/s | speed-up vs eager |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in sorted(found, key=lambda r: (r["device"], r["batch_size"], r["backend"])):
-        baseline = eager.get((r["device"], r["batch_size"]))
-        speedup = f"{r['samples_per_second'] / baseline:.2f}x" if baseline else "n/a"
-        gflops = 2 * r["forward_macs"] * r["samples_per_second"] / 1e9
-        lines.append(
-            f"| {r['device']} | {r['backend']} | {r['batch_size']} | {r['samples_per_second']:,.0f} "
-            f"| {r['latency_ms']['p50']:.3f} | {r['latency_ms']['p99']:.3f} | {gflops:.1f} | {speedup} |"
-        )
-    return lines
 
 
 def train_step_table(results: dict) -> list[str]:
@@ -68,7 +52,10 @@ def context_lines(results: dict) -> list[str]:
         *(f"- Precision `auto` on {device}: {p['dtype']} ({p['reason']})" for device, p in m["precision"].items()),
         f"- GPU: {gpu['name']}, driver {gpu['driver']}" if gpu else "- GPU: none",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
-        f"- ORT providers available: {', '.join(m['ort_available_providers'])}; session options: {m['ort_session_options']}",
+        f"- ORT providers available: {', '.join(m['ort_available_providers'])}; untuned session options: {m['ort_session_options']}",
+        *(f"- ORT options chosen by `make tune` for {variant}: "
+          + "; ".join(f"batch {bs}: {choice}" for bs, choice in sorted(sizes.items(), key=lambda kv: int(kv[0])))
+          for variant, sizes in (m.get("ort_tuning") or {}).items()),
     ]
     return lines
 
@@ -86,9 +73,11 @@ def render_markdown(results: dict) -> str:
     lines += [f"## Training step ({dataset}: forward + backward + optimizer step)", ""]
     lines += train_step_table(results)
     held_out = "test images" if dataset == "mnist" else "held-out rows"
+    lines += ["", "## Inference targets (CPU: the best ONNX artifact against eager PyTorch and the peers)", ""]
+    lines += inference_targets(results)
     lines += ["", f"## Inference (softmax head, real {dataset} {held_out})", ""]
     lines += inference_table(results)
-    lines += ["", "Samples/s from the median call; GFLOP/s counts the forward pass's multiply-adds twice."]
+    lines += ["", "Samples/s from the median call (batch / p50)."]
     skipped = results.get("skipped", [])
     if skipped:
         lines += ["", "## Skipped", ""] + [f"- `{s['test']}`: {s['reason']}" for s in skipped]
@@ -102,16 +91,16 @@ def render_plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     found = rows(results, "inference")
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=120)
     for backend in sorted({r["backend"] for r in found}):
         points = sorted((r["batch_size"], r["samples_per_second"]) for r in found if r["backend"] == backend)
         ax.plot(*zip(*points), marker="o", label=backend)
     gemm = results["machine_info"]["fp32_gemm_gflops"] * 1e9 / (2 * found[0]["forward_macs"])  # in images/s
     ax.axhline(gemm, color="grey", linestyle="--", label="fp32 2048³ GEMM rate on this CPU")
     ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="samples / s (median call)",
-           title="Inference throughput by runtime and device")
+           title="Inference throughput by runtime, variant and device")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small", ncol=2)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

@@ -1,18 +1,21 @@
 """Build the deploy bundle from the verified export, torch-free.
 
 Usage:
-    python -m deploy.build [--artifacts DIR] [--max-batch N] [--queue-delay-us US] [--cpu-instances N]
-                           [--storage-uri URI]
-    make deploy                                 # the same, for $(ARTIFACTS)
+    python -m deploy.build [--artifacts DIR] [--variant fp32|int8|int8-dynamic|fp16] [--max-batch N]
+                           [--queue-delay-us US] [--cpu-instances N] [--storage-uri URI]
+    make deploy [VARIANT=int8]                  # the same, for $(ARTIFACTS)
 
-Reads <artifacts>/model.onnx, parity.json and train_metrics.json (each checked against
-<artifacts>/manifest.json; the parity gate must have passed) and bench/results.json when a bench
-run exists. Writes <artifacts>/deploy/, replaced as a whole (built beside it, then renamed in):
-    model.onnx                      the exported model, byte for byte
-    manifest.json                   sha256 and size of every file below; model contract; configs
+Reads <artifacts>/model.onnx, parity.json, train_metrics.json, variants.json, ort_tuning.json and
+the chosen variant's file (each checked against <artifacts>/manifest.json; the parity gate and the
+variant's own gate must have passed) and bench/results.json when a bench run exists. Writes
+<artifacts>/deploy/, replaced as a whole (built beside it, then renamed in):
+    model.onnx                      the exported fp32 model, byte for byte: always there, the reference
+    model.<variant>.onnx            the chosen variant's file, byte for byte, unless it is fp32
+    manifest.json                   sha256 and size of every file below; model contract; configs;
+                                    default variant, each variant's gate numbers, tuned ORT options
     requirements.txt                the torch-free serving dependencies, pinned as in pyproject.toml
-    MODEL_CARD.md                   model details, intended use, data, metrics, contract, versions
-    triton/<model>/...              a Triton model repository (deploy.triton)
+    MODEL_CARD.md                   model details, intended use, data, metrics, variants, contract, versions
+    triton/<model>/...              a Triton model repository serving the chosen variant (deploy.triton)
     kserve/inferenceservice.yaml    a KServe InferenceService for that repository
 """
 
@@ -30,8 +33,9 @@ from typing import Any
 
 import onnxruntime as ort
 
-from deploy import model_card, triton
-from deploy.bundle import MODEL_FILE, read_contract
+from deploy import model_card, triton, variants
+from deploy.bundle import MODEL_FILE, REFERENCE
+from deploy.contract import Contract, read_contract
 from pipeline.atomic import atomic_path, write_json
 from pipeline.cli import run_cli
 from pipeline.errors import PipelineError
@@ -46,6 +50,9 @@ PRODUCER = "python -m deploy.build"
 @dataclass(frozen=True)
 class DeployConfig:
     artifacts: str = field(default="artifacts", metadata={"help": "folder with the verified export; the bundle goes to ARTIFACTS/deploy"})
+    variant: str = field(default=REFERENCE, metadata={
+        "help": "the bundle's default model, a variant that passed its gate in variants.json (fp32, int8, "
+                "int8-dynamic, fp16); model.onnx (fp32) is always kept as the reference"})
     max_batch: int = field(default=8192, metadata={"help": "largest batch Triton and mlp-serve accept per request"})
     queue_delay_us: int = field(default=100, metadata={"help": "Triton dynamic batching: longest wait to fill a batch, in µs"})
     cpu_instances: int = field(default=1, metadata={"help": "Triton model instances on CPU"})
@@ -85,43 +92,63 @@ def requirements() -> list[str]:
     return lines
 
 
-def read_sources(out: Path) -> dict[str, Any]:
+def read_sources(out: Path, variant: str) -> dict[str, Any]:
     """The verified stage records the bundle is built from."""
     verify(out, [MODEL_FILE, "parity.json", "train_metrics.json"])
     parity = json.loads((out / "parity.json").read_text())
     if not parity["passed"]:
         raise PipelineError(f"{out / 'parity.json'}: the parity gate failed; fix the export before deploying it")
+    report, tuning = variants.read_sources(out, variant)
     bench_path = out / "bench" / "results.json"
+    train = json.loads((out / "train_metrics.json").read_text())
     return {
         "manifest": read_manifest(out),
         "parity": parity,
-        "train": json.loads((out / "train_metrics.json").read_text()),
+        "train": train,
         "bench": json.loads(bench_path.read_text()) if bench_path.is_file() else None,
+        "serving": variants.serving(report, tuning, variant, train),
     }
+
+
+def read_contracts(folder: Path, files: list[str]) -> Contract:
+    """The contract every bundled file shares; a variant whose inputs, outputs or metadata differ
+    from model.onnx's would answer differently to the same request, so it is refused."""
+    contracts = {}
+    for name in files:
+        session = ort.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])
+        contracts[name] = read_contract(session, folder / name)
+    reference = contracts[MODEL_FILE]
+    for name, contract in contracts.items():
+        if contract != reference:
+            differ = [k for k, v in dataclasses.asdict(contract).items() if dataclasses.asdict(reference)[k] != v]
+            raise PipelineError(f"{name}: its contract differs from {MODEL_FILE}'s ({', '.join(differ)}); re-run `make export`")
+    return reference
 
 
 def write_bundle(config: DeployConfig, sources: dict[str, Any], folder: Path) -> None:
     """Write every bundle file into `folder` (empty), manifest.json last."""
-    out = Path(config.artifacts)
-    shutil.copyfile(out / MODEL_FILE, folder / MODEL_FILE)
-    session = ort.InferenceSession(str(folder / MODEL_FILE), providers=["CPUExecutionProvider"])
-    contract = read_contract(session, folder / MODEL_FILE)
-    triton_config = triton.model_config(contract.model_name, folder / MODEL_FILE, config.max_batch,
+    out, serving = Path(config.artifacts), sources["serving"]
+    models = [entry["file"] for entry in serving["variants"].values()]  # model.onnx first
+    for name in models:
+        shutil.copyfile(out / name, folder / name)
+    contract = read_contracts(folder, models)
+    default = folder / serving["variants"][config.variant]["file"]  # what Triton serves
+    triton_config = triton.model_config(contract.model_name, default, config.max_batch,
                                         config.queue_delay_us, config.cpu_instances)
-    written = triton.write_repository(folder / "triton", contract.model_name, folder / MODEL_FILE, contract.classes, triton_config)
+    written = triton.write_repository(folder / "triton", contract.model_name, default, contract.classes, triton_config)
     texts = {
         "requirements.txt": "# Serving dependencies (no torch), pinned as in pyproject.toml's `deploy` extra\n"
         + "\n".join(requirements()) + "\n",
         "kserve/inferenceservice.yaml": triton.kserve_manifest(contract.model_name, config.storage_uri),
         "MODEL_CARD.md": model_card.render(
             contract, sources["train"], sources["manifest"], sources["parity"], sources["bench"],
-            {MODEL_FILE: sources["manifest"]["artifacts"][MODEL_FILE]["sha256"]}, dataclasses.asdict(config),
+            {name: sources["manifest"]["artifacts"][name]["sha256"] for name in models}, dataclasses.asdict(config), serving,
         ),
     }
     for name, text in texts.items():
         with atomic_path(folder / name) as tmp:
             tmp.write_text(text)
-    names = [MODEL_FILE, *texts, *(str(p.relative_to(folder)) for p in written)]
+    names = [*models, *texts, *(str(p.relative_to(folder)) for p in written)]
     write_json(folder / MANIFEST, {
         "artifacts": file_entries(folder, sorted(names), PRODUCER),
         "model": dataclasses.asdict(contract),
@@ -129,6 +156,7 @@ def write_bundle(config: DeployConfig, sources: dict[str, Any], folder: Path) ->
         "source": {"export_manifest": str(out / MANIFEST), "model_sha256": sources["manifest"]["artifacts"][MODEL_FILE]["sha256"],
                    "parity": sources["manifest"]["parity"]},
         "versions": {"onnxruntime": ort.__version__, **sources["manifest"]["versions"]},
+        **serving,
     })
 
 
@@ -145,7 +173,7 @@ def replace_folder(built: Path, target: Path) -> None:
 
 def run(config: DeployConfig) -> None:
     out = Path(config.artifacts)
-    sources = read_sources(out)
+    sources = read_sources(out, config.variant)
     building = Path(tempfile.mkdtemp(dir=out, prefix=f".{BUNDLE}.building."))
     building.chmod(0o755)  # mkdtemp makes it private; the bundle is for others to read
     try:
@@ -155,6 +183,7 @@ def run(config: DeployConfig) -> None:
         shutil.rmtree(building, ignore_errors=True)
     manifest = read_manifest(out / BUNDLE)
     print(f"{out / BUNDLE}: model {manifest['model']['model_name']} version {manifest['model']['version']}, "
+          f"default variant {manifest['default_variant']} (of {', '.join(manifest['variants'])}), "
           f"{len(manifest['artifacts'])} files in manifest.json")
 
 

@@ -7,7 +7,7 @@ The bundle's contract names the format (`input_format`, stamped on model.onnx at
       Pixels are scaled to [0, 1] exactly as torchvision's ToTensor does (uint8 / 255).
   otto-csv (Otto): CSV files with the training columns feat_1..feat_93 (`id` optional, `target`
       ignored if present), read by the same reader training uses.
-Every problem is a `DeployError` whose exit code says which kind it is (deploy.bundle.ExitCode).
+Every problem is a `DeployError` whose exit code says which kind it is (deploy.contract.ExitCode).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from deploy.bundle import Contract, DeployError, ExitCode
+from deploy.contract import Contract, DeployError, ExitCode
 from pipeline.datasets.idx import GZIP_MAGIC, is_idx, read_any_idx
 from pipeline.datasets.otto_csv import read_otto_csv
 from pipeline.errors import PipelineError

@@ -1,15 +1,17 @@
 """MODEL_CARD.md for a bundle, in the usual model-card sections (Mitchell et al., "Model Cards
 for Model Reporting"; Hugging Face's template), filled from the stage records, never retyped:
 train_metrics.json (data, recipe, held-out metrics), the export manifest (versions, hardware,
-parity verdict), parity.json (errors, argmax agreement), the model's contract, and the
-inference rows of bench/results.json when a bench run exists.
+parity verdict), parity.json (errors, argmax agreement), the model's contract, the bundle's variants
+with their gate numbers and tuned ONNX Runtime options (deploy.variants), and the inference rows
+of bench/results.json when a bench run exists.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from deploy.bundle import Contract
+from deploy.contract import Contract
+from pipeline.ort_options import describe
 
 # What each dataset's model is for, in words a card reader needs; a new dataset adds an entry.
 USE = {
@@ -47,7 +49,8 @@ GENERIC_USE = {
 
 
 def render(contract: Contract, train: dict[str, Any], export_manifest: dict[str, Any], parity: dict[str, Any],
-           bench: dict[str, Any] | None, files: dict[str, str], deploy_config: dict[str, Any]) -> str:
+           bench: dict[str, Any] | None, files: dict[str, str], deploy_config: dict[str, Any],
+           serving: dict[str, Any]) -> str:
     use = USE.get(contract.dataset, GENERIC_USE)
     sections = [
         [f"# Model card: {contract.model_name} (version {contract.version})", ""],
@@ -55,6 +58,7 @@ def render(contract: Contract, train: dict[str, Any], export_manifest: dict[str,
         ["## Intended use", "", use["intended"], "", "## Out-of-scope use", "", use["out_of_scope"], ""],
         _training(train),
         _evaluation(train, parity),
+        _variants(serving),
         _contract(contract, use["preprocessing"], deploy_config),
         ["## Limitations", "", use["limitations"], "", _precision_note(train), ""],
         _versions(train, export_manifest),
@@ -72,7 +76,8 @@ def _details(contract: Contract, train: dict, manifest: dict, files: dict[str, s
         f"- Architecture: MLP {widths}, ReLU, softmax head; dataset `{contract.dataset}`.",
         f"- Trained with PyTorch {train['versions']['torch']} (recipe `{recipe['name']}`); exported with "
         f"torch.onnx (dynamo), ONNX opset {manifest['config']['export']['onnx_opset']}, model version {contract.version}.",
-        f"- `model.onnx` sha256 `{files['model.onnx']}`; every bundle file is listed in `manifest.json`.",
+        *(f"- `{name}` sha256 `{digest}`." for name, digest in files.items()),
+        "- Every bundle file is listed in `manifest.json` with its sha256.",
         "",
     ]
 
@@ -105,6 +110,38 @@ def _evaluation(train: dict, parity: dict) -> list[str]:
         agree = sum(c["argmax_agree"] for c in cases), sum(c["images"] for c in cases)
         lines.append(f"| {pair['candidate']} | {pair['max_abs']:.2e} | {pair['max_rel']:.2e} | {agree[0]:,} / {agree[1]:,} |")
     return lines + [""]
+
+
+def _variants(serving: dict) -> list[str]:
+    default = serving["default_variant"]
+    cpu = serving["ort_tuning_cpu"]
+    gated = ("Every other variant was held to its gate against fp32 on the held-out split (`variants.json`, "
+             "`make export`); its numbers are the worst over the gate's batch sizes.") if len(serving["variants"]) > 1 else ""
+    lines = ["## Variants", "",
+             f"The default is **{default}** (`{serving['variants'][default]['file']}`): `mlp-predict` and `mlp-serve` "
+             "run it unless given `--variant`, and Triton's `1/model.onnx` is this file. `model.onnx` (fp32) is always "
+             f"in the bundle as the reference. {gated}".rstrip(), "",
+             "| variant | file | method | held-out accuracy | agreement with fp32 | max probability error | tolerance |",
+             "|---|---|---|---:|---:|---:|---|"]
+    for name, v in serving["variants"].items():
+        accuracy = "n/a" if v["accuracy"] is None else f"{100 * v['accuracy']:.2f}%"
+        compared = ("reference", "reference") if v["tolerance"] is None else (f"{100 * v['agreement']:.2f}%", f"{v['max_abs']:.1e}")
+        lines.append(f"| {name} | `{v['file']}` | `{v['method']}` | {accuracy} | {compared[0]} | {compared[1]} | {_tolerance(v['tolerance'])} |")
+    lines += ["", f"ONNX Runtime session options, chosen by measurement (`make tune`) on {cpu['model']} ({cpu['cores']} "
+              "logical CPUs); a call runs with those tuned for the nearest batch size:", ""]
+    for name in serving["variants"]:
+        tuned = serving["ort_options"].get(name)
+        choice = "; ".join(f"batch {size}: {describe(record)}" for size, record in sorted(tuned.items(), key=lambda kv: int(kv[0]))) \
+            if tuned else "not tuned, ORT defaults"
+        lines.append(f"- {name}: {choice}")
+    return lines + [""]
+
+
+def _tolerance(tolerance: dict | None) -> str:
+    if tolerance is None:
+        return "reference"
+    text = f"accuracy drop <= {tolerance['max_accuracy_drop_points']:g} points, agreement >= {100 * tolerance['min_agreement']:g}%"
+    return text + (f", max error <= {tolerance['max_abs']:g}" if tolerance.get("max_abs") is not None else "")
 
 
 def _contract(contract: Contract, preprocessing: str, deploy_config: dict) -> list[str]:

@@ -1,14 +1,16 @@
 """mlp-predict: classify files with a deploy bundle's ONNX model, torch-free.
 
 Usage:
-    mlp-predict [--bundle DIR] [--top-k K] [--json] [--invert] INPUT...
+    mlp-predict [--bundle DIR] [--variant NAME] [--top-k K] [--json] [--invert] [--verbose] INPUT...
     mlp-predict digits/ seven.png batch.npy t10k-images-idx3-ubyte.gz      # an MNIST bundle
     mlp-predict --bundle artifacts/otto/deploy --json products.csv          # an Otto bundle
+    mlp-predict --variant fp32 digits/                                      # the fp32 reference
 
 The bundle (default artifacts/deploy, from `make deploy`) is checked file by file against its
-manifest before anything runs. Prints the top-k classes per input, or with --json a list with one
-object per input: {"file", "index" (row in a multi-sample file), "id" (Otto), "class", "probs"
-(class -> probability), "top_k"}.
+manifest before anything runs; its default variant runs unless --variant names another it holds,
+with the ONNX Runtime options `make tune` chose for the batch size. Prints the top-k classes per
+input, or with --json a list with one object per input: {"file", "index" (row in a multi-sample
+file), "id" (Otto), "class", "probs" (class -> probability), "top_k"}.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import sys
 
 import numpy as np
 
-from deploy.bundle import DeployError, ExitCode, load_bundle
+from deploy.bundle import load_bundle
+from deploy.contract import DeployError, ExitCode
 from deploy.inputs import Inputs, read_inputs
 
 CHUNK_ROWS = 4096  # rows per ONNX Runtime call: bounds peak memory on large IDX or CSV files
@@ -39,7 +42,8 @@ exit codes:
   5  an input has the wrong shape or dtype
   6  an input holds NaN, infinity or values outside the model's range
   7  a CSV lacks the training columns or has a malformed row
-  8  the bundle is missing, tampered with (sha256 differs from manifest.json) or unloadable
+  8  the bundle is missing, tampered with (sha256 differs from manifest.json) or unloadable,
+     or holds no such --variant
 """
 
 
@@ -53,6 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--top-k", type=int, default=3, help="classes to show per input (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print a JSON list, one object per input")
     parser.add_argument("--invert", action="store_true", help="flip image intensities (x -> 1 - x): dark digits on light")
+    parser.add_argument("--variant", default=None,
+                        help="model variant in the bundle, e.g. fp32 or int8 (default: the bundle's default_variant)")
+    parser.add_argument("--verbose", action="store_true", help="print the variant and ONNX Runtime options used to stderr")
     args = parser.parse_args(argv)
     if args.top_k < 1:
         parser.error("--top-k must be at least 1")
@@ -83,7 +90,9 @@ def results(inputs: Inputs, probs: np.ndarray, classes: tuple[str, ...], top_k: 
 
 
 def run(args: argparse.Namespace) -> None:
-    bundle = load_bundle(args.bundle)
+    bundle = load_bundle(args.bundle, args.variant)
+    if args.verbose:  # stderr: stdout stays the predictions alone, for pipes and --json
+        print(bundle.summary(), file=sys.stderr)
     if args.invert and bundle.contract.input_format != "grayscale-image":
         raise DeployError(f"--invert applies to image bundles; {args.bundle} takes {bundle.contract.input_format}", ExitCode.USAGE)
     inputs = read_inputs(args.inputs, bundle.contract, args.invert)

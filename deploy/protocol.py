@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deploy.bundle import Contract, DeployError
+from deploy.contract import Contract, DeployError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 DATATYPE = "FP32"  # the model's one tensor type; float32 little-endian on the wire

@@ -1,7 +1,7 @@
 """mlp-serve: a bundle behind the Open Inference Protocol (KServe V2, Triton's HTTP/REST), torch-free.
 
 Usage:
-    mlp-serve [--bundle DIR] [--host H] [--port P] [--max-batch N] [--max-request-bytes B]
+    mlp-serve [--bundle DIR] [--variant NAME] [--host H] [--port P] [--max-batch N] [--max-request-bytes B]
     make serve HOST=127.0.0.1 PORT=8000          # serves $(ARTIFACTS)/deploy until Ctrl-C
 
 Endpoints (each model route also under /v2/models/{m}/versions/{v}):
@@ -10,7 +10,10 @@ Endpoints (each model route also under /v2/models/{m}/versions/{v}):
     POST /v2/models/{m}/infer                          JSON `data` or binary tensor data (deploy.protocol)
     GET  /metrics                                      Prometheus: requests, failures, latency
 Errors are `{"error": "..."}`: 400 bad request, 404 unknown model or version, 413 too large.
-One ONNX Runtime session serves every request, run in worker threads off the event loop.
+The bundle's default variant is served unless --variant names another it holds; a request runs
+in the ONNX Runtime session whose options `make tune` chose for the nearest batch size (one session
+per distinct options record), in worker threads off the event loop. The variant and its options
+are logged at startup; the protocol has no field for them, so the responses do not carry them.
 Why not MLServer or KServe's Python server: with the official tritonclient, the first rejected
 its default binary requests and the second its JSON requests sent without Content-Type.
 """
@@ -37,7 +40,8 @@ from prometheus_client import (
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from deploy.bundle import Bundle, DeployError, load_bundle
+from deploy.bundle import Bundle, load_bundle
+from deploy.contract import DeployError
 from deploy.protocol import HEADER_LENGTH, ProtocolError, encode_response, parse_infer
 from pipeline.manifest import read_manifest
 
@@ -154,14 +158,15 @@ async def read_body(request: Request, limit: int) -> bytes:
 def answer(bundle: Bundle, body: bytes, header_length: str | None, max_batch: int) -> tuple[bytes, dict[str, str], int]:
     """(response body, headers, rows inferred) for one infer request body."""
     request = parse_infer(body, header_length, bundle.contract, max_batch)
-    contract = bundle.contract
-    probs = bundle.session.run([contract.output_name], {contract.input_name: request.inputs})[0]  # inputs checked above
-    return *encode_response(contract, request, probs), len(probs)
+    probs = bundle.run(request.inputs)  # inputs checked above
+    return *encode_response(bundle.contract, request, probs), len(probs)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=SERVER_NAME, description=__doc__.strip().splitlines()[0])
     parser.add_argument("--bundle", default="artifacts/deploy", help="deploy bundle folder (default: %(default)s)")
+    parser.add_argument("--variant", default=None,
+                        help="model variant in the bundle, e.g. fp32 or int8 (default: the bundle's default_variant)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s; 0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s)")
     parser.add_argument("--max-batch", type=int, default=None,
@@ -177,13 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
-        bundle = load_bundle(Path(args.bundle))
+        bundle = load_bundle(Path(args.bundle), args.variant)
     except DeployError as err:
         print(f"error: {err}", file=sys.stderr)
         return int(err.code)
     max_batch = args.max_batch or read_manifest(Path(args.bundle))["config"]["deploy"].get("max_batch", DEFAULT_MAX_BATCH)
-    log.info("serving %s version %s from %s on http://%s:%d (max batch %d)", bundle.contract.model_name,
-             bundle.contract.version, args.bundle, args.host, args.port, max_batch)
+    log.info("serving on http://%s:%d (max batch %d): %s", args.host, args.port, max_batch, bundle.summary())
     uvicorn.run(create_app(bundle, max_batch, args.max_request_bytes), host=args.host, port=args.port,
                 access_log=False, log_level="info")
     return 0

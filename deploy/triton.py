@@ -2,7 +2,8 @@
 
     triton/<model_name>/config.pbtxt     platform onnxruntime_onnx, dims and types from the graph
     triton/<model_name>/labels.txt       class names, one per line (Triton's classification extension)
-    triton/<model_name>/1/model.onnx     the bundle's model, byte for byte
+    triton/<model_name>/1/model.onnx     the bundle's default variant, byte for byte, under the name
+                                         Triton's ONNX Runtime backend loads (every variant has fp32's I/O)
 
 The config is built and printed with the protobuf classes tritonclient ships
 (`model_config_pb2.ModelConfig`, Triton's own schema), so a misspelt field fails here rather than

@@ -20,7 +20,9 @@ import torch
 
 from export.head import OUTPUT_NAME, SoftmaxHead
 from export.recorded_warnings import recording_warnings
+from pipeline import ort_options
 from pipeline.errors import PipelineError, first_line
+from pipeline.ort_options import bound_call, describe, options_for_batch
 
 Run = Callable[[np.ndarray], np.ndarray]
 Prepare = Callable[[np.ndarray], Callable[[], object]]
@@ -109,8 +111,10 @@ def _session(path: Path, options: ort.SessionOptions, providers: list) -> ort.In
         raise PipelineError(f"{path}: not a loadable ONNX model ({first_line(err)})") from err
 
 
-def onnxruntime(path: Path, device: torch.device, threads: int | None = None) -> Backend:
-    """An ORT session; on CUDA it must really run on the CUDA provider (TF32 off) or it is skipped."""
+def onnxruntime(path: Path, device: torch.device, threads: int | None = None, variant: str = "fp32") -> Backend:
+    """An ORT session with ORT's default options (threads pinned when given); on CUDA it must
+    really run on the CUDA provider (TF32 off) or it is skipped. Named ort-<device> for float32,
+    ort-<variant>-<device> for another variant's file."""
     if device.type == "cuda":
         cuda_options = {"device_id": str(device.index or 0), "use_tf32": "0"}
         providers = [("CUDAExecutionProvider", cuda_options), "CPUExecutionProvider"]
@@ -118,8 +122,9 @@ def onnxruntime(path: Path, device: torch.device, threads: int | None = None) ->
         providers = ["CPUExecutionProvider"]
     options, options_record = session_options(threads)
     session = _session(path, options, providers)
-    name = f"ort-{device.type}"
+    name = f"ort-{device.type}" if variant == "fp32" else f"ort-{variant}-{device.type}"
     details = {
+        "variant": variant,
         "providers": session.get_providers(),
         "provider_options": session.get_provider_options(),
         "session_options": options_record,
@@ -165,6 +170,7 @@ def _ort_cuda_preparer(session: ort.InferenceSession, device: torch.device) -> P
             torch.cuda.synchronize(device)
             return outputs
 
+        call.keep_alive = inputs  # ORT holds only the pointer: the tensor must outlive the binding
         return call
 
     return prepare
@@ -191,3 +197,29 @@ def all_backends(
             onnxruntime(onnx_path, device, ort_threads),
         ]
     return backends
+
+
+def onnxruntime_tuned(path: Path, variant: str, tuned: dict[str, dict]) -> Backend:
+    """ORT on the CPU with the session options `python -m export.tune` chose for the batch size
+    nearest each prepared batch (ORT's defaults where none were tuned), called through
+    `bound_call`: input and output bound once, no per-call allocation or feed dict."""
+    sessions: dict[str, ort.InferenceSession] = {}
+
+    def session_for(batch_size: int) -> ort.InferenceSession:
+        record = options_for_batch(tuned, batch_size)
+        key = describe(record)
+        if key not in sessions:
+            sessions[key] = _session(path, ort_options.session_options(record), ["CPUExecutionProvider"])
+        return sessions[key]
+
+    def run(inputs: np.ndarray) -> np.ndarray:
+        session = session_for(len(inputs))
+        return session.run([OUTPUT_NAME], {session.get_inputs()[0].name: inputs})[0]
+
+    def prepare(inputs: np.ndarray) -> Callable[[], object]:
+        call, _ = bound_call(session_for(len(inputs)), np.ascontiguousarray(inputs))
+        return call
+
+    session_for(1)  # a file ORT cannot load fails here, not in the first timed call
+    details = {"variant": variant, "tuned_options": {bs: describe(t["options"]) for bs, t in tuned.items()} or "ORT defaults (not tuned)"}
+    return Backend(f"ort-tuned-{variant}-cpu", "cpu", run, prepare, details=details)

@@ -168,7 +168,7 @@ def parse_widths(text: str | None) -> tuple[int, ...] | None:
     return widths
 
 
-_PARSERS = {"int | None": int, "int": int, "float | None": float, "str": str, "str | None": str}
+_PARSERS = {"int | None": int, "int": int, "float": float, "float | None": float, "str": str, "str | None": str}
 
 
 def build_parser(cls: type, description: str) -> argparse.ArgumentParser:

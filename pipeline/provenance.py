@@ -27,7 +27,11 @@ def library_versions(*modules: str) -> dict[str, str | None]:
 
 
 # The /proc/cpuinfo flags that decide this model's speed: vector width, bf16 and int8 dot products.
-SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+SPEED_FLAGS = (
+    "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8",
+)
+# The ones that give int8 dot products (VNNI or AMX): without them ORT advises reduce_range for int8.
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
 def _cpuinfo_field(name: str) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -22,6 +23,10 @@ from export.__main__ import ExportConfig
 from export.__main__ import run as export_run
 from export.parity import ParityConfig
 from export.parity import run as parity_run
+from export.tune import TuneConfig
+from export.tune import run as tune_run
+from export.variants import VariantsConfig
+from export.variants import run as variants_run
 from pipeline.config import TrainConfig
 from pipeline.data import Dataset, DataSource, load_dataset
 from pipeline.datasets.mnist import fetch_mnist, load_mnist
@@ -31,7 +36,9 @@ from pipeline.train import save, train
 REPO = Path(__file__).resolve().parents[1]
 MNIST_BUNDLE_MAX_BATCH = 64  # small, so the server tests can exceed it cheaply
 OTTO_ROWS = 6000  # synthetic Otto rows: every class present, small enough to train in seconds
-OTTO_EPOCHS = 4
+OTTO_EPOCHS = 8  # val accuracy ~78%: rows confident enough that int8 agreement is not a coin toss
+# `make tune` in miniature: the mechanism, not a measurement (tests never depend on this machine's speed)
+QUICK_TUNE = TuneConfig(batch_sizes="1,64", seconds=0.002, rounds=1)
 
 # Parametrize over this to get a CPU test and its GPU twin, which skips with a reason without CUDA.
 DEVICES = [
@@ -121,12 +128,15 @@ def _wait_ready(server: subprocess.Popen, port: int, log, startup_s: float) -> N
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory, mnist, data_dir):
-    """Artifacts folder with a one-epoch model, its exports, and a passed parity gate (CPU)."""
+    """Artifacts folder with a one-epoch model, its exports, a passed parity gate (CPU), the int8 and
+    fp16 variants through theirs, and (quickly) tuned ORT options: `make train export tune`."""
     out = tmp_path_factory.mktemp("artifacts")
     config = TrainConfig(recipe="fast", epochs=1, device="cpu", artifacts=str(out))
     save(config, train(config, mnist), mnist)
     export_run(ExportConfig(artifacts=str(out)))
     parity_run(ParityConfig(artifacts=str(out), device="cpu", data_dir=str(data_dir)))
+    variants_run(VariantsConfig(artifacts=str(out), device="cpu", data_dir=str(data_dir)))
+    tune_run(dataclasses.replace(QUICK_TUNE, artifacts=str(out)))
     return out
 
 
@@ -149,10 +159,12 @@ def otto(otto_csv) -> Dataset:
 
 @pytest.fixture(scope="session")
 def otto_artifacts(tmp_path_factory, otto, otto_csv) -> Path:
-    """A short Otto run, exported and through the parity gate (CPU)."""
+    """A short Otto run, exported, through the parity gate (CPU), with its variants and tuned options."""
     out = tmp_path_factory.mktemp("otto-artifacts")
     config = TrainConfig(dataset="otto", epochs=OTTO_EPOCHS, device="cpu", artifacts=str(out), otto_csv=str(otto_csv))
     save(config, train(config, otto), otto)
     export_run(ExportConfig(artifacts=str(out)))
     parity_run(ParityConfig(artifacts=str(out), device="cpu", otto_csv=str(otto_csv)))
+    variants_run(VariantsConfig(artifacts=str(out), device="cpu", otto_csv=str(otto_csv)))
+    tune_run(dataclasses.replace(QUICK_TUNE, artifacts=str(out)))
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -24,8 +25,20 @@ def test_bench_suite_and_report_run_in_smoke_mode(exported, data_dir, cli_env, t
     data = json.loads(results.read_text())
     kinds = {b["extra_info"]["kind"] for b in data["benchmarks"]}
     assert kinds == {"inference", "train_step", "time_to_accuracy", "lecture_script", "ablation"}
-    backends = {b["extra_info"]["backend"] for b in data["benchmarks"] if b["extra_info"]["kind"] == "inference"}
-    assert {"eager-cpu", "torchscript-cpu", "ort-cpu"} <= backends
+    inference = [b["extra_info"] for b in data["benchmarks"] if b["extra_info"]["kind"] == "inference"]
+    backends = {r["backend"] for r in inference}
+    expected = {"eager-cpu", "torchscript-cpu", "ort-cpu", "compiled-cpu", "ort-tuned-fp32-cpu", "ort-tuned-int8-cpu",
+                "ort-tuned-int8-dynamic-cpu", "ort-tuned-fp16-cpu", "openvino-fp32-cpu", "openvino-int8-cpu"}
+    if importlib.util.find_spec("openvino") is None:  # the peers extra is not installed: skipped, with the reason
+        expected -= {"openvino-fp32-cpu", "openvino-int8-cpu"}
+        assert any("openvino is not installed" in s["reason"] for s in data["skipped"])
+    assert expected <= backends, data["skipped"]
+    for r in inference:  # every row says which function it timed: its accuracy and agreement with fp32
+        assert r["variant"] in ("fp32", "int8", "int8-dynamic", "fp16") and 0.9 <= r["agreement"] <= 1
+        assert r["accuracy"] > 0.9
+    tuned = next(r for r in inference if r["backend"] == "ort-tuned-int8-cpu")
+    assert set(tuned["tuned_options"]) == {"1", "64"}  # the conftest's quick tuning
+    assert data["machine_info"]["ort_tuning"]["int8"].keys() == {"1", "64"}
     for bench in data["benchmarks"]:
         if bench["extra_info"]["kind"] in ("inference", "train_step"):
             assert {"p50", "p90", "p99"} == bench["extra_info"]["latency_ms"].keys()
@@ -45,6 +58,8 @@ def test_bench_suite_and_report_run_in_smoke_mode(exported, data_dir, cli_env, t
 
     assert report_main(["--results", str(results), "--out", str(tmp_path)]) == 0
     report = (tmp_path / "report.md").read_text()
-    assert "| cpu | ort-cpu | 64 |" in report and "## Time to accuracy" in report and "SMOKE MODE" in report
+    assert "| cpu | ort-cpu | fp32 | 64 |" in report and "## Time to accuracy" in report and "SMOKE MODE" in report
+    assert "| cpu | ort-tuned-int8-cpu | int8 | 64 |" in report and "- Batch 1: best artifact `ort-" in report
+    assert "ORT options chosen by `make tune` for int8: batch 1:" in report
     assert "x the compute floor" in report and "| dataloader |" in report and "the lecture's script trained" in report
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

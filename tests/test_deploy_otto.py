@@ -1,5 +1,6 @@
-"""The Otto bundle through the same deploy path: Triton config from its graph, mlp-predict on CSV
-rows (no target column), and an infer through the real server, all torch-free."""
+"""The Otto bundle, built with its int8 variant as the default, through the same deploy path:
+Triton config from its graph, mlp-predict on CSV rows (no target column), and an infer through the
+real server, all torch-free."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import tritonclient.http as triton_http
 from conftest import REPO, running_server
 from deploy.build import DeployConfig
 from deploy.build import run as build_run
-from deploy.bundle import ExitCode, load_bundle
+from deploy.bundle import load_bundle
+from deploy.contract import ExitCode
 from deploy.triton import read_config
 from pipeline.datasets.otto_csv import CLASSES, FEATURES, read_otto_csv
 
@@ -24,7 +26,7 @@ ROWS = 5
 
 @pytest.fixture(scope="module")
 def otto_bundle(otto_artifacts):
-    build_run(DeployConfig(artifacts=str(otto_artifacts)))
+    build_run(DeployConfig(artifacts=str(otto_artifacts), variant="int8"))
     return otto_artifacts / "deploy"
 
 
@@ -48,9 +50,13 @@ def test_triton_config_is_read_from_the_otto_graph(otto_bundle):
 
 def test_predict_csv_rows_then_one_infer_through_the_server(otto_bundle, products, no_torch_env):
     path, features = products
-    done = subprocess.run([sys.executable, "-m", "deploy.predict", "--bundle", str(otto_bundle), "--json", str(path)],
+    manifest = json.loads((otto_bundle / "manifest.json").read_text())
+    assert manifest["default_variant"] == "int8" and {"model.onnx", "model.int8.onnx"} <= set(manifest["artifacts"])
+    assert (otto_bundle / "triton" / "otto_mlp" / "1" / "model.onnx").read_bytes() == (otto_bundle / "model.int8.onnx").read_bytes()
+    done = subprocess.run([sys.executable, "-m", "deploy.predict", "--bundle", str(otto_bundle), "--json", "--verbose", str(path)],
                           capture_output=True, text=True, env=no_torch_env, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
+    assert "variant int8 (" in done.stderr and "ORT options: batch 1: " in done.stderr
     rows = json.loads(done.stdout)
     assert [r["id"] for r in rows] == [str(100 + i) for i in range(ROWS)] and {r["class"] for r in rows} <= set(CLASSES)
     predicted = np.array([[r["probs"][c] for c in CLASSES] for r in rows], dtype=np.float32)

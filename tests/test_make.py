@@ -14,13 +14,13 @@ from pipeline.evaluation import evaluate
 
 def test_make_help_lists_the_verbs():
     run = subprocess.run(["make", "-C", str(REPO), "help"], capture_output=True, text=True, check=True)
-    for verb in ("train", "export", "deploy", "serve", "test", "setup", "clean"):
+    for verb in ("train", "export", "tune", "deploy", "serve", "test", "setup", "clean"):
         assert f"make {verb} " in run.stdout
 
 
 def test_make_train_export_builds_once_and_rebuilds_on_change(mnist, data_dir, cli_env, tmp_path):
     make = ["make", "-C", str(REPO), f"PY={sys.executable}", f"ARTIFACTS={tmp_path}", f"DATA_DIR={data_dir}",
-            "DEVICE=cpu", "EPOCHS=1"]
+            "DEVICE=cpu", "EPOCHS=1", "TUNE_SECONDS=0.002", "TUNE_BATCH_SIZES=1"]  # tuning: the mechanism only
 
     def run(*args):
         return subprocess.run([*make, *args], capture_output=True, text=True, env=cli_env, check=False)
@@ -29,6 +29,8 @@ def test_make_train_export_builds_once_and_rebuilds_on_change(mnist, data_dir, c
     assert first.returncode == 0, first.stderr
     assert (tmp_path / "deploy" / "manifest.json").is_file() and "-m deploy.build" in first.stdout
     assert "epoch 1/1" in first.stdout and "# Parity: PASSED" in first.stdout
+    assert "-m export.variants" in first.stdout and "-m export.tune" in first.stdout
+    assert " int8: model.int8.onnx: accuracy" in first.stdout and (tmp_path / "ort_tuning.json").is_file()
     assert len([line for line in first.stdout.splitlines() if line.startswith("precision: ")]) == 1
 
     model, payload = load_checkpoint(tmp_path / "model.pt")  # torch.load(weights_only=True) inside
@@ -48,5 +50,8 @@ def test_make_train_export_builds_once_and_rebuilds_on_change(mnist, data_dir, c
     assert again.returncode == 0, again.stderr
     assert "-m export --artifacts" in again.stdout and "epoch 1/1" not in again.stdout
 
+    assert run("-q", "deploy", "VARIANT=int8").returncode == 1  # another variant: a new bundle
+    assert run("-q", "tune", "TUNE_SECONDS=0.003").returncode == 1  # new tuning flags: tune again
+    assert run("-q", "export", "PER_CHANNEL=on").returncode == 1  # new int8 flags: the variants again
     assert run("-q", "train", "EPOCHS=2").returncode == 1  # a new flag means a new model
     assert run("-q", "train", "PRECISION=off").returncode == 1

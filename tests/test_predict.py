@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
-from deploy.bundle import ExitCode
+from conftest import MNIST_BUNDLE_MAX_BATCH, REPO
+from deploy.build import DeployConfig
+from deploy.build import run as build_run
+from deploy.contract import ExitCode
 
 IMAGES = 100  # the first test images, written out as PNG files
 
@@ -75,6 +77,27 @@ def test_text_output_shows_top_k(mnist_bundle, png_folder, no_torch_env):
     assert done.returncode == 0, done.stderr
     line = done.stdout.strip()
     assert line.startswith(f"{png_folder / '000.png'}: ") and line.count(",") == 1
+
+
+def test_int8_and_fp32_variants_agree_and_an_absent_variant_is_refused(exported, mnist, no_torch_env, tmp_path_factory,
+                                                                       mnist_bundle):
+    out = tmp_path_factory.mktemp("int8") / "artifacts"
+    shutil.copytree(exported, out, ignore=shutil.ignore_patterns("deploy"))  # mnist_bundle stays the fp32 one
+    build_run(DeployConfig(artifacts=str(out), variant="int8", max_batch=MNIST_BUNDLE_MAX_BATCH))
+    bundle, images = out / "deploy", out.parent / "test-images.npy"
+    np.save(images, mnist.held_out.inputs[:1000, 0].numpy())  # float32 N x 28 x 28 in [0, 1]
+    rows = {}
+    for variant in ("int8", "fp32"):
+        done = predict(bundle, "--json", "--verbose", "--variant", variant, images, env=no_torch_env)
+        assert done.returncode == 0, done.stderr
+        assert f"variant {variant} (" in done.stderr and "ORT options: batch 1: " in done.stderr, done.stderr
+        rows[variant] = json.loads(done.stdout)
+    assert rows["int8"] != rows["fp32"]  # two different functions...
+    agree = np.mean([a["class"] == b["class"] for a, b in zip(rows["int8"], rows["fp32"], strict=True)])
+    assert agree >= 0.99, agree  # ...with the same answers (the gate holds int8 to 99.5% on all 10,000)
+    for folder, variant, has in ((bundle, "nonsense", "fp32, int8"), (mnist_bundle, "int8", "fp32")):
+        done = predict(folder, "--variant", variant, images, env=no_torch_env)
+        assert done.returncode == ExitCode.BAD_MODEL and f"no variant {variant!r} in this bundle; it has {has} " in done.stderr
 
 
 def test_help_lists_every_exit_code(mnist_bundle, no_torch_env):

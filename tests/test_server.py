@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 import threading
 import time
 
@@ -14,8 +18,11 @@ import pytest
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
-from conftest import MNIST_BUNDLE_MAX_BATCH, running_server
+from conftest import MNIST_BUNDLE_MAX_BATCH, REPO, running_server, torch_blocked
+from deploy.build import DeployConfig
+from deploy.build import run as build_run
 from deploy.bundle import load_bundle
+from deploy.contract import ExitCode
 
 MAX_REQUEST_BYTES = 1 << 20  # 1 MiB: a full batch of 64 images fits in binary (200 kB) and in JSON (~0.6 MB)
 CLIENTS, REQUESTS_PER_CLIENT = 8, 200
@@ -153,6 +160,23 @@ def test_concurrent_clients_all_succeed(server, mnist_bundle, images):
     p50, p99 = np.percentile(latencies, [50, 99]) * 1e3
     print(f"\nmlp-serve load: {CLIENTS} clients x {REQUESTS_PER_CLIENT} batch-1 binary requests: "
           f"{len(latencies) / elapsed:,.0f} requests/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+
+
+def test_the_int8_variant_is_served_as_the_bundle_predicts_it(exported, images, tmp_path):
+    out = tmp_path / "artifacts"
+    shutil.copytree(exported, out, ignore=shutil.ignore_patterns("deploy"))  # mnist_bundle stays the fp32 one
+    build_run(DeployConfig(artifacts=str(out), variant="int8", max_batch=MNIST_BUNDLE_MAX_BATCH))
+    inputs = images[0]
+    with running_server(out / "deploy", "--variant", "int8") as url:
+        client = triton_http.InferenceServerClient(url)
+        tensor = triton_http.InferInput("image", list(inputs.shape), "FP32")
+        tensor.set_data_from_numpy(inputs)
+        probs = client.infer("mnist_mlp", [tensor]).as_numpy("probs")
+    np.testing.assert_allclose(probs, load_bundle(out / "deploy", "int8").predict(inputs), rtol=0, atol=1e-6)
+    assert np.abs(probs - load_bundle(out / "deploy", "fp32").predict(inputs)).max() > 1e-6  # int8 indeed, not fp32
+    refused = subprocess.run([sys.executable, "-m", "deploy.server", "--bundle", str(out / "deploy"), "--variant", "fp16"],
+                             env=torch_blocked(dict(os.environ)), cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == ExitCode.BAD_MODEL and "no variant 'fp16' in this bundle; it has fp32, int8" in refused.stderr
 
 
 def _json_request(data: list, shape: list[int], **extra) -> bytes:

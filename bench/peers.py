@@ -1,0 +1,77 @@
+"""The peers measured beside our ONNX artifacts: OpenVINO reading the same ONNX files, and
+torch.compile (Inductor) on the eager model. Each is an ordinary `export.backends.Backend`, with
+its version and the settings it ran with in `details`; one that cannot run here is skipped with
+the reason.
+
+OpenVINO runs with its own defaults for this CPU (as a user gets it), with the latency hint and
+the bench's thread count: on CPUs with native bf16 its default inference precision is bf16, so
+it computes a slightly different function; the bench reports its agreement with float32.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.metadata
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export.backends import Backend, _torch_runner
+from export.head import SoftmaxHead
+
+
+def openvino(path: Path, variant: str, threads: int) -> Backend:
+    name = f"openvino-{variant}-cpu"
+    try:
+        import openvino as ov
+    except ImportError as err:
+        return Backend(name, "cpu", skipped=f"openvino is not installed ({err}); `pip install -e '.[peers]'`")
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
+    compiled = ov.Core().compile_model(str(path), "CPU", config)
+
+    def run(inputs: np.ndarray) -> np.ndarray:
+        return np.array(compiled(inputs)[0], dtype=np.float32)
+
+    def prepare(inputs: np.ndarray) -> Callable[[], object]:
+        request = compiled.create_infer_request()
+        inputs = np.ascontiguousarray(inputs)
+
+        def call() -> object:  # shared buffers: no copy in or out, the cheapest call OpenVINO offers
+            return request.infer({0: inputs}, share_inputs=True, share_outputs=True)
+
+        return call
+
+    details = {"variant": variant, "openvino": ov.__version__, **{k: str(v) for k, v in config.items()},
+               "inference_precision": str(compiled.get_property("INFERENCE_PRECISION_HINT"))}
+    return Backend(name, "cpu", run, prepare, details=details)
+
+
+def compiled(head: SoftmaxHead, device: torch.device) -> Backend:
+    """torch.compile with Inductor's defaults; dynamic=False, so each batch size gets its own
+    specialised kernels (compiled during the bench's warm-up rounds, never timed)."""
+    module = torch.compile(copy.deepcopy(head).to(device).eval(), dynamic=False)
+
+    def prepare(images: np.ndarray) -> Callable[[], object]:
+        inputs = torch.from_numpy(images).to(device)
+
+        @torch.inference_mode()
+        def call() -> object:
+            out = module(inputs)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            return out
+
+        return call
+
+    details = {"variant": "fp32", "torch": str(torch.__version__), "compiler": "inductor", "dynamic": False,
+               "triton": _version("triton") if device.type == "cuda" else None}
+    return Backend(f"compiled-{device.type}", device.type, _torch_runner(module, device), prepare, details=details)
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None

@@ -1,0 +1,62 @@
+"""Every backend the inference benchmark measures, by runtime id, and the devices each runs on.
+
+    eager, torchscript, compiled   PyTorch (compiled: torch.compile, a peer)
+    ort                            ONNX Runtime, float32, ORT's default options, `session.run`
+    ort-tuned:<variant>            ONNX Runtime on the CPU with the options `make tune` chose per
+                                   batch size, through a bound call (the deployable fast path)
+    ort:fp16                       the fp16 artifact on ORT's CUDA provider, I/O-bound
+    openvino:<variant>             OpenVINO reading the same ONNX file (a peer)
+    eager-cudagraph, eager-tf32, ort-cudagraph:<variant>   the GPU fast paths (bench.cuda_backends)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from bench import cuda_backends, peers
+from export import backends
+from export.head import SoftmaxHead
+from export.variants import VARIANT_FILES
+
+RUNTIMES: dict[str, tuple[str, ...]] = {
+    "eager": ("cpu", "cuda"),
+    "torchscript": ("cpu", "cuda"),
+    "compiled": ("cpu", "cuda"),
+    "ort": ("cpu", "cuda"),
+    **{f"ort-tuned:{v}": ("cpu",) for v in VARIANT_FILES},
+    "ort:fp16": ("cuda",),
+    "openvino:fp32": ("cpu",),
+    "openvino:int8": ("cpu",),
+    "eager-cudagraph": ("cuda",),
+    "eager-tf32": ("cuda",),
+    "ort-cudagraph:fp32": ("cuda",),
+    "ort-cudagraph:fp16": ("cuda",),
+}
+
+
+def build(runtime: str, device: torch.device, head: SoftmaxHead, artifacts: Path, threads: int,
+          tuning: dict) -> backends.Backend:
+    """The backend for `runtime` on `device`; `tuning` is ort_tuning.json's "variants" section."""
+    kind, _, variant = runtime.partition(":")
+    path = artifacts / VARIANT_FILES[variant or "fp32"]
+    if kind == "eager":
+        return backends.eager(head, device)
+    if kind == "torchscript":
+        return backends.torchscript(artifacts / "model.torchscript.pt", device)
+    if kind == "compiled":
+        return peers.compiled(head, device)
+    if kind == "ort":
+        return backends.onnxruntime(path, device, threads, variant or "fp32")
+    if kind == "ort-tuned":
+        return backends.onnxruntime_tuned(path, variant, tuning.get(variant, {}).get("batch_sizes", {}))
+    if kind == "openvino":
+        return peers.openvino(path, variant, threads)
+    if kind == "eager-cudagraph":
+        return cuda_backends.eager_cuda_graph(head, device)
+    if kind == "eager-tf32":
+        return cuda_backends.eager_tf32(head, device)
+    if kind == "ort-cudagraph":
+        return cuda_backends.ort_cuda_graph(path, device, variant)
+    raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
