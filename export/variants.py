@@ -69,6 +69,15 @@ class VariantsConfig:
     mnist_mirror: str | None = field(default=None, metadata=MNIST_MIRROR_FIELD)
     otto_csv: str | None = field(default=None, metadata=OTTO_CSV_FIELD)
 
+    def __post_init__(self) -> None:
+        choices = {"per_channel": ("auto", "on", "off"), "first_layer": ("auto", "int8", "float32"),
+                   "reduce_range": ("auto", "on", "off"), "calibration_method": tuple(quantize.CALIBRATION_METHODS)}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise PipelineError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        if self.calibration_rows < 1:
+            raise PipelineError(f"--calibration-rows must be at least 1, got {self.calibration_rows}")
+
 
 def check_inputs(out: Path) -> onnx.ModelProto:
     verify(out, ["model.onnx", "parity.json"])
@@ -95,9 +104,10 @@ SELECTION_SLACK = 0.5
 def choose_layout(config, pre, work, input_name, calibration, selection, labels, reduce_range, classes) -> tuple[bool, bool, str]:
     wanted = {"on": (True,), "off": (False,), "auto": (False, True)}
     first = {"float32": (True,), "int8": (False,), "auto": (False, True)}
+    if "auto" not in (config.per_channel, config.first_layer):
+        return (wanted[config.per_channel][0], first[config.first_layer][0],
+                f"asked for (--per-channel {config.per_channel} --first-layer {config.first_layer})")
     ladder = [(pc, ff) for pc, ff in LADDER if pc in wanted[config.per_channel] and ff in first[config.first_layer]]
-    if len(ladder) == 1:
-        return (*ladder[0], f"asked for (--per-channel {config.per_channel} --first-layer {config.first_layer})")
     failures: list[str] = []
     cpu = torch.device("cpu")
     reference = outputs_by_batch(runtimes.onnxruntime(pre, cpu), selection, classes, failures)

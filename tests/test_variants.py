@@ -18,6 +18,7 @@ from export import quantize
 from export.tune import main as tune_main
 from export.variant_gate import TOLERANCES, check
 from export.variants import VARIANT_FILES
+from export.variants import main as variants_main
 from pipeline.manifest import verify
 from pipeline.ort_options import DEFAULT_OPTIONS, SEARCH_SPACE, options_for_batch, session_options
 
@@ -150,3 +151,8 @@ def test_tune_can_save_the_optimised_graph_for_deployment(exported, tmp_path, mn
     assert "QGemm" in {n.op_type for n in optimized.graph.node}  # Q/DQ pairs fused into int8 GEMMs
     inputs = mnist.held_out.inputs.numpy()[:256]
     np.testing.assert_allclose(_probs(out / entry["optimized_file"], inputs), _probs(out / "model.int8.onnx", inputs), atol=1e-6)
+
+
+def test_variants_refuse_an_unknown_choice(exported, capsys):
+    assert variants_main(["--artifacts", str(exported), "--per-channel", "maybe"]) == 2
+    assert "--per-channel 'maybe': choose one of auto, on, off" in capsys.readouterr().err
