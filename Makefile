@@ -19,6 +19,10 @@ SEED ?= 0
 DEVICE ?= auto
 PRECISION ?=
 CAPTURE ?= off
+NPROC ?= 1
+NNODES ?= 1
+RDZV_ENDPOINT ?=
+RDZV_ID ?= mlp-train
 TRAIN_SAMPLES ?=
 ARTIFACTS ?= artifacts$(if $(filter-out mnist,$(DATASET)),/$(DATASET))
 DATA_DIR ?=
@@ -64,6 +68,13 @@ TRAIN_FLAGS := $(strip --dataset $(DATASET) --recipe $(RECIPE) $(if $(EPOCHS),--
 	--capture $(CAPTURE) $(if $(TRAIN_SAMPLES),--train-samples $(TRAIN_SAMPLES)) $(OTTO_FLAGS) --artifacts $(ARTIFACTS))
 DATA_FLAGS := $(strip $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(MNIST_MIRROR),--mnist-mirror $(MNIST_MIRROR)))
 
+# NPROC > 1 (or NNODES > 1) launches training with torchrun, one process per NPROC on each node:
+# --standalone on one machine, the c10d rendezvous at RDZV_ENDPOINT (host:port of node 0) across
+# several. Not in train.flags: the world size changes how a model is trained, not which model.
+TRAIN_LAUNCH := $(if $(filter-out 1,$(NPROC) $(NNODES)),$(PY) -m torch.distributed.run \
+	$(if $(RDZV_ENDPOINT),--nnodes $(NNODES) --rdzv-backend c10d --rdzv-endpoint $(RDZV_ENDPOINT) --rdzv-id $(RDZV_ID),--standalone) \
+	--nproc-per-node $(NPROC),$(PY))
+
 # Flags of the variants stage (int8 calibration) and of the tuning stage (python -m export.variants / export.tune).
 VARIANT_FLAGS := $(strip $(if $(CALIBRATION_ROWS),--calibration-rows $(CALIBRATION_ROWS)) \
 	$(if $(CALIBRATION_METHOD),--calibration-method $(CALIBRATION_METHOD)) $(if $(PER_CHANNEL),--per-channel $(PER_CHANNEL)) \
@@ -89,7 +100,7 @@ help: ## list the targets
 
 setup: $(PY_DEPS) ## create .venv and install the pinned dependencies (re-runs when pyproject.toml changes)
 
-train: $(ARTIFACTS)/model.pt ## train the MLP: DATASET=mnist|otto RECIPE=fast|seed EPOCHS= SEED= DEVICE= PRECISION= HIDDEN=
+train: $(ARTIFACTS)/model.pt ## train the MLP: DATASET=mnist|otto RECIPE=fast|seed EPOCHS= SEED= DEVICE= PRECISION= HIDDEN= NPROC=
 
 export: $(ARTIFACTS)/manifest.json $(ARTIFACTS)/variants.json ## TorchScript + ONNX (softmax head) through the parity gate, then int8/fp16 variants through theirs
 
@@ -130,7 +141,7 @@ $(VENV)/.installed: pyproject.toml
 
 
 $(ARTIFACTS)/model.pt $(ARTIFACTS)/train_metrics.json &: $(ARTIFACTS)/train.flags $(PIPELINE_SOURCES) $(OTTO_CSV) $(PY_DEPS)
-	$(PY) -m pipeline.train $(TRAIN_FLAGS) $(DATA_FLAGS)
+	$(TRAIN_LAUNCH) -m pipeline.train $(TRAIN_FLAGS) $(DATA_FLAGS)
 
 $(ARTIFACTS)/model.torchscript.pt $(ARTIFACTS)/model.onnx $(ARTIFACTS)/export_report.json &: \
 		$(ARTIFACTS)/model.pt $(PIPELINE_SOURCES) $(EXPORT_SOURCES) $(PY_DEPS)

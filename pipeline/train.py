@@ -7,6 +7,7 @@ Usage:
                              [--data-dir DIR] [--mnist-mirror DIR] [--otto-csv FILE]
     make train RECIPE=seed EPOCHS=3 DEVICE=cpu PRECISION=off     # the same, through Make
     make train DATASET=otto OTTO_CSV=train.csv.zip
+    make train NPROC=2                                           # torchrun, DDP (pipeline.distributed)
 
 The device and the precision are decided once, before training, and printed with the reason
 (pipeline.device, pipeline.precision); `train_metrics.json` records both.
@@ -20,6 +21,7 @@ there when re-run (pipeline.resume); <artifacts>/.train.lock keeps a second run 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -34,11 +36,14 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from pipeline import resume
+from torch.nn.parallel import DistributedDataParallel
+
+from pipeline import distributed, resume
 from pipeline.atomic import ensure_writable, write_json
 from pipeline.checkpoint import save_checkpoint
 from pipeline.cli import run_cli
 from pipeline.config import Recipe, TrainConfig
+from pipeline.errors import PipelineError
 from pipeline.data import Dataset, DataSource, Split, load_dataset, shuffled_batches
 from pipeline.device import resolve_device
 from pipeline.evaluation import evaluate
@@ -63,19 +68,25 @@ class TrainResult:
 
 
 def train(config: TrainConfig, data: Dataset, checkpoint_dir: Path | None = None,
-          batches: BatchSource = shuffled_batches, recipe: Recipe | None = None) -> TrainResult:
+          batches: BatchSource = shuffled_batches, recipe: Recipe | None = None,
+          world: distributed.World = distributed.SINGLE) -> TrainResult | None:
     """Run the recipe on `data`; returns the trained model and its metrics.
 
     With `checkpoint_dir`, the training state is saved there after every epoch and a run resumes
     from the newest checkpoint it finds (see pipeline.resume); without it, no file is written.
     `batches` cuts each epoch into batches (default: indexing the resident tensors); `recipe`
-    replaces the config's (the ablation bench changes one field at a time).
+    replaces the config's (the ablation bench changes one field at a time). In a world of several
+    processes (pipeline.distributed) each rank trains on its slice of every batch and only rank 0
+    evaluates, checkpoints and returns a result; the other ranks return None.
     """
     recipe = recipe or config.resolved_recipe
-    device = resolve_device(config.device)
+    device = distributed.rank_device(resolve_device(config.device), world)
     check_capture(config.capture, device)
     precision = resolve_precision(recipe.precision, device)
-    print(precision.summary(), flush=True)
+    say = print if world.is_main else _silent
+    say(precision.summary(), flush=True)
+    if world.distributed:
+        batches = distributed.shard_batches(world)
 
     torch.manual_seed(config.seed)  # parameter initialisation
     shuffle = torch.Generator().manual_seed(config.seed)  # batch order, drawn on the CPU
@@ -99,26 +110,33 @@ def train(config: TrainConfig, data: Dataset, checkpoint_dir: Path | None = None
                        "seed": config.seed, "device": device.type, "precision": precision.dtype,
                        "train_samples": config.train_samples, "capture": config.capture,
                        "code": resume.code_digest()}
-        done, history, train_seconds, best = _resume(checkpoint_dir, fingerprint, recipe, config.capture,
-                                                     model, optimizer, scheduler, shuffle)
+        found = resume.load_latest(checkpoint_dir, fingerprint) if world.is_main else None
+        done, history, train_seconds, best = _resume(distributed.broadcast(found, world), recipe, config.capture,
+                                                     model, optimizer, scheduler, shuffle, say)
     names = data.spec.loss_metric, data.spec.accuracy_metric
     stepper = make_stepper(model, optimizer, scheduler, recipe, precision.autocast_dtype, config.capture,
                            warmup_batches(train_split, recipe.batch_size))
+    if world.distributed:  # after the warm-up, which runs on a copy of the bare model
+        stepper.model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     for epoch in range(done + 1, math.ceil(total_steps / steps_per_epoch) + 1):
         steps = min(steps_per_epoch, total_steps - (epoch - 1) * steps_per_epoch)
         started = time.perf_counter()
-        train_loss, samples = _train_epoch(stepper, train_split, recipe.batch_size, shuffle, epoch, batches, steps)
+        train_loss, samples = _train_epoch(stepper, train_split, recipe.batch_size, shuffle, epoch, batches, steps, world)
         seconds = time.perf_counter() - started  # _train_epoch ends by reading the loss: the device is done
         train_seconds += seconds
+        if not world.is_main:
+            continue  # rank 0 evaluates and checkpoints; the next epoch's first all-reduce waits for it
         held_out_loss, held_out_accuracy = evaluate(model, held_out_split)
         history.append(_epoch_record(epoch, train_loss, names, held_out_loss, held_out_accuracy, seconds, samples))
-        print(_summary_line(history[-1], names, recipe.epochs), flush=True)
+        say(_summary_line(history[-1], names, recipe.epochs), flush=True)
         if recipe.keep_best and (best is None or held_out_loss < best["loss"]):
             best = {"epoch": epoch, "loss": held_out_loss, "model": copy_state(model)}
         if checkpoint_dir:
             state = resume.snapshot(model, optimizer, scheduler, shuffle, history, train_seconds)
             resume.save_state(checkpoint_dir, epoch, {"fingerprint": fingerprint, **state, "best": best})
 
+    if not world.is_main:
+        return None
     if best is not None:
         model.load_state_dict(best["model"])
         print(f"keeping epoch {best['epoch']}: the lowest {names[0]} ({best['loss']:.4f})", flush=True)
@@ -143,6 +161,13 @@ def train(config: TrainConfig, data: Dataset, checkpoint_dir: Path | None = None
         "train_samples": len(train_split),
         "samples_trained": samples,
         "samples_per_second": samples / train_seconds,
+        # Data parallelism (README "Several processes"): the recipe's batch is the global batch,
+        # split over the ranks; the learning rate and schedule are the recipe's, not rescaled.
+        "world_size": world.size,
+        "backend": distributed.backend_name(device, world),
+        "global_batch": recipe.batch_size,
+        "per_rank_batch": math.ceil(recipe.batch_size / world.size),
+        "lr": recipe.lr,
         "history": history,
         "hardware": hardware(device),
     }
@@ -154,18 +179,17 @@ def copy_state(model: MLP) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
 
 
-def _resume(checkpoint_dir: Path, fingerprint: dict, recipe: Recipe, capture: str,
-            model, optimizer, scheduler, shuffle) -> tuple[int, list, float, dict | None]:
-    """(epochs done, history, training seconds so far, best epoch kept) from the newest checkpoint,
-    or a fresh start."""
-    found = resume.load_latest(checkpoint_dir, fingerprint)
+def _resume(found: tuple[Path, dict] | None, recipe: Recipe, capture: str,
+            model, optimizer, scheduler, shuffle, say) -> tuple[int, list, float, dict | None]:
+    """(epochs done, history, training seconds so far, best epoch kept) from the newest checkpoint
+    (`found`, from resume.load_latest), or a fresh start."""
     if found is None:
         return 0, [], 0.0, None
     path, state = found
     resume.restore(state, model, optimizer, scheduler, shuffle)
     if capture == "cuda-graph":
         place_lr_on_device(optimizer, next(model.parameters()).device)
-    print(f"resuming after epoch {state['epoch']}/{recipe.epochs:g} from {path}", flush=True)
+    say(f"resuming after epoch {state['epoch']}/{recipe.epochs:g} from {path}", flush=True)
     return state["epoch"], state["history"], state["train_seconds"], state["best"]
 
 
@@ -176,16 +200,21 @@ def warmup_batches(split: Split, batch_size: int) -> list[tuple[torch.Tensor, to
 
 
 def _train_epoch(stepper: Stepper, split: Split, batch_size: int, shuffle, epoch: int, batches: BatchSource,
-                 steps: int) -> tuple[float, int]:
+                 steps: int, world: distributed.World) -> tuple[float, int]:
     """The first `steps` batches of one shuffled pass over `split` (all of them but in a fractional
-    last epoch); returns (mean training loss per sample, samples). The loss is the only device read."""
+    last epoch); returns (mean training loss per sample, samples), over every rank. The loss is the
+    only device read."""
     stepper.model.train()
     stepper.loss_sum.zero_()
     samples = 0
     for inputs, labels in tqdm(itertools.islice(batches(split, batch_size, shuffle), steps), total=steps,
-                               desc=f"epoch {epoch}", leave=False, disable=None):
+                               desc=f"epoch {epoch}", leave=False, disable=None if world.is_main else True):
         stepper(inputs, labels)
         samples += len(labels)
+    if world.distributed:  # every rank's loss and rows: the epoch's
+        totals = torch.stack([stepper.loss_sum.float(), torch.tensor(float(samples), device=stepper.loss_sum.device)])
+        loss_sum, samples = distributed.all_reduce_sum(totals, world).tolist()
+        return loss_sum / samples, int(samples)
     return stepper.loss_sum.item() / samples, samples
 
 
@@ -237,23 +266,51 @@ def save(config: TrainConfig, result: TrainResult, data: Dataset) -> None:
 
 
 def run(config: TrainConfig) -> None:
-    """The CLI: one run per ARTIFACTS folder at a time, resumable, outputs recorded in the manifest."""
-    check_capture(config.capture, resolve_device(config.device))  # bad flags fail before any file is touched
+    """The CLI: one run per ARTIFACTS folder at a time, resumable, outputs recorded in the manifest.
+    Under torchrun every rank runs this; rank 0 holds the lock and writes every file."""
+    world = distributed.World.from_env()
+    device = distributed.rank_device(resolve_device(config.device), world)
+    check_capture(config.capture, device)  # bad flags fail before any file is touched
+    if world.distributed and config.capture != "off":
+        raise PipelineError(f"CAPTURE={config.capture} runs in one process; use NPROC=1 with it")
     out = Path(config.artifacts)
     ensure_writable(out)
     checkpoint_dir = out / "checkpoints"
-    with exclusive_lock(out / ".train.lock", "training run"):
-        resume.remove_partial_writes(out, checkpoint_dir)
-        data = load_dataset(config.dataset, DataSource.of(config))
-        result = train(config, data, checkpoint_dir)
-        save(config, result, data)
-        shutil.rmtree(checkpoint_dir)  # model.pt is complete: a later run starts fresh
+    distributed.init(world, device)
+    try:
+        with exclusive_lock(out / ".train.lock", "training run") if world.is_main else contextlib.nullcontext():
+            result, data = _run_locked(config, world, out, checkpoint_dir)
+    finally:
+        distributed.shutdown(world)
+    if result is None:
+        return
     m, spec = result.metrics, data.spec
+    parallel = f", {m['world_size']} processes ({m['backend']})" if world.distributed else ""
     print(
         f"{config.artifacts}/model.pt: {spec.held_out} accuracy {100 * m[spec.accuracy_metric]:.2f}%, "
         f"{spec.held_out} log loss {m[spec.loss_metric]:.4f}, {m['train_seconds']:.2f} s training on "
-        f"{m['device']} in {m['precision']['dtype']}"
+        f"{m['device']} in {m['precision']['dtype']}{parallel}"
     )
+
+
+def _run_locked(config: TrainConfig, world: distributed.World, out: Path, checkpoint_dir: Path):
+    """Load the data (rank 0 first: it may fetch and verify files), train, and on rank 0 save."""
+    if world.is_main:
+        resume.remove_partial_writes(out, checkpoint_dir)
+        data = load_dataset(config.dataset, DataSource.of(config))
+    distributed.barrier(world)
+    if not world.is_main:
+        data = load_dataset(config.dataset, DataSource.of(config))
+    result = train(config, data, checkpoint_dir, world=world)
+    if result is not None:
+        save(config, result, data)
+        shutil.rmtree(checkpoint_dir)  # model.pt is complete: a later run starts fresh
+    distributed.barrier(world)  # no rank exits (and tears the group down) before model.pt is written
+    return result, data
+
+
+def _silent(*args, **kwargs) -> None:
+    """`print` on ranks other than 0: one copy of every line."""
 
 
 def main(argv: list[str] | None = None) -> int:
