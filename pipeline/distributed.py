@@ -16,7 +16,7 @@ and writes files; a resumed run gets rank 0's checkpoint by broadcast, so nodes 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,9 +24,6 @@ import torch
 import torch.distributed as dist
 
 from pipeline.errors import PipelineError
-
-BatchSource = Callable[..., Iterable[tuple[torch.Tensor, torch.Tensor]]]
-
 
 @dataclass(frozen=True)
 class World:
@@ -109,7 +106,7 @@ def all_reduce_sum(tensor: torch.Tensor, world: World) -> torch.Tensor:
     return tensor
 
 
-def shard_batches(world: World) -> BatchSource:
+def shard_batches(world: World) -> Callable[..., Iterator[tuple[torch.Tensor, torch.Tensor]]]:
     """Like pipeline.data.shuffled_batches, but each rank gets its slice of every global batch.
 
     Every rank draws the same permutation (same seed, same generator state), cuts it into global

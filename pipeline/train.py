@@ -23,19 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import math
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
-
 from torch.nn.parallel import DistributedDataParallel
 
 from pipeline import distributed, resume
@@ -43,9 +39,10 @@ from pipeline.atomic import ensure_writable, write_json
 from pipeline.checkpoint import save_checkpoint
 from pipeline.cli import run_cli
 from pipeline.config import Recipe, TrainConfig
-from pipeline.errors import PipelineError
-from pipeline.data import Dataset, DataSource, Split, load_dataset, shuffled_batches
+from pipeline.data import Dataset, DataSource, load_dataset, shuffled_batches
 from pipeline.device import resolve_device
+from pipeline.epoch import BatchSource, copy_state, epoch_record, summary_line, train_epoch, warmup_batches
+from pipeline.errors import PipelineError
 from pipeline.evaluation import evaluate
 from pipeline.lock import exclusive_lock
 from pipeline.manifest import record
@@ -53,10 +50,8 @@ from pipeline.model import MLP, initialize
 from pipeline.normalization import InputNorm, input_norm
 from pipeline.precision import resolve_precision
 from pipeline.provenance import hardware, library_versions
-from pipeline.step import Stepper, build_optimizer, build_scheduler, check_capture, make_stepper, place_lr_on_device
+from pipeline.step import build_optimizer, build_scheduler, check_capture, make_stepper, place_lr_on_device
 
-# (split, batch size, shuffling generator) -> one epoch of (images, labels) batches on the split's device
-BatchSource = Callable[[Split, int, torch.Generator], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 
 
 
@@ -121,14 +116,14 @@ def train(config: TrainConfig, data: Dataset, checkpoint_dir: Path | None = None
     for epoch in range(done + 1, math.ceil(total_steps / steps_per_epoch) + 1):
         steps = min(steps_per_epoch, total_steps - (epoch - 1) * steps_per_epoch)
         started = time.perf_counter()
-        train_loss, samples = _train_epoch(stepper, train_split, recipe.batch_size, shuffle, epoch, batches, steps, world)
+        train_loss, samples = train_epoch(stepper, train_split, recipe.batch_size, shuffle, epoch, batches, steps, world)
         seconds = time.perf_counter() - started  # _train_epoch ends by reading the loss: the device is done
         train_seconds += seconds
         if not world.is_main:
             continue  # rank 0 evaluates and checkpoints; the next epoch's first all-reduce waits for it
         held_out_loss, held_out_accuracy = evaluate(model, held_out_split)
-        history.append(_epoch_record(epoch, train_loss, names, held_out_loss, held_out_accuracy, seconds, samples))
-        say(_summary_line(history[-1], names, recipe.epochs), flush=True)
+        history.append(epoch_record(epoch, train_loss, names, held_out_loss, held_out_accuracy, seconds, samples))
+        say(summary_line(history[-1], names, recipe.epochs), flush=True)
         if recipe.keep_best and (best is None or held_out_loss < best["loss"]):
             best = {"epoch": epoch, "loss": held_out_loss, "model": copy_state(model)}
         if checkpoint_dir:
@@ -174,11 +169,6 @@ def train(config: TrainConfig, data: Dataset, checkpoint_dir: Path | None = None
     return TrainResult(model, metrics, norm)
 
 
-def copy_state(model: MLP) -> dict[str, torch.Tensor]:
-    """A CPU copy of the weights, untouched by later steps."""
-    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
-
-
 def _resume(found: tuple[Path, dict] | None, recipe: Recipe, capture: str,
             model, optimizer, scheduler, shuffle, say) -> tuple[int, list, float, dict | None]:
     """(epochs done, history, training seconds so far, best epoch kept) from the newest checkpoint
@@ -191,52 +181,6 @@ def _resume(found: tuple[Path, dict] | None, recipe: Recipe, capture: str,
         place_lr_on_device(optimizer, next(model.parameters()).device)
     say(f"resuming after epoch {state['epoch']}/{recipe.epochs:g} from {path}", flush=True)
     return state["epoch"], state["history"], state["train_seconds"], state["best"]
-
-
-def warmup_batches(split: Split, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """One batch of each size an epoch uses: the full batch and the last, partial one."""
-    sizes = sorted({min(batch_size, len(split)), len(split) % batch_size} - {0}, reverse=True)
-    return [(split.inputs[:size], split.labels[:size]) for size in sizes]
-
-
-def _train_epoch(stepper: Stepper, split: Split, batch_size: int, shuffle, epoch: int, batches: BatchSource,
-                 steps: int, world: distributed.World) -> tuple[float, int]:
-    """The first `steps` batches of one shuffled pass over `split` (all of them but in a fractional
-    last epoch); returns (mean training loss per sample, samples), over every rank. The loss is the
-    only device read."""
-    stepper.model.train()
-    stepper.loss_sum.zero_()
-    samples = 0
-    for inputs, labels in tqdm(itertools.islice(batches(split, batch_size, shuffle), steps), total=steps,
-                               desc=f"epoch {epoch}", leave=False, disable=None if world.is_main else True):
-        stepper(inputs, labels)
-        samples += len(labels)
-    if world.distributed:  # every rank's loss and rows: the epoch's
-        totals = torch.stack([stepper.loss_sum.float(), torch.tensor(float(samples), device=stepper.loss_sum.device)])
-        loss_sum, samples = distributed.all_reduce_sum(totals, world).tolist()
-        return loss_sum / samples, int(samples)
-    return stepper.loss_sum.item() / samples, samples
-
-
-def _epoch_record(epoch, train_loss, names, loss, accuracy, seconds, samples) -> dict[str, float]:
-    return {
-        "epoch": epoch,
-        "train_loss": train_loss,
-        names[0]: loss,
-        names[1]: accuracy,
-        "seconds": seconds,
-        "samples": samples,
-        "samples_per_second": samples / seconds,
-    }
-
-
-def _summary_line(record: dict[str, float], names: tuple[str, str], epochs: float) -> str:
-    loss, accuracy = names
-    return (
-        f"epoch {record['epoch']}/{epochs:g}  train_loss {record['train_loss']:.4f}  "
-        f"{loss} {record[loss]:.4f}  {accuracy} {100 * record[accuracy]:.2f}%  "
-        f"{record['seconds']:.2f} s  {record['samples_per_second']:,.0f} samples/s"
-    )
 
 
 def save(config: TrainConfig, result: TrainResult, data: Dataset) -> None:
