@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import REPO
@@ -17,7 +18,8 @@ from pipeline import resume
 from pipeline.checkpoint import load_checkpoint
 from pipeline.config import TrainConfig
 from pipeline.data import shuffled_batches
-from pipeline.distributed import World, shard_batches
+from pipeline.distributed import World, rank_device, shard_batches
+from pipeline.errors import PipelineError
 from pipeline.lock import exclusive_lock
 from pipeline.train import train
 from test_faults import SMALL_SAMPLES, finish, small_run_args, wait_for
@@ -125,3 +127,10 @@ def test_make_builds_the_torchrun_commands(tmp_path):
     multi = dry_run("NPROC=4", "NNODES=2", "RDZV_ENDPOINT=node0:29500")
     assert ("-m torch.distributed.run --nnodes 2 --rdzv-backend c10d --rdzv-endpoint node0:29500 --rdzv-id mlp-train "
             "--nproc-per-node 4 -m pipeline.train") in multi
+
+
+def test_cuda_with_fewer_gpus_than_ranks_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # this machine has none: the check, not a GPU
+    with pytest.raises(PipelineError, match=r"DEVICE=cuda with 2 processes on this node, but only 1 GPUs are visible"):
+        rank_device(torch.device("cuda"), World(rank=1, local_rank=1, local_size=2, size=2))
+    assert rank_device(torch.device("cpu"), World(rank=1, local_rank=1, local_size=2, size=2)) == torch.device("cpu")
