@@ -15,7 +15,6 @@ first; torch and ONNX Runtime threads are pinned to --bench-threads and recorded
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import json
 import os
 import statistics
@@ -31,6 +30,7 @@ import pytest
 import torch
 
 from bench.hardware import gemm_rates
+from bench.peers import package_version
 from bench.runtimes import RUNTIMES, build
 from export import backends as runtimes
 from export.head import load_head
@@ -242,7 +242,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
             "onnx": onnx.__version__,
             "numpy": np.__version__,
             "cuda": torch.version.cuda,
-            "openvino": _version("openvino"),
+            "openvino": package_version("openvino"),
         },
         ort_available_providers=ort.get_available_providers(),
         ort_session_options=runtimes.session_options(settings.threads)[1],
@@ -260,13 +260,6 @@ def _tuning_summary(path: Path) -> dict | None:
         return None
     tuning = json.loads(path.read_text())
     return {v: {bs: t["summary"] for bs, t in e["batch_sizes"].items()} for v, e in tuning["variants"].items()}
-
-
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def _precision_choices(settings: BenchSettings) -> dict[str, dict]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.backends import Backend, _torch_runner
+from export.backends import Backend, _torch_preparer, _torch_runner
 from export.head import SoftmaxHead
 
 
@@ -52,25 +52,14 @@ def compiled(head: SoftmaxHead, device: torch.device) -> Backend:
     """torch.compile with Inductor's defaults; dynamic=False, so each batch size gets its own
     specialised kernels (compiled during the bench's warm-up rounds, never timed)."""
     module = torch.compile(copy.deepcopy(head).to(device).eval(), dynamic=False)
-
-    def prepare(images: np.ndarray) -> Callable[[], object]:
-        inputs = torch.from_numpy(images).to(device)
-
-        @torch.inference_mode()
-        def call() -> object:
-            out = module(inputs)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            return out
-
-        return call
-
     details = {"variant": "fp32", "torch": str(torch.__version__), "compiler": "inductor", "dynamic": False,
-               "triton": _version("triton") if device.type == "cuda" else None}
-    return Backend(f"compiled-{device.type}", device.type, _torch_runner(module, device), prepare, details=details)
+               "triton": package_version("triton") if device.type == "cuda" else None}
+    return Backend(f"compiled-{device.type}", device.type, _torch_runner(module, device),
+                   _torch_preparer(module, device), details=details)
 
 
-def _version(package: str) -> str | None:
+def package_version(package: str) -> str | None:
+    """An installed distribution's version, None if absent."""
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
