@@ -78,9 +78,15 @@ def _separate_inductor_cache_under_isa_cap() -> None:
     under it and computed wrong probabilities (measured here: max error 0.94 against eager, test
     accuracy 39.8%; with a fresh cache, 1.5e-8). Set before the first compile, which reads it."""
     capped = os.environ.get("ATEN_CPU_CAPABILITY")
-    if capped and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
-        user = re.sub(r"\W", "_", getpass.getuser())
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"torchinductor_{user}-aten-{capped.lower()}")
+    if not capped:
+        return
+    suffix = f"-aten-{capped.lower()}"
+    # Inductor itself writes its default into TORCHINDUCTOR_CACHE_DIR once used, and subprocesses
+    # inherit it: so suffix whatever is there rather than only filling in a missing value.
+    user = re.sub(r"\W", "_", getpass.getuser())
+    base = os.environ.get("TORCHINDUCTOR_CACHE_DIR") or os.path.join(tempfile.gettempdir(), f"torchinductor_{user}")
+    if not base.endswith(suffix):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = base + suffix
 
 
 def package_version(package: str) -> str | None:
