@@ -3,6 +3,11 @@
 #   make train RECIPE=seed EPOCHS=3 SEED=1 DEVICE=cpu PRECISION=off ARTIFACTS=out MNIST_MIRROR=../shared/data/mnist
 #   make train export bench DATASET=otto OTTO_CSV=train.csv.zip      # artifacts in artifacts/otto
 # PY=python3 uses an interpreter that already has the dependencies and skips the .venv bootstrap.
+#
+# A stage's files depend on (1) the files of the stage before, (2) the source files its programs
+# import, listed by pipeline/handoff/sources.py when make reads this file, and (3) a stamp of the
+# flags that change what it makes, $(ARTIFACTS)/.flags/<stage>.<checksum of the flags>: a new value
+# is a new stamp, made when first needed. Reading this file writes nothing.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -52,51 +57,64 @@ else
 PY_DEPS :=
 endif
 
-PIPELINE_SOURCES := $(wildcard pipeline/*.py pipeline/datasets/*.py)
-EXPORT_SOURCES := $(wildcard export/*.py)
-BENCH_SOURCES := $(wildcard bench/*.py)
-DEPLOY_SOURCES := $(wildcard deploy/*.py)
-BENCH_PYTEST_FLAGS = --bench-artifacts $(ARTIFACTS) --bench-dataset $(DATASET) --bench-device $(DEVICE) $(if $(DATA_DIR),--bench-data-dir $(DATA_DIR)) \
-	--benchmark-storage=file://$(abspath $(ARTIFACTS))/bench/history $(BENCH_FLAGS)
+# stage:file words for every stage's programs and what they import (standard library only, so
+# any python3 runs it, before .venv exists).
+STAGE_SOURCES := $(shell python3 pipeline/handoff/sources.py train=pipeline/train.py export=export/__main__.py \
+	parity=export/parity.py variants=export/variants.py tune=export/tune.py \
+	deploy=deploy/build.py,deploy/server.py,deploy/predict.py bench=bench/conftest.py,bench/test_*.py report=bench/report.py)
+ifeq ($(filter train:%,$(STAGE_SOURCES)),)
+$(error pipeline/handoff/sources.py listed no sources; it needs python3 on PATH)
+endif
+sources = $(patsubst $(1):%,%,$(filter $(1):%,$(STAGE_SOURCES)))
 
-# Flags that change the trained model (recorded in train.flags; Otto's CSV is one, and a
-# prerequisite of model.pt, since no checksum pins its content) and flags that only say where the
-# verified MNIST data comes from (they cannot change it: every file is checked against its sha256).
-OTTO_FLAGS := $(if $(OTTO_CSV),--otto-csv $(OTTO_CSV))
-TRAIN_FLAGS := $(strip --dataset $(DATASET) --recipe $(RECIPE) $(if $(EPOCHS),--epochs $(EPOCHS)) --seed $(SEED) \
-	--device $(DEVICE) $(if $(PRECISION),--precision $(PRECISION)) $(if $(HIDDEN),--hidden $(HIDDEN)) \
-	--capture $(CAPTURE) $(if $(TRAIN_SAMPLES),--train-samples $(TRAIN_SAMPLES)) $(OTTO_FLAGS) --artifacts $(ARTIFACTS))
-DATA_FLAGS := $(strip $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(MNIST_MIRROR),--mnist-mirror $(MNIST_MIRROR)))
+# Where the data is, one spelling for every stage that reads it (train, parity, variants; the
+# bench's pytest options carry the prefix "bench-"). MNIST files are checked against their sha256,
+# so these flags cannot change a model; Otto's CSV can, so its path is also in the model's stamp
+# and the file is a prerequisite of model.pt.
+data_flags = $(strip $(if $(DATA_DIR),--$(1)data-dir $(DATA_DIR)) $(if $(MNIST_MIRROR),--$(1)mnist-mirror $(MNIST_MIRROR)) \
+	$(if $(OTTO_CSV),--$(1)otto-csv $(OTTO_CSV)))
+
+# Which model: the flags that change the trained weights. DEVICE, CAPTURE and NPROC choose where
+# and how it trains, not which model (hardware never changes the recipe's semantics), so changing
+# only them does not retrain: `make train DEVICE=cpu` then `make serve` (DEVICE=auto) reuses the
+# model; `make -B train DEVICE=cuda` retrains on purpose.
+MODEL_FLAGS := $(strip --dataset $(DATASET) --recipe $(RECIPE) $(if $(EPOCHS),--epochs $(EPOCHS)) --seed $(SEED) \
+	$(if $(PRECISION),--precision $(PRECISION)) $(if $(HIDDEN),--hidden $(HIDDEN)) \
+	$(if $(TRAIN_SAMPLES),--train-samples $(TRAIN_SAMPLES)))
+TRAIN_FLAGS := $(MODEL_FLAGS) --device $(DEVICE) --capture $(CAPTURE) --artifacts $(ARTIFACTS)
 
 # NPROC > 1 (or NNODES > 1) launches training with torchrun, one process per NPROC on each node:
 # --standalone on one machine, the c10d rendezvous at RDZV_ENDPOINT (host:port of node 0) across
-# several. Not in train.flags: the world size changes how a model is trained, not which model.
+# several.
 TRAIN_LAUNCH := $(if $(filter-out 1,$(NPROC) $(NNODES)),$(PY) -m torch.distributed.run \
 	$(if $(RDZV_ENDPOINT),--nnodes $(NNODES) --rdzv-backend c10d --rdzv-endpoint $(RDZV_ENDPOINT) --rdzv-id $(RDZV_ID),--standalone) \
 	--nproc-per-node $(NPROC),$(PY))
 
-# Flags of the variants stage (int8 calibration) and of the tuning stage (python -m export.variants / export.tune).
+# Flags of the variants stage (int8 calibration), the tuning stage and the bundle.
 VARIANT_FLAGS := $(strip $(if $(CALIBRATION_ROWS),--calibration-rows $(CALIBRATION_ROWS)) \
 	$(if $(CALIBRATION_METHOD),--calibration-method $(CALIBRATION_METHOD)) $(if $(PER_CHANNEL),--per-channel $(PER_CHANNEL)) \
 	$(if $(FIRST_LAYER),--first-layer $(FIRST_LAYER)) $(if $(REDUCE_RANGE),--reduce-range $(REDUCE_RANGE)))
 TUNE_FLAGS := $(strip $(if $(TUNE_VARIANTS),--variants $(TUNE_VARIANTS)) \
 	$(if $(TUNE_BATCH_SIZES),--batch-sizes $(TUNE_BATCH_SIZES)) $(if $(TUNE_SECONDS),--seconds $(TUNE_SECONDS)))
-VARIANT_FILES := $(addprefix $(ARTIFACTS)/,model.int8.onnx model.int8-dynamic.onnx model.fp16.onnx variants.json)
-
-# Each stage's flags file is rewritten (when make reads this file) only if its flags changed, so a
-# new RECIPE/EPOCHS/SEED/..., PER_CHANNEL/..., TUNE_SECONDS/... or VARIANT re-runs that stage while
-# a plain re-run finds everything up to date.
 DEPLOY_FLAGS := --max-batch $(MAX_BATCH) --variant $(VARIANT)
-write_flags = $(shell mkdir -p $(ARTIFACTS) && echo '$(2)' | cmp -s - $(ARTIFACTS)/$(1).flags || echo '$(2)' > $(ARTIFACTS)/$(1).flags)
-$(call write_flags,train,$(TRAIN_FLAGS))
-$(call write_flags,variants,$(VARIANT_FLAGS))
-$(call write_flags,tune,$(TUNE_FLAGS))
-$(call write_flags,deploy,$(DEPLOY_FLAGS))
 
-.PHONY: help setup train export tune deploy serve bench bench-compare test test-all test-no-bf16 clean
+# Stamps: $(ARTIFACTS)/.flags/<stage>.<cksum of its flags>, holding the flags (for people).
+FLAGS_OF_train := $(MODEL_FLAGS) $(if $(OTTO_CSV),--otto-csv $(OTTO_CSV))
+FLAGS_OF_variants := $(VARIANT_FLAGS)
+FLAGS_OF_tune := $(TUNE_FLAGS)
+FLAGS_OF_deploy := $(DEPLOY_FLAGS)
+stamp = $(ARTIFACTS)/.flags/$(1).$(firstword $(shell printf '%s' '$(FLAGS_OF_$(1))' | cksum))
+
+VARIANT_FILES := $(addprefix $(ARTIFACTS)/,model.int8.onnx model.int8-dynamic.onnx model.fp16.onnx variants.json)
+BENCH_DIR := $(ARTIFACTS)/bench
+BENCH_PYTEST_FLAGS = --bench-artifacts $(ARTIFACTS) --bench-dataset $(DATASET) --bench-device $(DEVICE) \
+	$(call data_flags,bench-) $(BENCH_FLAGS)
+
+.PHONY: help setup train export tune deploy serve bench bench-study bench-compare test test-all test-no-bf16 clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@echo "DEVICE, CAPTURE and NPROC choose where the model trains, not which one: changing only them does not retrain (make -B train does)."
 
 setup: $(PY_DEPS) ## create .venv and install the pinned dependencies (re-runs when pyproject.toml changes)
 
@@ -111,13 +129,16 @@ deploy: $(ARTIFACTS)/deploy/manifest.json ## torch-free bundle in ARTIFACTS/depl
 serve: $(ARTIFACTS)/deploy/manifest.json ## serve the bundle (Open Inference Protocol) on HOST:PORT until Ctrl-C
 	$(PY) -m deploy.server --bundle $(ARTIFACTS)/deploy --host $(HOST) --port $(PORT)
 
-bench: $(ARTIFACTS)/bench/report.md ## pytest-benchmark suites -> bench/results.json, report.md, report.png (BENCH_FLAGS=...)
+bench: $(BENCH_DIR)/report.md ## every runtime, variant and peer, the training step, one time-to-accuracy run per recipe, the targets -> bench/report.md
 
-# Re-runs the suites and fails if any benchmark's minimum time regressed by more than
+bench-study: $(BENCH_DIR)/study.json ## the longer studies (more seeds, the lecture's script, the ablation), added to bench/report.md
+	$(PY) -m bench.report --results $(BENCH_DIR)/results.json --study $< --out $(BENCH_DIR)
+
+# Re-runs `make bench`'s suites and fails if any benchmark's minimum time regressed by more than
 # BENCH_REGRESSION against a run saved by `make bench` (the latest, or BASELINE=NNNN).
 bench-compare: $(ARTIFACTS)/ort_tuning.json $(PY_DEPS) ## re-run the benchmarks, fail on a regression beyond BENCH_REGRESSION
-	$(PY) -m pytest bench/ $(BENCH_PYTEST_FLAGS) --benchmark-compare$(if $(BASELINE),=$(BASELINE)) \
-		--benchmark-compare-fail=$(BENCH_REGRESSION)
+	$(PY) -m pytest bench/ -m "not study" $(BENCH_PYTEST_FLAGS) --benchmark-storage=file://$(abspath $(BENCH_DIR))/history \
+		--benchmark-compare$(if $(BASELINE),=$(BASELINE)) --benchmark-compare-fail=$(BENCH_REGRESSION)
 
 test: $(PY_DEPS) ## run the default test suite (real MNIST; excludes tests marked slow)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
@@ -139,34 +160,44 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[deploy,test,peers]'
 	touch $@
 
+# A stage's stamp; the stamps of its earlier values are removed, so going back to one re-runs it.
+$(ARTIFACTS)/.flags/%:
+	@mkdir -p $(@D) && rm -f $(@D)/$(basename $*).* && printf '%s\n' '$(FLAGS_OF_$(basename $*))' > $@
 
-$(ARTIFACTS)/model.pt $(ARTIFACTS)/train_metrics.json &: $(ARTIFACTS)/train.flags $(PIPELINE_SOURCES) $(OTTO_CSV) $(PY_DEPS)
-	$(TRAIN_LAUNCH) -m pipeline.train $(TRAIN_FLAGS) $(DATA_FLAGS)
+$(ARTIFACTS)/model.pt $(ARTIFACTS)/train_metrics.json &: $(call stamp,train) $(call sources,train) $(OTTO_CSV) $(PY_DEPS)
+	$(TRAIN_LAUNCH) -m pipeline.train $(TRAIN_FLAGS) $(call data_flags)
 
 $(ARTIFACTS)/model.torchscript.pt $(ARTIFACTS)/model.onnx $(ARTIFACTS)/export_report.json &: \
-		$(ARTIFACTS)/model.pt $(PIPELINE_SOURCES) $(EXPORT_SOURCES) $(PY_DEPS)
+		$(ARTIFACTS)/model.pt $(call sources,export) $(PY_DEPS)
 	$(PY) -m export --artifacts $(ARTIFACTS)
 
 # parity.md is written too but is no target, so a failed gate leaves it behind to read.
 $(ARTIFACTS)/parity.json $(ARTIFACTS)/manifest.json &: \
-		$(ARTIFACTS)/model.torchscript.pt $(ARTIFACTS)/model.onnx $(ARTIFACTS)/export_report.json
-	$(PY) -m export.parity --artifacts $(ARTIFACTS) --device $(DEVICE) $(DATA_FLAGS) $(OTTO_FLAGS)
+		$(ARTIFACTS)/model.torchscript.pt $(ARTIFACTS)/model.onnx $(ARTIFACTS)/export_report.json $(call sources,parity)
+	$(PY) -m export.parity --artifacts $(ARTIFACTS) --device $(DEVICE) $(call data_flags)
 
 # Variants hang off parity.json, not manifest.json: this stage and the next add their files to
 # manifest.json, which must not make them stale.
-$(VARIANT_FILES) &: $(ARTIFACTS)/parity.json $(ARTIFACTS)/variants.flags $(PY_DEPS)
-	$(PY) -m export.variants --artifacts $(ARTIFACTS) --device $(DEVICE) $(VARIANT_FLAGS) $(DATA_FLAGS) $(OTTO_FLAGS)
+$(VARIANT_FILES) &: $(ARTIFACTS)/parity.json $(call stamp,variants) $(call sources,variants) $(PY_DEPS)
+	$(PY) -m export.variants --artifacts $(ARTIFACTS) --device $(DEVICE) $(VARIANT_FLAGS) $(call data_flags)
 
-$(ARTIFACTS)/ort_tuning.json: $(ARTIFACTS)/variants.json $(ARTIFACTS)/tune.flags
+$(ARTIFACTS)/ort_tuning.json: $(ARTIFACTS)/variants.json $(call stamp,tune) $(call sources,tune)
 	$(PY) -m export.tune --artifacts $(ARTIFACTS) $(TUNE_FLAGS)
 
 # The bundle's model card quotes the bench headline when a bench run exists.
-$(ARTIFACTS)/deploy/manifest.json: $(ARTIFACTS)/ort_tuning.json $(ARTIFACTS)/deploy.flags $(wildcard $(ARTIFACTS)/bench/results.json) $(DEPLOY_SOURCES) $(PY_DEPS)
+$(ARTIFACTS)/deploy/manifest.json: $(ARTIFACTS)/ort_tuning.json $(call stamp,deploy) $(wildcard $(BENCH_DIR)/results.json) \
+		$(call sources,deploy) $(PY_DEPS)
 	$(PY) -m deploy.build --artifacts $(ARTIFACTS) $(DEPLOY_FLAGS)
 
-$(ARTIFACTS)/bench/results.json: $(ARTIFACTS)/ort_tuning.json $(BENCH_SOURCES) $(PY_DEPS)
+$(BENCH_DIR)/results.json: $(ARTIFACTS)/ort_tuning.json $(call sources,bench) $(PY_DEPS)
 	@mkdir -p $(@D)
-	$(if $(OTTO_CSV),OTTO_CSV=$(OTTO_CSV)) $(PY) -m pytest bench/ $(BENCH_PYTEST_FLAGS) --benchmark-json=$@ --benchmark-save=bench
+	$(PY) -m pytest bench/ -m "not study" $(BENCH_PYTEST_FLAGS) --benchmark-storage=file://$(abspath $(@D))/history \
+		--benchmark-json=$@ --benchmark-save=bench
 
-$(ARTIFACTS)/bench/report.md $(ARTIFACTS)/bench/report.png &: $(ARTIFACTS)/bench/results.json
+$(BENCH_DIR)/study.json: $(ARTIFACTS)/ort_tuning.json $(call sources,bench) $(PY_DEPS)
+	@mkdir -p $(@D)
+	$(PY) -m pytest bench/ -m study $(BENCH_PYTEST_FLAGS) --benchmark-storage=file://$(abspath $(@D))/study-history \
+		--benchmark-json=$@ --benchmark-save=study
+
+$(BENCH_DIR)/report.md $(BENCH_DIR)/report.png &: $(BENCH_DIR)/results.json $(wildcard $(BENCH_DIR)/study.json) $(call sources,report)
 	$(PY) -m bench.report --results $< --out $(@D)

@@ -1,84 +1,52 @@
 """Benchmark options, fixtures and the measuring helper shared by the suites.
 
 Usage:
-    pytest bench/ [--bench-artifacts DIR] [--bench-data-dir DIR] [--bench-device auto|cpu|cuda]
+    pytest bench/ [--bench-artifacts DIR] [--bench-dataset mnist|otto] [--bench-device auto|cpu|cuda]
+                  [--bench-data-dir DIR] [--bench-mnist-mirror DIR] [--bench-otto-csv FILE]
                   [--bench-batch-sizes 1,64,1024] [--bench-threads N] [--bench-smoke]
-                  [--benchmark-json FILE]                       # pytest-benchmark's own options
-    make bench                                                  # the same, then the report
+                  [-m "not study" | -m study] [--benchmark-json FILE]   # pytest's and pytest-benchmark's own
+    make bench          # -m "not study": every runtime, variant and peer, the training step, one
+                        # time-to-accuracy run per recipe, the targets; then the report
+    make bench-study    # -m study: the fast recipe's other seeds, the lecture's script, the ablation
 
-Needs <artifacts>/model.pt, model.torchscript.pt and model.onnx (`make train export`).
+Needs <artifacts>/model.pt, its exports, variants and tuned options (`make train export tune`).
 Method: inputs are built and moved to the device before timing; each timed call waits for its
 result (CUDA synchronised inside the call, since pytest-benchmark does not); warm-up rounds run
-first; torch and ONNX Runtime threads are pinned to --bench-threads and recorded.
+first; torch and ONNX Runtime threads are pinned to --bench-threads and recorded. Ratios the
+targets judge are timed in alternating rounds (pipeline.handoff.timing; bench/test_targets.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-import statistics
-import subprocess
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
 import torch
 
-from bench.hardware import gemm_rates
-from bench.peers import package_version
+from bench.context import (  # noqa: F401  (pytest hooks: they record the context of every number)
+    pytest_benchmark_update_json,
+    pytest_benchmark_update_machine_info,
+    pytest_runtest_logreport,
+)
 from bench.runtimes import RUNTIMES, build
-from export import backends as runtimes
+from bench.settings import BenchSettings, add_options, settings_of
+from export import backends
 from export.head import load_head
-from export.parity import check_inputs
-from export.variants import VARIANT_FILES
-from pipeline.data import Dataset, DataSource, load_dataset
-from pipeline.errors import PipelineError
-from pipeline.manifest import verify
-from pipeline.precision import resolve_precision
-from pipeline.provenance import cpu_flags, cpu_model
+from export.parity import verify_exports
+from pipeline.data import Dataset, load_dataset
+from pipeline.handoff import artifacts
+from pipeline.handoff.errors import PipelineError
+from pipeline.handoff.manifest import verify
+from pipeline.handoff.reports import TuningReport, read_tuning
 
 SMOKE_ROUNDS = 3  # --bench-smoke: enough to exercise every path, not to measure
-ROUND_BUDGET_S = 1.5  # full mode: aim for about this much timed work per benchmark
+ROUND_BUDGET_S = 0.3  # full mode: aim for about this much timed work per benchmark
 MIN_ROUNDS, MAX_ROUNDS = 30, 5000
 
 
-@dataclass(frozen=True)
-class BenchSettings:
-    artifacts: Path
-    dataset: str
-    data_dir: str | None
-    device: str
-    batch_sizes: tuple[int, ...]
-    threads: int
-    smoke: bool
-
-
 def pytest_addoption(parser):
-    group = parser.getgroup("mnist-bench")
-    group.addoption("--bench-artifacts", default="artifacts", help="folder with model.pt and its exports")
-    group.addoption("--bench-dataset", default="mnist", help="mnist | otto (Otto reads $OTTO_CSV)")
-    group.addoption("--bench-data-dir", default=None, help="MNIST folder (default: ARTIFACTS/data)")
-    group.addoption("--bench-device", default="auto", help="auto | cpu | cuda: which devices to measure")
-    group.addoption("--bench-batch-sizes", default="1,64,1024", help="inference batch sizes, comma-separated")
-    group.addoption("--bench-threads", type=int, default=os.cpu_count(), help="torch and ORT intra-op threads")
-    group.addoption("--bench-smoke", action="store_true", help="a few rounds and one epoch: checks, not numbers")
-
-
-def settings_of(config) -> BenchSettings:
-    return BenchSettings(
-        artifacts=Path(config.getoption("--bench-artifacts")),
-        dataset=config.getoption("--bench-dataset"),
-        data_dir=config.getoption("--bench-data-dir"),
-        device=config.getoption("--bench-device"),
-        batch_sizes=tuple(int(b) for b in config.getoption("--bench-batch-sizes").split(",")),
-        threads=config.getoption("--bench-threads"),
-        smoke=config.getoption("--bench-smoke"),
-    )
+    add_options(parser)
 
 
 def pytest_configure(config):
@@ -110,17 +78,15 @@ def device(request, settings) -> torch.device:
             pytest.skip("--bench-device=cpu")
         if not torch.cuda.is_available():
             pytest.skip("no CUDA device")
-        runtimes.disable_tf32()
+        backends.disable_tf32()
     return torch.device(request.param)
 
 
 @pytest.fixture(scope="session")
 def dataset(settings) -> Dataset:
-    """The dataset named by --bench-dataset (MNIST from $MNIST_MIRROR, Otto from $OTTO_CSV)."""
-    source = DataSource(str(settings.artifacts), settings.data_dir, os.environ.get("MNIST_MIRROR"),
-                        os.environ.get("OTTO_CSV"))
+    """The dataset named by --bench-dataset, from the --bench-* data options."""
     try:
-        return load_dataset(settings.dataset, source)
+        return load_dataset(settings.dataset, settings.source)
     except PipelineError as err:
         pytest.fail(str(err), pytrace=False)
 
@@ -137,33 +103,33 @@ def mnist(settings, dataset) -> Dataset:
 def exported(settings):
     """(softmax head, checkpoint payload) from the artifacts: missing, changed or stale files are an error."""
     try:
-        check_inputs(settings.artifacts)
-        verify(settings.artifacts, [*VARIANT_FILES.values(), "variants.json", "ort_tuning.json"])
+        verify_exports(settings.artifacts)
+        verify(settings.artifacts, [*artifacts.VARIANT_FILES.values(), artifacts.VARIANTS, artifacts.ORT_TUNING])
     except PipelineError as err:
         pytest.fail(f"{err} (run `make train export tune` first)", pytrace=False)
-    head, payload = load_head(settings.artifacts / "model.pt")
+    head, payload = load_head(settings.artifacts / artifacts.MODEL)
     if payload["dataset"] != settings.dataset:
-        pytest.fail(f"{settings.artifacts / 'model.pt'} is a {payload['dataset']} model; this run measures "
+        pytest.fail(f"{settings.artifacts / artifacts.MODEL} is a {payload['dataset']} model; this run measures "
                     f"{settings.dataset} (--bench-dataset)", pytrace=False)
     return head, payload
 
 
 @pytest.fixture(scope="session")
-def tuning(settings, exported) -> dict:
+def tuning(settings, exported) -> TuningReport:
     """ort_tuning.json: the session options `make tune` chose per variant and batch size."""
-    return json.loads((settings.artifacts / "ort_tuning.json").read_text())
+    return read_tuning(settings.artifacts)
 
 
 @pytest.fixture(scope="session")
 def backend_for(settings, exported, tuning):
     """(runtime, device) -> export.backends.Backend, each built once per session."""
     head, _ = exported
-    cache: dict[tuple[str, str], runtimes.Backend] = {}
+    cache: dict[tuple[str, str], backends.Backend] = {}
 
-    def get(runtime: str, device: torch.device) -> runtimes.Backend:
+    def get(runtime: str, device: torch.device) -> backends.Backend:
         key = (runtime, device.type)
         if key not in cache:
-            cache[key] = build(runtime, device, head, settings.artifacts, settings.threads, tuning["variants"])
+            cache[key] = build(runtime, device, head, settings, tuning)
         return cache[key]
 
     return get
@@ -177,7 +143,7 @@ def quality_of(dataset, backend_for):
     reference = backend_for("ort", torch.device("cpu")).run(inputs).argmax(axis=1)
     cache: dict[str, dict[str, float]] = {}
 
-    def get(backend: runtimes.Backend) -> dict[str, float]:
+    def get(backend: backends.Backend) -> dict[str, float]:
         if backend.name not in cache:
             predicted = np.asarray(backend.run(inputs)).argmax(axis=1)
             cache[backend.name] = {"accuracy": float((predicted == labels).mean()),
@@ -185,6 +151,13 @@ def quality_of(dataset, backend_for):
         return cache[backend.name]
 
     return get
+
+
+def real_inputs(dataset: Dataset, batch_size: int) -> np.ndarray:
+    """The first `batch_size` held-out inputs (repeated if more are asked for than there are)."""
+    inputs = dataset.held_out.inputs.numpy()
+    reps = -(-batch_size // len(inputs))
+    return np.ascontiguousarray(np.concatenate([inputs] * reps)[:batch_size])
 
 
 def measure(benchmark, call, samples_per_call: int, settings: BenchSettings) -> None:
@@ -211,69 +184,3 @@ def measure(benchmark, call, samples_per_call: int, settings: BenchSettings) -> 
         torch_threads=torch.get_num_threads(),
         smoke=settings.smoke,
     )
-
-
-# --- context kept with every number -------------------------------------------------------------
-
-_skipped: list[dict[str, str]] = []
-
-
-def pytest_runtest_logreport(report):
-    if report.skipped and report.when in ("setup", "call"):
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        _skipped.append({"test": report.nodeid, "reason": reason.removeprefix("Skipped: ")})
-
-
-def pytest_benchmark_update_json(config, benchmarks, output_json):
-    output_json["skipped"] = list(_skipped)
-
-
-def pytest_benchmark_update_machine_info(config, machine_info):
-    settings = settings_of(config)
-    machine_info.update(
-        dataset=settings.dataset,
-        cpu_model=cpu_model(),
-        cpu_cores=os.cpu_count(),
-        torch_threads=torch.get_num_threads(),
-        ort_intra_op_threads=settings.threads,
-        versions={
-            "torch": str(torch.__version__),
-            "onnxruntime": ort.__version__,
-            "onnx": onnx.__version__,
-            "numpy": np.__version__,
-            "cuda": torch.version.cuda,
-            "openvino": package_version("openvino"),
-        },
-        ort_available_providers=ort.get_available_providers(),
-        ort_session_options=runtimes.session_options(settings.threads)[1],
-        ort_tuning=_tuning_summary(settings.artifacts / "ort_tuning.json"),
-        cpu_flags=cpu_flags(),
-        precision=_precision_choices(settings),
-        fp32_gemm_gflops=statistics.median(gemm_rates(torch.float32, torch.device("cpu"))),
-        gpu=_gpu_info(),
-    )
-
-
-def _tuning_summary(path: Path) -> dict | None:
-    """variant -> batch size -> the options `make tune` chose there (what differs from ORT's defaults)."""
-    if not path.exists():
-        return None
-    tuning = json.loads(path.read_text())
-    return {v: {bs: t["summary"] for bs, t in e["batch_sizes"].items()} for v, e in tuning["variants"].items()}
-
-
-def _precision_choices(settings: BenchSettings) -> dict[str, dict]:
-    """What `auto` picks on each device measured here, with the reason (as training prints it)."""
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and settings.device != "cpu" else [])
-    return {d: dataclasses.asdict(resolve_precision("auto", torch.device(d))) for d in devices}
-
-
-def _gpu_info() -> dict | None:
-    if not torch.cuda.is_available():
-        return None
-    query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]
-    try:
-        driver = subprocess.run(query, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError) as err:
-        driver = f"unknown ({type(err).__name__})"
-    return {"name": torch.cuda.get_device_name(0), "driver": driver, "count": torch.cuda.device_count()}

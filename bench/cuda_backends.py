@@ -25,9 +25,10 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from export.backends import Backend, disable_tf32, onnx_io, session_options
+from export.backends import Backend, disable_tf32, onnx_io
 from export.head import OUTPUT_NAME, SoftmaxHead
-from pipeline.errors import first_line
+from pipeline.handoff.errors import first_line
+from pipeline.handoff.ort_options import pinned, session_options
 
 WARMUP_ITERATIONS = 3  # eager runs on a side stream before capture, as PyTorch's CUDA-graph notes do
 
@@ -135,8 +136,9 @@ def ort_cuda_graph(path: Path, device: torch.device, variant: str = "fp32") -> B
     name = f"ort-cudagraph-{variant}-cuda"
     cuda_options = {"device_id": str(device.index or 0), "use_tf32": "0", "enable_cuda_graph": "1"}
     providers = [("CUDAExecutionProvider", cuda_options), "CPUExecutionProvider"]
-    options, options_record = session_options(None)
-    details = {"variant": variant, "requested_provider_options": cuda_options, "session_options": options_record,
+    record = pinned(None)
+    options = session_options(record)
+    details = {"variant": variant, "requested_provider_options": cuda_options, "session_options": record,
                "capture": "ORT CUDA graph, one InferenceSession per batch shape"}
     if (reason := _no_cuda(device)) is not None:
         return Backend(name, "cuda", skipped=reason, details=details)

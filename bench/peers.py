@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.backends import Backend, _torch_preparer, _torch_runner
+from export.backends import Backend, torch_module
 from export.head import SoftmaxHead
 from pipeline.precision import native_bf16
 
@@ -67,8 +67,7 @@ def compiled(head: SoftmaxHead, device: torch.device) -> Backend:
     module = torch.compile(copy.deepcopy(head).to(device).eval(), dynamic=False)
     details = {"variant": "fp32", "torch": str(torch.__version__), "compiler": "inductor", "dynamic": False,
                "triton": package_version("triton") if device.type == "cuda" else None}
-    return Backend(f"compiled-{device.type}", device.type, _torch_runner(module, device),
-                   _torch_preparer(module, device), details=details)
+    return torch_module(f"compiled-{device.type}", module, device, details)
 
 
 def _separate_inductor_cache_under_isa_cap() -> None:

@@ -1,7 +1,13 @@
-"""Render a pytest-benchmark JSON file as report.md (tables) and report.png (throughput plot).
+"""Render the bench's pytest-benchmark JSON as report.md (tables) and report.png (throughput plot).
 
 Usage:
-    python -m bench.report --results artifacts/bench/results.json --out artifacts/bench
+    python -m bench.report [--results artifacts/bench/results.json] [--study artifacts/bench/study.json]
+                           [--out artifacts/bench]
+    make bench            # results.json (`make bench`), then this
+    make bench-study      # study.json (`make bench-study`), then this: the study's rows join the same report
+
+--study defaults to study.json beside --results when there is one; either file may be missing,
+not both.
 """
 
 from __future__ import annotations
@@ -14,15 +20,19 @@ from pathlib import Path
 from bench.report_inference import inference_table
 from bench.report_inference import targets as inference_targets
 from bench.report_training import ablation_table, rows, targets, time_to_accuracy_table
-from pipeline.atomic import atomic_path
-from pipeline.cli import run_cli
-from pipeline.errors import PipelineError
+from pipeline.handoff import artifacts
+from pipeline.handoff.atomic import atomic_path
+from pipeline.handoff.cli import run_cli
+from pipeline.handoff.errors import PipelineError
+
+STUDY = Path(artifacts.BENCH_STUDY).name
 
 
 @dataclass(frozen=True)
 class ReportConfig:
-    results: str = field(default="artifacts/bench/results.json", metadata={"help": "pytest-benchmark JSON"})
-    out: str = field(default="artifacts/bench", metadata={"help": "folder for report.md and report.png"})
+    results: str = field(default=f"artifacts/{artifacts.BENCH_RESULTS}", metadata={"help": "pytest-benchmark JSON of `make bench`"})
+    study: str = field(default="", metadata={"help": f"pytest-benchmark JSON of `make bench-study` (default: {STUDY} beside --results)"})
+    out: str = field(default=f"artifacts/{artifacts.BENCH}", metadata={"help": "folder for report.md and report.png"})
 
 
 def train_step_table(results: dict) -> list[str]:
@@ -62,20 +72,23 @@ def context_lines(results: dict) -> list[str]:
 
 def render_markdown(results: dict) -> str:
     dataset = results["machine_info"].get("dataset", "mnist")
+    study = "`make bench-study`" if results.get("studied") else "`make bench-study` (not run: no study.json)"
     lines = ["# Benchmarks", "", *context_lines(results), ""]
     if dataset == "mnist":  # the training targets, ablation and the lecture's script are MNIST's
-        lines += ["## Targets (fast recipe)", "", *targets(results)]
-        lines += ["## Time to accuracy (training seconds; warm-up and evaluation excluded)", ""]
+        lines += [f"## Targets (fast recipe; `make bench`, more seeds and the lecture's script from {study})", ""]
+        lines += targets(results)
+        lines += [f"## Time to accuracy (training seconds; warm-up and evaluation excluded; seed 0 of each recipe from "
+                  f"`make bench`, seeds 1 and 2 from {study})", ""]
         lines += time_to_accuracy_table(results)
-        lines += ["", "## Ablation (fast recipe, one change at a time, same seed)", ""]
+        lines += ["", f"## Ablation (fast recipe, one change at a time, same seed; {study})", ""]
         lines += ablation_table(results)
         lines += [""]
-    lines += [f"## Training step ({dataset}: forward + backward + optimizer step)", ""]
+    lines += [f"## Training step ({dataset}: forward + backward + optimizer step; `make bench`)", ""]
     lines += train_step_table(results)
     held_out = "test images" if dataset == "mnist" else "held-out rows"
-    lines += ["", "## Inference targets (CPU: the best ONNX artifact against eager PyTorch and the peers)", ""]
+    lines += ["", "## Inference targets (CPU: the best ONNX artifact against eager PyTorch and the peers; `make bench`)", ""]
     lines += inference_targets(results)
-    lines += ["", f"## Inference (softmax head, real {dataset} {held_out})", ""]
+    lines += ["", f"## Inference (softmax head, real {dataset} {held_out}; `make bench`)", ""]
     lines += inference_table(results)
     lines += ["", "Samples/s from the median call (batch / p50)."]
     skipped = results.get("skipped", [])
@@ -95,8 +108,11 @@ def render_plot(results: dict, path: Path) -> None:
     for backend in sorted({r["backend"] for r in found}):
         points = sorted((r["batch_size"], r["samples_per_second"]) for r in found if r["backend"] == backend)
         ax.plot(*zip(*points), marker="o", label=backend)
-    gemm = results["machine_info"]["fp32_gemm_gflops"] * 1e9 / (2 * found[0]["forward_macs"])  # in images/s
-    ax.axhline(gemm, color="grey", linestyle="--", label="fp32 2048³ GEMM rate on this CPU")
+    if found:
+        gemm = results["machine_info"]["fp32_gemm_gflops"] * 1e9 / (2 * found[0]["forward_macs"])  # in images/s
+        ax.axhline(gemm, color="grey", linestyle="--", label="fp32 2048³ GEMM rate on this CPU")
+    else:
+        ax.text(0.5, 0.5, "no inference rows: run `make bench`", ha="center", transform=ax.transAxes)
     ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="samples / s (median call)",
            title="Inference throughput by runtime, variant and device")
     ax.grid(True, which="both", alpha=0.3)
@@ -107,11 +123,30 @@ def render_plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def run(config: ReportConfig) -> None:
+def load(config: ReportConfig) -> dict:
+    """`make bench`'s results with `make bench-study`'s benchmarks and skips added (either may be missing)."""
+    results_path = Path(config.results)
+    study_path = Path(config.study) if config.study else results_path.with_name(STUDY)
+    found = {path: _read(path) for path in (results_path, study_path) if path.is_file() or path == Path(config.study)}
+    if not found:
+        raise PipelineError(f"{results_path}: not found; run `make bench` (or `make bench-study`) first")
+    base = found.get(results_path) or found[study_path]
+    merged = {**base, "benchmarks": [], "skipped": [], "studied": study_path in found}
+    for part in found.values():
+        merged["benchmarks"] += part["benchmarks"]
+        merged["skipped"] += part.get("skipped", [])
+    return merged
+
+
+def _read(path: Path) -> dict:
     try:
-        results = json.loads(Path(config.results).read_text())
+        return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise PipelineError(f"{config.results}: not a readable pytest-benchmark JSON file ({err})") from err
+        raise PipelineError(f"{path}: not a readable pytest-benchmark JSON file ({err})") from err
+
+
+def run(config: ReportConfig) -> None:
+    results = load(config)
     out = Path(config.out)
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text(render_markdown(results))

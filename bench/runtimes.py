@@ -3,7 +3,8 @@
     eager, torchscript, compiled   PyTorch (compiled: torch.compile, a peer)
     ort                            ONNX Runtime, float32, ORT's default options, `session.run`
     ort-tuned:<variant>            ONNX Runtime on the CPU with the options `make tune` chose per
-                                   batch size, through a bound call (the deployable fast path)
+                                   batch size where they also win here (bench.tuned), through a
+                                   bound call (the deployable fast path)
     ort:fp16                       the fp16 artifact on ORT's CUDA provider, I/O-bound
     openvino:<variant>             OpenVINO reading the same ONNX file (a peer)
     eager-cudagraph, eager-tf32, ort-cudagraph:<variant>   the GPU fast paths (bench.cuda_backends)
@@ -11,14 +12,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from bench import cuda_backends, peers
+from bench import cuda_backends, peers, tuned
+from bench.settings import BenchSettings
 from export import backends
 from export.head import SoftmaxHead
-from export.variants import VARIANT_FILES
+from pipeline.handoff import artifacts
+from pipeline.handoff.artifacts import REFERENCE_VARIANT, VARIANT_FILES
+from pipeline.handoff.ort_options import describe
+from pipeline.handoff.reports import TuningReport
 
 RUNTIMES: dict[str, tuple[str, ...]] = {
     "eager": ("cpu", "cuda"),
@@ -36,23 +39,24 @@ RUNTIMES: dict[str, tuple[str, ...]] = {
 }
 
 
-def build(runtime: str, device: torch.device, head: SoftmaxHead, artifacts: Path, threads: int,
-          tuning: dict) -> backends.Backend:
-    """The backend for `runtime` on `device`; `tuning` is ort_tuning.json's "variants" section."""
+def build(runtime: str, device: torch.device, head: SoftmaxHead, settings: BenchSettings,
+          tuning: TuningReport) -> backends.Backend:
+    """The backend for `runtime` on `device`, from the artifacts in `settings`."""
     kind, _, variant = runtime.partition(":")
-    path = artifacts / VARIANT_FILES[variant or "fp32"]
+    variant = variant or REFERENCE_VARIANT
+    path = settings.artifacts / VARIANT_FILES[variant]
     if kind == "eager":
         return backends.eager(head, device)
     if kind == "torchscript":
-        return backends.torchscript(artifacts / "model.torchscript.pt", device)
+        return backends.torchscript(settings.artifacts / artifacts.TORCHSCRIPT, device)
     if kind == "compiled":
         return peers.compiled(head, device)
     if kind == "ort":
-        return backends.onnxruntime(path, device, threads, variant or "fp32")
+        return backends.onnxruntime(path, device, settings.threads, variant)
     if kind == "ort-tuned":
-        return backends.onnxruntime_tuned(path, variant, tuning.get(variant, {}).get("batch_sizes", {}))
+        return ort_tuned(path, variant, tuning, settings)
     if kind == "openvino":
-        return peers.openvino(path, variant, threads)
+        return peers.openvino(path, variant, settings.threads)
     if kind == "eager-cudagraph":
         return cuda_backends.eager_cuda_graph(head, device)
     if kind == "eager-tf32":
@@ -60,3 +64,13 @@ def build(runtime: str, device: torch.device, head: SoftmaxHead, artifacts: Path
     if kind == "ort-cudagraph":
         return cuda_backends.ort_cuda_graph(path, device, variant)
     raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+
+
+def ort_tuned(path, variant: str, tuning: TuningReport, settings: BenchSettings) -> backends.Backend:
+    """ORT with `make tune`'s options, each kept only where it also wins in this process."""
+    chosen = tuning.records(variant)
+    kept, verdicts = tuned.confirm(path, chosen, settings.batch_sizes, settings.smoke)
+    backend = backends.onnxruntime_tuned(path, variant, kept)
+    backend.details.update(tuned_options={size: describe(t["options"]) for size, t in chosen.items()} or "ORT defaults (not tuned)",
+                           options_in_bench=verdicts)
+    return backend

@@ -4,6 +4,7 @@ Every variant trains the fast recipe for its epochs from the same seed, changing
 the batch size, the optimiser and schedule, the label smoothing, the initialisation, the input
 normalisation, the precision, the threads, or the data path. Test accuracy and training seconds
 (warm-up and evaluation excluded) go into the report's ablation table, next to the unchanged recipe.
+A study (`make bench-study`), not part of `make bench`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pipeline.config import RECIPES, TrainConfig
 from pipeline.data import Split
 from pipeline.precision import native_bf16
 from pipeline.train import train
+
+pytestmark = pytest.mark.study
 
 SMOKE_SAMPLES = 4096
 FAST = RECIPES["mnist"]["fast"]

@@ -9,18 +9,10 @@ faster row computing a different function shows it.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from bench.conftest import measure
+from bench.conftest import measure, real_inputs
 from pipeline.model import forward_macs
-
-
-def real_inputs(dataset, batch_size: int) -> np.ndarray:
-    """The first `batch_size` held-out inputs (repeated if more are asked for than there are)."""
-    inputs = dataset.held_out.inputs.numpy()
-    reps = -(-batch_size // len(inputs))
-    return np.ascontiguousarray(np.concatenate([inputs] * reps)[:batch_size])
 
 
 def test_inference(benchmark, runtime, device, batch_size, backend_for, quality_of, exported, dataset, settings):

@@ -6,7 +6,8 @@ PIL image converted per sample), `DataLoader(batch_size=64, shuffle=True)`, the 
 120-10 ReLU network, log-softmax + NLL loss (our logits + cross-entropy: the same function), plain
 `optim.SGD(lr=0.01, momentum=0.5)` with torch's default implementation, the training loss read every
 10 batches (the script prints it), 9 epochs with a test pass after each. Only the training loops
-are timed; the data is the verified copy under the artifacts folder, read by torchvision.
+are timed; the data is the verified copy under the artifacts folder, read by torchvision. A study
+(`make bench-study`), not part of `make bench`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from pipeline.model import MLP
+
+pytestmark = pytest.mark.study
 
 EPOCHS = 9  # `for epoch in range(1, 10)`
 BATCH_SIZE = 64
@@ -55,7 +58,7 @@ def _accuracy(model, loader) -> float:
 def test_lecture_script(benchmark, device, settings, mnist):
     if device.type != "cpu":
         pytest.skip("the lecture's script runs on the CPU")
-    data_dir = str(settings.data_dir or settings.artifacts / "data")  # the `mnist` fixture verified its files
+    data_dir = str(settings.source.data_dir or settings.artifacts / "data")  # the `mnist` fixture verified its files
     torch.manual_seed(0)
     train_loader, test_loader = _loaders(data_dir)
     model = MLP()

@@ -1,6 +1,6 @@
 """Everything that runs after export: the bundle, the predictor, the Open Inference Protocol server.
 
-Nothing here imports torch, torchvision or the training code (tests/test_deploy_torch_free.py runs
-it where importing torch fails); it shares only torch-free helpers (pipeline.errors, .atomic,
-.manifest, .cli, .datasets.idx, .datasets.otto_csv), which the same test guards.
+Nothing here imports torch, torchvision or the training code: from `pipeline` it imports only the
+torch-free hand-off package, `pipeline.handoff` (tests/test_imports.py checks every import, and
+tests/test_deploy.py imports each module where importing torch fails).
 """

@@ -34,23 +34,24 @@ from typing import Any
 import onnxruntime as ort
 
 from deploy import model_card, triton, variants
-from deploy.bundle import MODEL_FILE, REFERENCE
 from deploy.contract import Contract, read_contract
-from pipeline.atomic import atomic_path, write_json
-from pipeline.cli import run_cli
-from pipeline.errors import PipelineError
-from pipeline.manifest import MANIFEST, file_entries, read_manifest, verify
+from pipeline.handoff import artifacts
+from pipeline.handoff.artifacts import BUNDLE, MANIFEST, ONNX, REFERENCE_VARIANT
+from pipeline.handoff.atomic import atomic_path, write_json
+from pipeline.handoff.cli import run_cli
+from pipeline.handoff.errors import PipelineError
+from pipeline.handoff.manifest import file_entries, read_manifest, verify
+from pipeline.handoff.reports import ParityReport, TrainReport, read_parity, read_train
 
 DISTRIBUTION = "mnist-pipeline"  # pyproject.toml's [project] name: its `deploy` extra is requirements.txt
 DEPLOY_EXTRA = 'extra == "deploy"'
-BUNDLE = "deploy"
 PRODUCER = "python -m deploy.build"
 
 
 @dataclass(frozen=True)
 class DeployConfig:
     artifacts: str = field(default="artifacts", metadata={"help": "folder with the verified export; the bundle goes to ARTIFACTS/deploy"})
-    variant: str = field(default=REFERENCE, metadata={
+    variant: str = field(default=REFERENCE_VARIANT, metadata={
         "help": "the bundle's default model, a variant that passed its gate in variants.json (fp32, int8, "
                 "int8-dynamic, fp16); model.onnx (fp32) is always kept as the reference"})
     max_batch: int = field(default=8192, metadata={"help": "largest batch Triton and mlp-serve accept per request"})
@@ -92,22 +93,27 @@ def requirements() -> list[str]:
     return lines
 
 
-def read_sources(out: Path, variant: str) -> dict[str, Any]:
-    """The verified stage records the bundle is built from."""
-    verify(out, [MODEL_FILE, "parity.json", "train_metrics.json"])
-    parity = json.loads((out / "parity.json").read_text())
-    if not parity["passed"]:
-        raise PipelineError(f"{out / 'parity.json'}: the parity gate failed; fix the export before deploying it")
+@dataclass(frozen=True)
+class Sources:
+    """The verified stage records a bundle is built from."""
+
+    manifest: dict[str, Any]  # the export's manifest.json: its config, versions and parity verdict go into the bundle's
+    train: TrainReport
+    parity: ParityReport
+    bench: dict[str, Any] | None  # bench/results.json (pytest-benchmark's JSON) when a bench run exists
+    serving: dict[str, Any]  # deploy.variants.serving: the default variant, the bundled ones, their ORT options
+
+
+def read_sources(out: Path, variant: str) -> Sources:
+    verify(out, [ONNX, artifacts.PARITY, artifacts.TRAIN_METRICS])
+    parity = read_parity(out)
+    if not parity.passed:
+        raise PipelineError(f"{out / artifacts.PARITY}: the parity gate failed; fix the export before deploying it")
     report, tuning = variants.read_sources(out, variant)
-    bench_path = out / "bench" / "results.json"
-    train = json.loads((out / "train_metrics.json").read_text())
-    return {
-        "manifest": read_manifest(out),
-        "parity": parity,
-        "train": train,
-        "bench": json.loads(bench_path.read_text()) if bench_path.is_file() else None,
-        "serving": variants.serving(report, tuning, variant, train),
-    }
+    bench_path = out / artifacts.BENCH_RESULTS
+    train = read_train(out)
+    return Sources(read_manifest(out), train, parity, json.loads(bench_path.read_text()) if bench_path.is_file() else None,
+                   variants.serving(report, tuning, variant, train))
 
 
 def read_contracts(folder: Path, files: list[str]) -> Contract:
@@ -117,17 +123,17 @@ def read_contracts(folder: Path, files: list[str]) -> Contract:
     for name in files:
         session = ort.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])
         contracts[name] = read_contract(session, folder / name)
-    reference = contracts[MODEL_FILE]
+    reference = contracts[ONNX]
     for name, contract in contracts.items():
         if contract != reference:
             differ = [k for k, v in dataclasses.asdict(contract).items() if dataclasses.asdict(reference)[k] != v]
-            raise PipelineError(f"{name}: its contract differs from {MODEL_FILE}'s ({', '.join(differ)}); re-run `make export`")
+            raise PipelineError(f"{name}: its contract differs from {ONNX}'s ({', '.join(differ)}); re-run `make export`")
     return reference
 
 
-def write_bundle(config: DeployConfig, sources: dict[str, Any], folder: Path) -> None:
+def write_bundle(config: DeployConfig, sources: Sources, folder: Path) -> None:
     """Write every bundle file into `folder` (empty), manifest.json last."""
-    out, serving = Path(config.artifacts), sources["serving"]
+    out, serving, export_manifest = Path(config.artifacts), sources.serving, sources.manifest
     models = [entry["file"] for entry in serving["variants"].values()]  # model.onnx first
     for name in models:
         shutil.copyfile(out / name, folder / name)
@@ -141,8 +147,8 @@ def write_bundle(config: DeployConfig, sources: dict[str, Any], folder: Path) ->
         + "\n".join(requirements()) + "\n",
         "kserve/inferenceservice.yaml": triton.kserve_manifest(contract.model_name, config.storage_uri),
         "MODEL_CARD.md": model_card.render(
-            contract, sources["train"], sources["manifest"], sources["parity"], sources["bench"],
-            {name: sources["manifest"]["artifacts"][name]["sha256"] for name in models}, dataclasses.asdict(config), serving,
+            contract, sources.train, export_manifest, sources.parity, sources.bench,
+            {name: export_manifest["artifacts"][name]["sha256"] for name in models}, dataclasses.asdict(config), serving,
         ),
     }
     for name, text in texts.items():
@@ -152,10 +158,10 @@ def write_bundle(config: DeployConfig, sources: dict[str, Any], folder: Path) ->
     write_json(folder / MANIFEST, {
         "artifacts": file_entries(folder, sorted(names), PRODUCER),
         "model": dataclasses.asdict(contract),
-        "config": {"deploy": dataclasses.asdict(config), "train": sources["manifest"]["config"]["train"]},
-        "source": {"export_manifest": str(out / MANIFEST), "model_sha256": sources["manifest"]["artifacts"][MODEL_FILE]["sha256"],
-                   "parity": sources["manifest"]["parity"]},
-        "versions": {"onnxruntime": ort.__version__, **sources["manifest"]["versions"]},
+        "config": {"deploy": dataclasses.asdict(config), "train": export_manifest["config"]["train"]},
+        "source": {"export_manifest": str(out / MANIFEST), "model_sha256": export_manifest["artifacts"][ONNX]["sha256"],
+                   "parity": export_manifest["parity"]},
+        "versions": {"onnxruntime": ort.__version__, **export_manifest["versions"]},
         **serving,
     })
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from pipeline.errors import PipelineError, first_line
+from pipeline.handoff.errors import PipelineError, first_line
 
 ONNX_FLOAT = "tensor(float)"
 

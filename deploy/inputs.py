@@ -20,9 +20,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from deploy.contract import Contract, DeployError, ExitCode
-from pipeline.datasets.idx import GZIP_MAGIC, is_idx, read_any_idx
-from pipeline.datasets.otto_csv import read_otto_csv
-from pipeline.errors import PipelineError
+from pipeline.handoff.errors import PipelineError
+from pipeline.handoff.idx import GZIP_MAGIC, is_idx, read_any_idx
+from pipeline.handoff.otto_csv import read_otto_csv
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # read from folders
 NPY_MAGIC = b"\x93NUMPY"

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from deploy.contract import Contract
-from pipeline.ort_options import describe
+from pipeline.handoff.ort_options import describe
+from pipeline.handoff.reports import ParityReport, TrainReport
 
 # What each dataset's model is for, in words a card reader needs; a new dataset adds an entry.
 USE = {
@@ -48,7 +49,7 @@ GENERIC_USE = {
 }
 
 
-def render(contract: Contract, train: dict[str, Any], export_manifest: dict[str, Any], parity: dict[str, Any],
+def render(contract: Contract, train: TrainReport, export_manifest: dict[str, Any], parity: ParityReport,
            bench: dict[str, Any] | None, files: dict[str, str], deploy_config: dict[str, Any],
            serving: dict[str, Any]) -> str:
     use = USE.get(contract.dataset, GENERIC_USE)
@@ -68,13 +69,13 @@ def render(contract: Contract, train: dict[str, Any], export_manifest: dict[str,
     return "\n".join(line for section in sections for line in section)
 
 
-def _details(contract: Contract, train: dict, manifest: dict, files: dict[str, str]) -> list[str]:
-    recipe = train["config"]["recipe"]
+def _details(contract: Contract, train: TrainReport, manifest: dict, files: dict[str, str]) -> list[str]:
+    recipe = train.recipe
     widths = " -> ".join(str(w) for w in (contract.sample_size, *recipe["hidden"], len(contract.classes)))
     return [
         "## Model details", "",
         f"- Architecture: MLP {widths}, ReLU, softmax head; dataset `{contract.dataset}`.",
-        f"- Trained with PyTorch {train['versions']['torch']} (recipe `{recipe['name']}`); exported with "
+        f"- Trained with PyTorch {train.versions['torch']} (recipe `{recipe['name']}`); exported with "
         f"torch.onnx (dynamo), ONNX opset {manifest['config']['export']['onnx_opset']}, model version {contract.version}.",
         *(f"- `{name}` sha256 `{digest}`." for name, digest in files.items()),
         "- Every bundle file is listed in `manifest.json` with its sha256.",
@@ -82,33 +83,31 @@ def _details(contract: Contract, train: dict, manifest: dict, files: dict[str, s
     ]
 
 
-def _training(train: dict) -> list[str]:
-    recipe, data = train["config"]["recipe"], train["data"]
-    data_line = ", ".join(f"{key} {value}" for key, value in data.items())
+def _training(train: TrainReport) -> list[str]:
+    recipe = train.recipe
+    data_line = ", ".join(f"{key} {value}" for key, value in train.data.items())
     return [
         "## Training data and procedure", "",
         f"- Data: {data_line}.",
         f"- Recipe `{recipe['name']}`: {recipe['optimizer']} lr {recipe['lr']} ({recipe['schedule']}), batch "
-        f"{recipe['batch_size']}, {train['epochs']:g} epochs, label smoothing {recipe.get('label_smoothing', 0)}, "
-        f"dropout {recipe['dropout']}, weight decay {recipe['weight_decay']}, seed {train['seed']}.",
-        f"- Trained on {train['device']} in {train['precision']['dtype']} ({train['precision']['reason']}); "
-        f"{train['train_seconds']:.1f} s on {train['hardware']['cpu']}.",
+        f"{recipe['batch_size']}, {train.epochs:g} epochs, label smoothing {recipe.get('label_smoothing', 0)}, "
+        f"dropout {recipe['dropout']}, weight decay {recipe['weight_decay']}, seed {train.seed}.",
+        f"- Trained on {train.device} in {train.precision['dtype']} ({train.precision['reason']}); "
+        f"{train.train_seconds:.1f} s on {train.cpu}.",
         "",
     ]
 
 
-def _evaluation(train: dict, parity: dict) -> list[str]:
-    held_out = parity["labelled_set"]
-    metric_lines = [f"- {key}: {train[key]:.4f}" for key in sorted(train) if key.startswith(("test_", "val_"))]
-    lines = ["## Evaluation data and metrics", "", f"Held-out split `{train['held_out']}` ({held_out}):", *metric_lines, ""]
-    lines += [f"Parity gate (`make export`): **{'passed' if parity['passed'] else 'failed'}**, reference "
-              f"`{parity['reference']}`, tolerances abs {parity['tolerances']['abs']:g} / rel {parity['tolerances']['rel']:g}, "
-              f"inputs {parity['inputs']}, batch sizes {parity['batch_sizes']}.", "",
+def _evaluation(train: TrainReport, parity: ParityReport) -> list[str]:
+    metric_lines = [f"- {key}: {value:.4f}" for key, value in sorted(train.metrics.items())]
+    lines = ["## Evaluation data and metrics", "", f"Held-out split `{train.held_out}` ({parity.labelled_set}):",
+             *metric_lines, ""]
+    lines += [f"Parity gate (`make export`): **{'passed' if parity.passed else 'failed'}**, reference "
+              f"`{parity.reference}`, tolerances abs {parity.abs_tolerance:g} / rel {parity.rel_tolerance:g}, "
+              f"inputs {parity.inputs}, batch sizes {parity.batch_sizes}.", "",
               "| runtime | max abs error | max rel error | argmax agreement (every batch size) |", "|---|---:|---:|---:|"]
-    for pair in parity["pairs"]:
-        cases = [c for name, c in pair["by_case"].items() if name.startswith(f"{held_out}@")]
-        agree = sum(c["argmax_agree"] for c in cases), sum(c["images"] for c in cases)
-        lines.append(f"| {pair['candidate']} | {pair['max_abs']:.2e} | {pair['max_rel']:.2e} | {agree[0]:,} / {agree[1]:,} |")
+    for pair in parity.pairs:
+        lines.append(f"| {pair.candidate} | {pair.max_abs:.2e} | {pair.max_rel:.2e} | {pair.agreeing:,} / {pair.rows:,} |")
     return lines + [""]
 
 
@@ -157,13 +156,13 @@ def _contract(contract: Contract, preprocessing: str, deploy_config: dict) -> li
     ]
 
 
-def _precision_note(train: dict) -> str:
-    return (f"The weights were trained in {train['precision']['dtype']} autocast with float32 master weights; the "
+def _precision_note(train: TrainReport) -> str:
+    return (f"The weights were trained in {train.precision['dtype']} autocast with float32 master weights; the "
             "artifact computes in float32.")
 
 
-def _versions(train: dict, manifest: dict) -> list[str]:
-    versions = {**train["versions"], **manifest["versions"]}
+def _versions(train: TrainReport, manifest: dict) -> list[str]:
+    versions = {**train.versions, **manifest["versions"]}
     return ["## Versions", "", ", ".join(f"{name} {version}" for name, version in sorted(versions.items())),
             "", "Serving needs only `requirements.txt` (no torch).", ""]
 

@@ -43,7 +43,7 @@ from starlette.exceptions import HTTPException
 from deploy.bundle import Bundle, load_bundle
 from deploy.contract import DeployError
 from deploy.protocol import HEADER_LENGTH, ProtocolError, encode_response, parse_infer
-from pipeline.manifest import read_manifest
+from pipeline.handoff.manifest import read_manifest
 
 SERVER_NAME = "mlp-serve"
 SERVER_VERSION = importlib.metadata.version("mnist-pipeline")  # the console script exists only when installed

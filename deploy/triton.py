@@ -22,8 +22,8 @@ import yaml
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from pipeline.atomic import atomic_path
-from pipeline.errors import PipelineError
+from pipeline.handoff.atomic import atomic_path
+from pipeline.handoff.errors import PipelineError
 
 VERSION = "1"  # the repository's one model version folder
 LABELS_FILE = "labels.txt"

@@ -17,9 +17,10 @@ from pathlib import Path
 from export.head import load_head
 from export.to_onnx import export_onnx
 from export.to_torchscript import export_torchscript
-from pipeline.atomic import write_json
-from pipeline.cli import run_cli
-from pipeline.manifest import record, verify
+from pipeline.handoff import artifacts
+from pipeline.handoff.atomic import write_json
+from pipeline.handoff.cli import run_cli
+from pipeline.handoff.manifest import record, verify
 
 
 @dataclass(frozen=True)
@@ -29,16 +30,16 @@ class ExportConfig:
 
 def run(config: ExportConfig) -> None:
     out = Path(config.artifacts)
-    checkpoint = out / "model.pt"
-    checkpoint_sha256 = verify(out, ["model.pt"])["model.pt"]
+    checkpoint = out / artifacts.MODEL
+    checkpoint_sha256 = verify(out, [artifacts.MODEL])[artifacts.MODEL]
     head, payload = load_head(checkpoint)
     report = {
         "source_checkpoint": {"file": checkpoint.name, "sha256": checkpoint_sha256},
-        "torchscript": export_torchscript(head, payload, out / "model.torchscript.pt"),
-        "onnx": export_onnx(head, payload, checkpoint_sha256, out / "model.onnx"),
+        "torchscript": export_torchscript(head, payload, out / artifacts.TORCHSCRIPT),
+        "onnx": export_onnx(head, payload, checkpoint_sha256, out / artifacts.ONNX),
     }
-    write_json(out / "export_report.json", report)
-    record(out, ["model.torchscript.pt", "model.onnx", "export_report.json"], "python -m export")
+    write_json(out / artifacts.EXPORT_REPORT, report)
+    record(out, [artifacts.TORCHSCRIPT, artifacts.ONNX, artifacts.EXPORT_REPORT], "python -m export")
     for kind in ("torchscript", "onnx"):
         entry = report[kind]
         print(f"{out / entry['file']}: {entry['method']}, {entry['seconds']:.1f} s, {len(entry['warnings'])} warnings recorded")

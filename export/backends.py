@@ -20,9 +20,8 @@ import torch
 
 from export.head import OUTPUT_NAME, SoftmaxHead
 from export.recorded_warnings import recording_warnings
-from pipeline import ort_options
-from pipeline.errors import PipelineError, first_line
-from pipeline.ort_options import bound_call, describe, options_for_batch
+from pipeline.handoff.errors import PipelineError, first_line
+from pipeline.handoff.ort_options import SessionPool, bound_call, describe, pinned, session_options
 
 Run = Callable[[np.ndarray], np.ndarray]
 Prepare = Callable[[np.ndarray], Callable[[], object]]
@@ -45,7 +44,7 @@ def disable_tf32() -> None:
 
 def eager(head: SoftmaxHead, device: torch.device) -> Backend:
     module = copy.deepcopy(head).to(device).eval()  # one copy per device: .to() moves in place
-    return Backend(f"eager-{device.type}", device.type, _torch_runner(module, device), _torch_preparer(module, device))
+    return torch_module(f"eager-{device.type}", module, device)
 
 
 def torchscript(path: Path, device: torch.device) -> Backend:
@@ -54,54 +53,30 @@ def torchscript(path: Path, device: torch.device) -> Backend:
             module = torch.jit.load(str(path), map_location=device).eval()
         except Exception as err:  # a corrupt archive raises several types; all mean "unusable"
             raise PipelineError(f"{path}: not a loadable TorchScript file ({first_line(err)})") from err
-    return Backend(
-        f"torchscript-{device.type}",
-        device.type,
-        _torch_runner(module, device),
-        _torch_preparer(module, device),
-        details={"warnings": recorded},
-    )
+    return torch_module(f"torchscript-{device.type}", module, device, details={"warnings": recorded})
 
 
-def _torch_runner(module: torch.nn.Module, device: torch.device) -> Run:
+def torch_module(name: str, module: torch.nn.Module, device: torch.device, details: dict | None = None) -> Backend:
+    """A backend for any torch module already on `device` in eval mode (eager, TorchScript,
+    torch.compile): `run` copies the result back to the host, a prepared call synchronises CUDA."""
+
     @torch.inference_mode()
-    def run(images: np.ndarray) -> np.ndarray:
-        return module(torch.from_numpy(images).to(device)).cpu().numpy()  # .cpu() synchronises
+    def run(inputs: np.ndarray) -> np.ndarray:
+        return module(torch.from_numpy(inputs).to(device)).cpu().numpy()  # .cpu() synchronises
 
-    return run
-
-
-def _torch_preparer(module: torch.nn.Module, device: torch.device) -> Prepare:
-    def prepare(images: np.ndarray) -> Callable[[], object]:
-        inputs = torch.from_numpy(images).to(device)
+    def prepare(inputs: np.ndarray) -> Callable[[], object]:
+        on_device = torch.from_numpy(inputs).to(device)
 
         @torch.inference_mode()
         def call() -> object:
-            out = module(inputs)
+            out = module(on_device)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             return out
 
         return call
 
-    return prepare
-
-
-def session_options(threads: int | None) -> tuple[ort.SessionOptions, dict]:
-    """ORT options (threads pinned when given) and the same as a plain dict for reports."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    if threads is not None:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    record = {
-        "graph_optimization_level": "ORT_ENABLE_ALL",
-        "execution_mode": "ORT_SEQUENTIAL",
-        "intra_op_num_threads": options.intra_op_num_threads,  # 0: ORT's default (one per core)
-        "inter_op_num_threads": options.inter_op_num_threads,
-    }
-    return options, record
+    return Backend(name, device.type, run, prepare, details=details or {})
 
 
 def _session(path: Path, options: ort.SessionOptions, providers: list) -> ort.InferenceSession:
@@ -120,14 +95,14 @@ def onnxruntime(path: Path, device: torch.device, threads: int | None = None, va
         providers = [("CUDAExecutionProvider", cuda_options), "CPUExecutionProvider"]
     else:
         providers = ["CPUExecutionProvider"]
-    options, options_record = session_options(threads)
-    session = _session(path, options, providers)
+    record = pinned(threads)
+    session = _session(path, session_options(record), providers)
     name = f"ort-{device.type}" if variant == "fp32" else f"ort-{variant}-{device.type}"
     details = {
         "variant": variant,
         "providers": session.get_providers(),
         "provider_options": session.get_provider_options(),
-        "session_options": options_record,
+        "session_options": record,
     }
     expected = "CUDAExecutionProvider" if device.type == "cuda" else "CPUExecutionProvider"
     if session.get_providers()[0] != expected:
@@ -201,25 +176,19 @@ def all_backends(
 
 def onnxruntime_tuned(path: Path, variant: str, tuned: dict[str, dict]) -> Backend:
     """ORT on the CPU with the session options `python -m export.tune` chose for the batch size
-    nearest each prepared batch (ORT's defaults where none were tuned), called through
-    `bound_call`: input and output bound once, no per-call allocation or feed dict."""
-    sessions: dict[str, ort.InferenceSession] = {}
-
-    def session_for(batch_size: int) -> ort.InferenceSession:
-        record = options_for_batch(tuned, batch_size)
-        key = describe(record)
-        if key not in sessions:
-            sessions[key] = _session(path, ort_options.session_options(record), ["CPUExecutionProvider"])
-        return sessions[key]
+    nearest each prepared batch (ORT's defaults where none were tuned), one session per distinct
+    record, called through `bound_call`: input and output bound once, no per-call allocation or
+    feed dict."""
+    pool = SessionPool(path, tuned, lambda model, record: _session(model, session_options(record), ["CPUExecutionProvider"]))
 
     def run(inputs: np.ndarray) -> np.ndarray:
-        session = session_for(len(inputs))
+        session = pool.session_for(len(inputs))
         return session.run([OUTPUT_NAME], {session.get_inputs()[0].name: inputs})[0]
 
     def prepare(inputs: np.ndarray) -> Callable[[], object]:
-        call, _ = bound_call(session_for(len(inputs)), np.ascontiguousarray(inputs))
+        call, _ = bound_call(pool.session_for(len(inputs)), np.ascontiguousarray(inputs))
         return call
 
-    session_for(1)  # a file ORT cannot load fails here, not in the first timed call
+    pool.open_all()  # a file ORT cannot load fails here, not in the first timed call
     details = {"variant": variant, "tuned_options": {bs: describe(t["options"]) for bs, t in tuned.items()} or "ORT defaults (not tuned)"}
     return Backend(f"ort-tuned-{variant}-cpu", "cpu", run, prepare, details=details)

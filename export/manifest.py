@@ -1,7 +1,7 @@
 """Final `manifest.json` sections written by the parity stage: configs, versions, device, verdict.
 
 The per-file entries (sha256, size, producer) are recorded by each stage as it writes its files
-(pipeline.manifest.record); this adds the parity files and what a deployer needs to trust them.
+(pipeline.handoff.manifest.record); this adds the parity files and what a deployer needs to trust them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 from export.to_onnx import MODEL_VERSION, OPSET
-from pipeline.manifest import record
+from pipeline.handoff import artifacts
+from pipeline.handoff.manifest import record
 from pipeline.provenance import hardware, library_versions
 
 EXPORT_MODULES = ("onnx", "onnxruntime", "onnxscript")
@@ -21,7 +22,7 @@ EXPORT_MODULES = ("onnx", "onnxruntime", "onnxscript")
 def write_manifest(out: Path, parity: dict[str, Any], parity_config: dict[str, Any], train_config: dict[str, Any]) -> None:
     record(
         out,
-        ["parity.json", "parity.md"],
+        [artifacts.PARITY, artifacts.PARITY_MD],
         "python -m export.parity",
         config={
             "train": train_config,

@@ -25,17 +25,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export import backends as runtimes
+from export import backends
 from export.head import OUTPUT_NAME, SoftmaxHead, load_head
 from export.manifest import write_manifest
 from export.parity_report import render_markdown
-from pipeline.atomic import atomic_path, write_json
-from pipeline.cli import run_cli
 from pipeline.config import DATA_DIR_FIELD, MNIST_MIRROR_FIELD, OTTO_CSV_FIELD
 from pipeline.data import DataSource, dataset_spec, load_dataset
 from pipeline.device import resolve_device
-from pipeline.errors import PipelineError
-from pipeline.manifest import verify
+from pipeline.handoff import artifacts
+from pipeline.handoff.atomic import atomic_path, write_json
+from pipeline.handoff.cli import run_cli
+from pipeline.handoff.errors import PipelineError
+from pipeline.handoff.manifest import verify
 
 BATCH_SIZES = (1, 7, 64, 1000)  # the export traced batch 8; these sizes check the dynamic batch dim
 RANDOM_INPUTS = 256  # seeded inputs in the contract's range, plus the dataset's extremes (e.g. all zeros)
@@ -69,7 +70,7 @@ def input_sets(config: ParityConfig, dataset: str) -> dict[str, tuple[np.ndarray
 
 
 def run_batched(
-    backend: runtimes.Backend, images: np.ndarray, batch_size: int, classes: int, failures: list[str]
+    backend: backends.Backend, images: np.ndarray, batch_size: int, classes: int, failures: list[str]
 ) -> np.ndarray:
     """The backend's outputs for `images`, `batch_size` at a time; shape/dtype problems go to `failures`."""
     outputs = []
@@ -103,14 +104,14 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float | i
 
 
 def check_io_names(onnx_path: Path, input_name: str, failures: list[str]) -> dict:
-    io = runtimes.onnx_io(onnx_path)
+    io = backends.onnx_io(onnx_path)
     (in_name, in_type, in_shape), = io["inputs"]
     (out_name, out_type, out_shape), = io["outputs"]
     if (in_name, in_type, out_name, out_type) != (input_name, "tensor(float)", OUTPUT_NAME, "tensor(float)"):
-        failures.append(f"model.onnx: input {in_name} {in_type}, output {out_name} {out_type}; "
+        failures.append(f"{artifacts.ONNX}: input {in_name} {in_type}, output {out_name} {out_type}; "
                         f"expected {input_name}/{OUTPUT_NAME} tensor(float)")
     if not isinstance(in_shape[0], str) or not isinstance(out_shape[0], str):
-        failures.append(f"model.onnx: batch dimension is not dynamic (input {in_shape}, output {out_shape})")
+        failures.append(f"{artifacts.ONNX}: batch dimension is not dynamic (input {in_shape}, output {out_shape})")
     return io
 
 
@@ -119,13 +120,13 @@ def gate(config: ParityConfig, head: SoftmaxHead, payload: dict) -> dict:
     device = resolve_device(config.device)
     out = Path(config.artifacts)
     if device.type == "cuda":
-        runtimes.disable_tf32()
+        backends.disable_tf32()
     devices = [torch.device("cpu")] + ([device] if device.type == "cuda" else [])
-    backends = runtimes.all_backends(head, out / "model.torchscript.pt", out / "model.onnx", devices)
+    candidates = backends.all_backends(head, out / artifacts.TORCHSCRIPT, out / artifacts.ONNX, devices)
     failures: list[str] = []
-    io = check_io_names(out / "model.onnx", dataset_spec(payload["dataset"]).input_name, failures)
+    io = check_io_names(out / artifacts.ONNX, dataset_spec(payload["dataset"]).input_name, failures)
     inputs = input_sets(config, payload["dataset"])
-    ran = [b for b in backends if b.skipped is None]
+    ran = [b for b in candidates if b.skipped is None]
     reference = ran[0]  # eager-cpu
     outputs = {
         (b.name, set_name, bs): run_batched(b, images, bs, len(payload["classes"]), failures)
@@ -145,7 +146,7 @@ def gate(config: ParityConfig, head: SoftmaxHead, payload: dict) -> dict:
         "inputs": {name: len(images) for name, (images, _) in inputs.items()},
         "labelled_set": next(iter(inputs)),
         "onnx_io": io,
-        "backends": {b.name: _backend_entry(b, inputs, outputs) for b in backends},
+        "backends": {b.name: _backend_entry(b, inputs, outputs) for b in candidates},
         "pairs": pairs,
         "device": str(device),
     }
@@ -199,31 +200,32 @@ def _backend_entry(backend, inputs, outputs) -> dict:
     return {"status": "ran", "device": backend.device, "accuracy": accuracy, **backend.details}
 
 
-def check_inputs(out: Path) -> None:
+def verify_exports(out: Path) -> None:
     """The files must be the ones their stages recorded, and the exports made from this model.pt."""
-    current = verify(out, ["model.pt", "model.torchscript.pt", "model.onnx", "export_report.json"])["model.pt"]
-    source = json.loads((out / "export_report.json").read_text())["source_checkpoint"]["sha256"]
+    exports = [artifacts.MODEL, artifacts.TORCHSCRIPT, artifacts.ONNX, artifacts.EXPORT_REPORT]
+    current = verify(out, exports)[artifacts.MODEL]
+    source = json.loads((out / artifacts.EXPORT_REPORT).read_text())["source_checkpoint"]["sha256"]
     if source != current:
         raise PipelineError(
-            f"{out / 'model.onnx'}: exported from another model.pt (sha256 {source[:16]}…, now {current[:16]}…); "
+            f"{out / artifacts.ONNX}: exported from another model.pt (sha256 {source[:16]}…, now {current[:16]}…); "
             "run `make export`"
         )
 
 
 def run(config: ParityConfig) -> None:
     out = Path(config.artifacts)
-    check_inputs(out)
-    head, payload = load_head(out / "model.pt")
+    verify_exports(out)
+    head, payload = load_head(out / artifacts.MODEL)
     report = gate(config, head, payload)
     markdown = render_markdown(report)
-    write_json(out / "parity.json", report)
-    with atomic_path(out / "parity.md") as tmp:
+    write_json(out / artifacts.PARITY, report)
+    with atomic_path(out / artifacts.PARITY_MD) as tmp:
         tmp.write_text(markdown)
     write_manifest(out, report, dataclasses.asdict(config), payload["config"])
     print(markdown)
     if not report["passed"]:
         failures = report["failures"]
-        raise PipelineError(f"parity failed: {failures[0]} ({len(failures)} failed checks; see {out / 'parity.md'})")
+        raise PipelineError(f"parity failed: {failures[0]} ({len(failures)} failed checks; see {out / artifacts.PARITY_MD})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,9 +14,9 @@ import torch
 
 from export.head import OUTPUT_NAME, SoftmaxHead, contract_text, example_batch
 from export.recorded_warnings import recording_warnings
-from pipeline.atomic import atomic_path
 from pipeline.data import dataset_spec
-from pipeline.errors import PipelineError, first_line
+from pipeline.handoff.atomic import atomic_path
+from pipeline.handoff.errors import PipelineError, first_line
 
 OPSET = 21  # ONNX opset: ONNX Runtime >= 1.18, TensorRT 10 and Triton's ORT backend all run it
 MODEL_VERSION = 1  # bump when the input/output contract changes

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from export import backends as runtimes
+from export.backends import Backend
 from export.parity import run_batched
 
 BATCH_SIZES = (1, 64, 1000)
@@ -41,7 +41,7 @@ def stricter(tolerance: Tolerance, share: float) -> Tolerance:
                      tolerance.row_sum, tolerance.max_abs)
 
 
-def outputs_by_batch(backend: runtimes.Backend, inputs: np.ndarray, classes: int, failures: list[str]) -> dict[int, np.ndarray]:
+def outputs_by_batch(backend: Backend, inputs: np.ndarray, classes: int, failures: list[str]) -> dict[int, np.ndarray]:
     return {bs: run_batched(backend, inputs, bs, classes, failures) for bs in BATCH_SIZES}
 
 

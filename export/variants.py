@@ -21,7 +21,6 @@ rows the calibration did not use (choose_layout). The logits layer is always flo
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import asdict, dataclass, field
@@ -31,23 +30,19 @@ import numpy as np
 import onnx
 import torch
 
-from export import backends as runtimes
-from export import quantize
+from export import backends, quantize
 from export.variant_gate import TOLERANCES, check, outputs_by_batch, stricter
-from pipeline.atomic import write_json
-from pipeline.cli import run_cli
 from pipeline.config import DATA_DIR_FIELD, MNIST_MIRROR_FIELD, OTTO_CSV_FIELD
 from pipeline.data import DataSource, load_dataset
 from pipeline.device import resolve_device
-from pipeline.errors import PipelineError
-from pipeline.manifest import record, verify
+from pipeline.handoff import artifacts
+from pipeline.handoff.artifacts import REFERENCE_VARIANT, VARIANT_FILES
+from pipeline.handoff.atomic import write_json
+from pipeline.handoff.cli import run_cli
+from pipeline.handoff.errors import PipelineError
+from pipeline.handoff.manifest import record, verify
+from pipeline.handoff.reports import read_parity
 
-VARIANT_FILES = {
-    "fp32": "model.onnx",
-    "int8": "model.int8.onnx",
-    "int8-dynamic": "model.int8-dynamic.onnx",
-    "fp16": "model.fp16.onnx",
-}
 CPU_ONLY = ("int8", "int8-dynamic")
 # The deployable variants: a miss fails the stage. int8-dynamic is the baseline static int8 is
 # measured against: a miss marks it failed (deploy refuses it) and is printed, but does not stop.
@@ -79,11 +74,12 @@ class VariantsConfig:
             raise PipelineError(f"--calibration-rows must be at least 1, got {self.calibration_rows}")
 
 
-def check_inputs(out: Path) -> onnx.ModelProto:
-    verify(out, ["model.onnx", "parity.json"])
-    if not json.loads((out / "parity.json").read_text())["passed"]:
-        raise PipelineError(f"{out / 'parity.json'}: the float32 parity gate failed; fix it before making variants")
-    return onnx.load(str(out / "model.onnx"))
+def load_gated_fp32(out: Path) -> onnx.ModelProto:
+    """model.onnx, once its parity gate passed (both files as their stages recorded them)."""
+    verify(out, [artifacts.ONNX, artifacts.PARITY])
+    if not read_parity(out).passed:
+        raise PipelineError(f"{out / artifacts.PARITY}: the float32 parity gate failed; fix it before making variants")
+    return onnx.load(str(out / artifacts.ONNX))
 
 
 def calibration_split(train_inputs: np.ndarray, train_labels: np.ndarray, config: VariantsConfig):
@@ -110,13 +106,13 @@ def choose_layout(config, pre, work, input_name, calibration, selection, labels,
     ladder = [(pc, ff) for pc, ff in LADDER if pc in wanted[config.per_channel] and ff in first[config.first_layer]]
     failures: list[str] = []
     cpu = torch.device("cpu")
-    reference = outputs_by_batch(runtimes.onnxruntime(pre, cpu), selection, classes, failures)
+    reference = outputs_by_batch(backends.onnxruntime(pre, cpu), selection, classes, failures)
     tolerance = stricter(TOLERANCES["int8"], SELECTION_SLACK)
     tried = []
     for per_channel, float_first in ladder:
         trial = work / "trial.onnx"
         quantize.int8_static(pre, trial, input_name, calibration, per_channel, reduce_range, config.calibration_method, float_first)
-        outputs = outputs_by_batch(runtimes.onnxruntime(trial, cpu), selection, classes, failures)
+        outputs = outputs_by_batch(backends.onnxruntime(trial, cpu), selection, classes, failures)
         entry, missed = check("int8", outputs, reference, labels, "trial", tolerance)
         if failures:
             raise PipelineError(f"int8 layout trial: {failures[0]}")
@@ -135,10 +131,10 @@ def make_variants(config: VariantsConfig, out: Path, fp32: onnx.ModelProto, data
     train_inputs, train_labels = data.train.inputs.numpy(), data.train.labels.numpy()
     calibration, selection, labels = calibration_split(train_inputs, train_labels, config)
     reduce_range, range_reason = quantize.reduce_range_choice(config.reduce_range)
-    made = {"fp32": {"method": "torch.onnx.export(dynamo=True)", "decisions": {}}}
+    made = {REFERENCE_VARIANT: {"method": "torch.onnx.export(dynamo=True)", "decisions": {}}}
     with quantize.work_dir(out) as scratch:
         work = Path(scratch)
-        pre = quantize.preprocess(out / "model.onnx", work)
+        pre = quantize.preprocess(out / artifacts.ONNX, work)
         per_channel, float_first, layout_reason = choose_layout(
             config, pre, work, data.spec.input_name, calibration, selection, labels, reduce_range, len(data.classes))
         builders = {
@@ -166,10 +162,10 @@ def gate(out: Path, made: dict[str, dict], data, device) -> tuple[dict, list[str
     baseline_failures: list[str] = []
     entries = {name: {"file": VARIANT_FILES[name], **how, "checks": {}} for name, how in made.items()}
     for dev in devices:
-        backends = {name: runtimes.onnxruntime(out / VARIANT_FILES[name], dev) for name in made}
-        reference = outputs_by_batch(backends["fp32"], held_out, len(data.classes), failures)
-        for name, backend in backends.items():
-            if name == "fp32":
+        sessions = {name: backends.onnxruntime(out / VARIANT_FILES[name], dev) for name in made}
+        reference = outputs_by_batch(sessions[REFERENCE_VARIANT], held_out, len(data.classes), failures)
+        for name, backend in sessions.items():
+            if name == REFERENCE_VARIANT:
                 continue
             if backend.skipped or (dev.type == "cuda" and name in CPU_ONLY):
                 why = backend.skipped or "ORT's CUDA provider runs QDQ int8 only through TensorRT; this is the CPU artifact"
@@ -181,31 +177,31 @@ def gate(out: Path, made: dict[str, dict], data, device) -> tuple[dict, list[str
             (failures if name in GATED else baseline_failures).extend(missed)
     for name, entry in entries.items():
         ran = [c for c in entry["checks"].values() if c["status"] == "ran"]
-        entry["passed"] = name == "fp32" or (bool(ran) and all(c["passed"] for c in ran))
+        entry["passed"] = name == REFERENCE_VARIANT or (bool(ran) and all(c["passed"] for c in ran))
     return entries, failures, baseline_failures
 
 
 def run(config: VariantsConfig) -> None:
     out = Path(config.artifacts)
-    fp32 = check_inputs(out)
+    fp32 = load_gated_fp32(out)
     dataset = {p.key: p.value for p in fp32.metadata_props}["dataset"]
     data = load_dataset(dataset, DataSource.of(config))
     device = resolve_device(config.device)
     made = make_variants(config, out, fp32, data)
     entries, failures, baseline_failures = gate(out, made, data, device)
     report = {"passed": not failures, "failures": failures, "baseline_failures": baseline_failures,
-              "reference": "fp32", "dataset": dataset,
+              "reference": REFERENCE_VARIANT, "dataset": dataset,
               "held_out": data.spec.held_out, "tolerances": {k: asdict(v) for k, v in TOLERANCES.items()},
               "config": asdict(config), "variants": entries}
-    write_json(out / "variants.json", report)
-    files = [VARIANT_FILES[name] for name in made if name != "fp32"] + ["variants.json"]
+    write_json(out / artifacts.VARIANTS, report)
+    files = [VARIANT_FILES[name] for name in made if name != REFERENCE_VARIANT] + [artifacts.VARIANTS]
     record(out, files, "python -m export.variants", variants=summary(report))
     for name, entry in entries.items():
         print(f"{name:>12}: {_line(entry)}")
     for missed in baseline_failures:
         print(f"baseline missed its tolerance (marked failed; deploy refuses it): {missed}", file=sys.stderr)
     if failures:
-        raise PipelineError(f"variant gate failed: {failures[0]} ({len(failures)} failed checks; see {out / 'variants.json'})")
+        raise PipelineError(f"variant gate failed: {failures[0]} ({len(failures)} failed checks; see {out / artifacts.VARIANTS})")
 
 
 def summary(report: dict) -> dict:

@@ -1,1 +1,2 @@
-"""Data, model and training for the MNIST pipeline."""
+"""The training stage (data, model, recipes, the training loop) and, in `pipeline.handoff`, the
+torch-free hand-off every stage shares."""

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from pipeline.atomic import atomic_path
-from pipeline.errors import PipelineError, first_line
+from pipeline.handoff.atomic import atomic_path
+from pipeline.handoff.errors import PipelineError, first_line
 from pipeline.model import MLP, linear_layers
 
 FORMAT = "mnist-pipeline/model-v1"

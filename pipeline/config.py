@@ -7,13 +7,10 @@ what a run is asked for; each field is one CLI flag (`--field-name`) and one Mak
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import os
 from dataclasses import dataclass, field
-from typing import Any
 
-from pipeline.errors import PipelineError
+from pipeline.handoff.errors import PipelineError
 
 DATASETS = ("mnist", "otto")  # each a module under pipeline/datasets/ (pipeline.data.dataset_spec)
 PRECISIONS = ("auto", "bfloat16", "off")  # resolved against the hardware by pipeline.precision
@@ -141,18 +138,23 @@ class TrainConfig:
         parse_widths(self.hidden)
         if self.epochs is not None and not self.epochs > 0:
             raise PipelineError(f"epochs must be positive, got {self.epochs:g}")
-        if self.precision is not None and self.precision not in PRECISIONS:
-            raise PipelineError(f"unknown PRECISION={self.precision!r}; use {', '.join(PRECISIONS)}")
+        if self.precision is not None:
+            check_choice("PRECISION", self.precision, PRECISIONS)
         if self.train_samples is not None and self.train_samples < 1:
             raise PipelineError(f"train_samples must be at least 1, got {self.train_samples}")
-        if self.capture not in CAPTURES:
-            raise PipelineError(f"unknown CAPTURE={self.capture!r}; use {', '.join(CAPTURES)}")
+        check_choice("CAPTURE", self.capture, CAPTURES)
 
     @property
     def resolved_recipe(self) -> Recipe:
         overrides = {"epochs": self.epochs, "precision": self.precision, "hidden": parse_widths(self.hidden)}
         recipe = RECIPES[self.dataset][self.recipe]
         return dataclasses.replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def check_choice(variable: str, value: str, choices: tuple[str, ...]) -> None:
+    """A value outside `choices` is one line naming the Make variable and the choices."""
+    if value not in choices:
+        raise PipelineError(f"unknown {variable}={value!r}; use {', '.join(choices)}")
 
 
 def parse_widths(text: str | None) -> tuple[int, ...] | None:
@@ -166,25 +168,3 @@ def parse_widths(text: str | None) -> tuple[int, ...] | None:
     if not widths or min(widths) < 1:
         raise PipelineError(f"HIDDEN={text!r}: expected positive comma-separated widths, e.g. 512,256")
     return widths
-
-
-_PARSERS = {"int | None": int, "int": int, "float": float, "float | None": float, "str": str, "str | None": str}
-
-
-def build_parser(cls: type, description: str) -> argparse.ArgumentParser:
-    """One `--flag` per dataclass field; a field's metadata may name an environment variable
-    that supplies its default. `None` defaults mean 'not given'."""
-    parser = argparse.ArgumentParser(description=description)
-    for f in dataclasses.fields(cls):
-        env = f.metadata.get("env")
-        parser.add_argument(
-            f"--{f.name.replace('_', '-')}",
-            type=_PARSERS[str(f.type)],
-            default=(env and os.environ.get(env)) or f.default,
-            help=f.metadata.get("help"),
-        )
-    return parser
-
-
-def config_from_args(cls: type, args: argparse.Namespace) -> Any:
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.errors import PipelineError
+from pipeline.handoff.errors import PipelineError
 
 
 def resolve_device(requested: str) -> torch.device:

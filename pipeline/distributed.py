@@ -23,7 +23,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from pipeline.errors import PipelineError
+from pipeline.handoff.errors import PipelineError
+
 
 @dataclass(frozen=True)
 class World:

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pipeline.config import PRECISIONS
-from pipeline.errors import PipelineError
+from pipeline.config import PRECISIONS, check_choice
 
 FORCE_NOT_NATIVE_ENV = "PIPELINE_NO_NATIVE_BF16"
 # oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) below AVX512_CORE_BF16: under them bf16 is emulated.
@@ -74,8 +73,6 @@ def _native_bf16_cpu() -> tuple[bool, str]:
 
 def resolve_precision(requested: str, device: torch.device) -> Precision:
     """The dtype the training steps use on `device`, and why; an emulated bf16 request warns."""
-    if requested not in PRECISIONS:
-        raise PipelineError(f"unknown PRECISION={requested!r}; use {', '.join(PRECISIONS)}")
     native, evidence = native_bf16(device)
     if requested == "off":
         return Precision(requested, "float32", native, "PRECISION=off asks for float32")
@@ -83,6 +80,7 @@ def resolve_precision(requested: str, device: torch.device) -> Precision:
         if native:
             return Precision(requested, "bfloat16", native, f"auto: {evidence}; bf16 autocast, float32 master weights")
         return Precision(requested, "float32", native, f"auto: {evidence}, so bf16 would be emulated and slow")
+    check_choice("PRECISION", requested, PRECISIONS)  # what is left: bfloat16, or an unknown name
     if not native:
         print(f"warning: PRECISION=bfloat16 without native bf16 ({evidence}): emulated, several times "
               "slower than PRECISION=off or auto", file=sys.stderr, flush=True)

@@ -15,20 +15,23 @@ from typing import Any
 
 import torch
 
-from pipeline.atomic import atomic_path
 from pipeline.checkpoint import load_plain
-from pipeline.errors import PipelineError
+from pipeline.handoff import sources
+from pipeline.handoff.atomic import atomic_path
+from pipeline.handoff.errors import PipelineError
 
 FORMAT = "mnist-pipeline/train-state-v1"
 KEEP = 2  # checkpoints kept: the newest is enough to resume, one more in case it is unreadable
+TRAIN_PROGRAM = sources.REPO / "pipeline" / "train.py"
 _NAME = re.compile(r"^epoch-(\d{3,})\.pt$")
 
 
 def code_digest() -> str:
-    """sha256 over the training code (pipeline/*.py): a checkpoint from other code is stale."""
+    """sha256 over the training stage's sources (the files `make train` depends on, found by
+    pipeline.handoff.sources): a checkpoint from other code is stale."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in sources.closure([TRAIN_PROGRAM]):
+        digest.update(str(path.relative_to(sources.REPO)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 

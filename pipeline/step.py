@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.config import Recipe
-from pipeline.errors import PipelineError
+from pipeline.handoff.errors import PipelineError
 from pipeline.model import MLP
 
 WARMUP_STEPS = 3  # per batch size: enough for kernel selection and allocator pools (and, on CUDA, graph capture)

@@ -27,7 +27,7 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,24 +35,77 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from pipeline import distributed, resume
-from pipeline.atomic import ensure_writable, write_json
 from pipeline.checkpoint import save_checkpoint
-from pipeline.cli import run_cli
 from pipeline.config import Recipe, TrainConfig
-from pipeline.data import Dataset, DataSource, load_dataset, shuffled_batches
+from pipeline.data import Dataset, DataSource, Split, load_dataset, shuffled_batches
 from pipeline.device import resolve_device
 from pipeline.epoch import BatchSource, copy_state, epoch_record, summary_line, train_epoch, warmup_batches
-from pipeline.errors import PipelineError
 from pipeline.evaluation import evaluate
-from pipeline.lock import exclusive_lock
-from pipeline.manifest import record
+from pipeline.handoff import artifacts
+from pipeline.handoff.atomic import ensure_writable, write_json
+from pipeline.handoff.cli import run_cli
+from pipeline.handoff.errors import PipelineError
+from pipeline.handoff.lock import exclusive_lock
+from pipeline.handoff.manifest import record
 from pipeline.model import MLP, initialize
 from pipeline.normalization import InputNorm, input_norm
-from pipeline.precision import resolve_precision
+from pipeline.precision import Precision, resolve_precision
 from pipeline.provenance import hardware, library_versions
-from pipeline.step import build_optimizer, build_scheduler, check_capture, make_stepper, place_lr_on_device
+from pipeline.step import Stepper, build_optimizer, build_scheduler, check_capture, make_stepper, place_lr_on_device
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where and how a run computes: decided once, at the edge, from the config and the hardware."""
+
+    device: torch.device
+    precision: Precision
+    capture: str  # "off" | "cuda-graph"
+
+
+def resolve_placement(config: TrainConfig, recipe: Recipe, world: distributed.World) -> Placement:
+    """The device (this rank's GPU under DDP), the capture mode it allows and the precision it runs
+    natively; a combination that cannot run is a PipelineError, before any file is touched."""
+    device = distributed.rank_device(resolve_device(config.device), world)
+    check_capture(config.capture, device)
+    if world.distributed and config.capture != "off":
+        raise PipelineError(f"CAPTURE={config.capture} runs in one process; use NPROC=1 with it")
+    return Placement(device, resolve_precision(recipe.precision, device), config.capture)
+
+
+@dataclass
+class Run:
+    """Everything one training run works on, built once before the first step."""
+
+    recipe: Recipe
+    placement: Placement
+    norm: InputNorm  # applied to the data once; folded into the model at the end
+    train_split: Split  # normalised, on the device, in the dtype the first layer computes in
+    held_out_split: Split  # normalised, on the device, float32
+    model: MLP
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # None for a constant learning rate
+    shuffle: torch.Generator  # batch order, drawn on the CPU
+    steps_per_epoch: int
+    total_steps: int  # a fractional last epoch runs that share of its batches
+    names: tuple[str, str]  # the held-out loss and accuracy keys of the records (test_loss, test_accuracy)
+
+    @property
+    def epochs(self) -> int:
+        return math.ceil(self.total_steps / self.steps_per_epoch)
+
+    def steps_in(self, epoch: int) -> int:
+        return min(self.steps_per_epoch, self.total_steps - (epoch - 1) * self.steps_per_epoch)
+
+
+@dataclass
+class Progress:
+    """What the epochs so far produced (restored from a checkpoint when resuming)."""
+
+    done: int = 0  # epochs completed
+    history: list[dict[str, float]] = field(default_factory=list)  # one epoch_record each
+    train_seconds: float = 0.0
+    best: dict | None = None  # keep_best: {"epoch", "loss", "model" (a CPU state_dict)}
 
 
 @dataclass
@@ -64,98 +117,151 @@ class TrainResult:
 
 def train(config: TrainConfig, data: Dataset, checkpoint_dir: Path | None = None,
           batches: BatchSource = shuffled_batches, recipe: Recipe | None = None,
-          world: distributed.World = distributed.SINGLE) -> TrainResult | None:
+          world: distributed.World = distributed.SINGLE, placement: Placement | None = None,
+          until: float | None = None) -> TrainResult | None:
     """Run the recipe on `data`; returns the trained model and its metrics.
 
     With `checkpoint_dir`, the training state is saved there after every epoch and a run resumes
     from the newest checkpoint it finds (see pipeline.resume); without it, no file is written.
     `batches` cuts each epoch into batches (default: indexing the resident tensors); `recipe`
-    replaces the config's (the ablation bench changes one field at a time). In a world of several
-    processes (pipeline.distributed) each rank trains on its slice of every batch and only rank 0
-    evaluates, checkpoints and returns a result; the other ranks return None.
+    replaces the config's (the ablation bench changes one field at a time); `placement` is the
+    one `resolve_placement` gave (resolved here when not given); `until` stops after the first
+    epoch whose held-out accuracy reaches it (time-to-accuracy runs). In a world of several processes
+    (pipeline.distributed) each rank trains on its slice of every batch and only rank 0 evaluates,
+    checkpoints and returns a result; the other ranks return None.
     """
     recipe = recipe or config.resolved_recipe
-    device = distributed.rank_device(resolve_device(config.device), world)
-    check_capture(config.capture, device)
-    precision = resolve_precision(recipe.precision, device)
+    placement = placement or resolve_placement(config, recipe, world)
     say = print if world.is_main else _silent
-    say(precision.summary(), flush=True)
+    say(placement.precision.summary(), flush=True)
+    run = build_run(config, recipe, data, placement)
+    fingerprint = _fingerprint(config, data, run) if checkpoint_dir else None
+    progress = _start(checkpoint_dir, fingerprint, run, world, say)
+    stepper = _stepper(run, world)
     if world.distributed:
         batches = distributed.shard_batches(world)
-
-    torch.manual_seed(config.seed)  # parameter initialisation
-    shuffle = torch.Generator().manual_seed(config.seed)  # batch order, drawn on the CPU
-    train_data = data.train.first(config.train_samples)
-    norm = input_norm(recipe, data.spec, train_data)
-    # Training inputs are stored in the dtype the first layer computes in: under bf16 autocast it
-    # would cast them on every step anyway, so the numbers are the same and each batch is half the bytes.
-    train_split = norm.apply(train_data).to(device, precision.autocast_dtype)
-    held_out_split = norm.apply(data.held_out).to(device)
-    model = MLP(math.prod(data.input_shape), recipe.hidden, len(data.classes), dropout=recipe.dropout)
-    model = initialize(model, recipe.init).to(device)
-    optimizer = build_optimizer(recipe, model, for_capture=config.capture == "cuda-graph")
-    steps_per_epoch = math.ceil(len(train_split) / recipe.batch_size)
-    total_steps = max(1, round(recipe.epochs * steps_per_epoch))  # a fractional last epoch: that share of its batches
-    scheduler = build_scheduler(recipe, optimizer, total_steps)
-
-    history, train_seconds, done, best = [], 0.0, 0, None
-    if checkpoint_dir:
-        content = {k: v for k, v in data.info.items() if k != "source"}  # the data, wherever it lies
-        fingerprint = {"dataset": data.name, "data": content, "recipe": dataclasses.asdict(recipe),
-                       "seed": config.seed, "device": device.type, "precision": precision.dtype,
-                       "train_samples": config.train_samples, "capture": config.capture,
-                       "code": resume.code_digest()}
-        found = resume.load_latest(checkpoint_dir, fingerprint) if world.is_main else None
-        done, history, train_seconds, best = _resume(distributed.broadcast(found, world), recipe, config.capture,
-                                                     model, optimizer, scheduler, shuffle, say)
-    names = data.spec.loss_metric, data.spec.accuracy_metric
-    stepper = make_stepper(model, optimizer, scheduler, recipe, precision.autocast_dtype, config.capture,
-                           warmup_batches(train_split, recipe.batch_size))
-    if world.distributed:  # after the warm-up, which runs on a copy of the bare model
-        stepper.model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-    for epoch in range(done + 1, math.ceil(total_steps / steps_per_epoch) + 1):
-        steps = min(steps_per_epoch, total_steps - (epoch - 1) * steps_per_epoch)
+    for epoch in range(progress.done + 1, run.epochs + 1):
         started = time.perf_counter()
-        train_loss, samples = train_epoch(stepper, train_split, recipe.batch_size, shuffle, epoch, batches, steps, world)
-        seconds = time.perf_counter() - started  # _train_epoch ends by reading the loss: the device is done
-        train_seconds += seconds
-        if not world.is_main:
-            continue  # rank 0 evaluates and checkpoints; the next epoch's first all-reduce waits for it
-        held_out_loss, held_out_accuracy = evaluate(model, held_out_split)
-        history.append(epoch_record(epoch, train_loss, names, held_out_loss, held_out_accuracy, seconds, samples))
-        say(summary_line(history[-1], names, recipe.epochs), flush=True)
-        if recipe.keep_best and (best is None or held_out_loss < best["loss"]):
-            best = {"epoch": epoch, "loss": held_out_loss, "model": copy_state(model)}
-        if checkpoint_dir:
-            state = resume.snapshot(model, optimizer, scheduler, shuffle, history, train_seconds)
-            resume.save_state(checkpoint_dir, epoch, {"fingerprint": fingerprint, **state, "best": best})
-
+        train_loss, samples = train_epoch(stepper, run.train_split, recipe.batch_size, run.shuffle, epoch, batches,
+                                          run.steps_in(epoch), world)
+        seconds = time.perf_counter() - started  # train_epoch ends by reading the loss: the device is done
+        progress.train_seconds += seconds
+        if world.is_main:  # rank 0 evaluates and checkpoints; the next epoch's first all-reduce waits for it
+            progress.history.append(epoch_record(epoch, train_loss, run.names, *evaluate(run.model, run.held_out_split),
+                                                 seconds, samples))
+            say(summary_line(progress.history[-1], run.names, recipe.epochs), flush=True)
+            _keep_best(run, progress, epoch)
+            if checkpoint_dir:
+                _checkpoint(checkpoint_dir, fingerprint, run, progress, epoch)
+        reached = world.is_main and until is not None and progress.history[-1][run.names[1]] >= until
+        if distributed.broadcast(reached, world):
+            break
     if not world.is_main:
         return None
-    if best is not None:
-        model.load_state_dict(best["model"])
-        print(f"keeping epoch {best['epoch']}: the lowest {names[0]} ({best['loss']:.4f})", flush=True)
-    model = norm.fold_into(model.cpu())
-    held_out_loss, held_out_accuracy = evaluate(model, data.held_out)  # the saved weights, on raw inputs
-    samples = sum(record["samples"] for record in history)
-    metrics = {
+    model = _final_model(run, progress)
+    return TrainResult(model, metrics_record(config, data, run, progress, model, stepper, world), run.norm)
+
+
+def build_run(config: TrainConfig, recipe: Recipe, data: Dataset, placement: Placement) -> Run:
+    """Seed, normalise and place the data, and build the model, optimizer and schedule."""
+    torch.manual_seed(config.seed)  # parameter initialisation
+    train_data = data.train.first(config.train_samples)
+    norm = input_norm(recipe, data.spec, train_data)
+    model = MLP(math.prod(data.input_shape), recipe.hidden, len(data.classes), dropout=recipe.dropout)
+    model = initialize(model, recipe.init).to(placement.device)
+    optimizer = build_optimizer(recipe, model, for_capture=placement.capture == "cuda-graph")
+    steps_per_epoch = math.ceil(len(train_data) / recipe.batch_size)
+    total_steps = max(1, round(recipe.epochs * steps_per_epoch))
+    return Run(
+        recipe, placement, norm,
+        # Under bf16 autocast the first layer would cast the inputs on every step anyway: storing
+        # them in bf16 gives the same numbers at half the bytes per batch.
+        train_split=norm.apply(train_data).to(placement.device, placement.precision.autocast_dtype),
+        held_out_split=norm.apply(data.held_out).to(placement.device),
+        model=model, optimizer=optimizer, scheduler=build_scheduler(recipe, optimizer, total_steps),
+        shuffle=torch.Generator().manual_seed(config.seed), steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+        names=(data.spec.loss_metric, data.spec.accuracy_metric),
+    )
+
+
+def _fingerprint(config: TrainConfig, data: Dataset, run: Run) -> dict[str, Any]:
+    """What a checkpoint must have been written by to be resumed (pipeline.resume)."""
+    return {"dataset": data.name, "data": {k: v for k, v in data.info.items() if k != "source"},  # wherever it lies
+            "recipe": dataclasses.asdict(run.recipe), "seed": config.seed, "device": run.placement.device.type,
+            "precision": run.placement.precision.dtype, "train_samples": config.train_samples,
+            "capture": run.placement.capture, "code": resume.code_digest()}
+
+
+def _start(checkpoint_dir: Path | None, fingerprint: dict | None, run: Run, world: distributed.World, say) -> Progress:
+    """A fresh start, or the state after the newest checkpoint (rank 0 reads it, every rank gets it)."""
+    if checkpoint_dir is None:
+        return Progress()
+    found = resume.load_latest(checkpoint_dir, fingerprint) if world.is_main else None
+    found = distributed.broadcast(found, world)
+    if found is None:
+        return Progress()
+    path, state = found
+    resume.restore(state, run.model, run.optimizer, run.scheduler, run.shuffle)
+    if run.placement.capture == "cuda-graph":
+        place_lr_on_device(run.optimizer, run.placement.device)
+    say(f"resuming after epoch {state['epoch']}/{run.recipe.epochs:g} from {path}", flush=True)
+    return Progress(state["epoch"], state["history"], state["train_seconds"], state["best"])
+
+
+def _stepper(run: Run, world: distributed.World) -> Stepper:
+    stepper = make_stepper(run.model, run.optimizer, run.scheduler, run.recipe, run.placement.precision.autocast_dtype,
+                           run.placement.capture, warmup_batches(run.train_split, run.recipe.batch_size))
+    if world.distributed:  # after the warm-up, which runs on a copy of the bare model
+        device = run.placement.device
+        stepper.model = DistributedDataParallel(run.model, device_ids=[device] if device.type == "cuda" else None)
+    return stepper
+
+
+def _keep_best(run: Run, progress: Progress, epoch: int) -> None:
+    """keep_best: remember this epoch's weights if its held-out loss is the lowest so far."""
+    loss = progress.history[-1][run.names[0]]
+    if run.recipe.keep_best and (progress.best is None or loss < progress.best["loss"]):
+        progress.best = {"epoch": epoch, "loss": loss, "model": copy_state(run.model)}
+
+
+def _checkpoint(checkpoint_dir: Path, fingerprint: dict, run: Run, progress: Progress, epoch: int) -> None:
+    state = resume.snapshot(run.model, run.optimizer, run.scheduler, run.shuffle, progress.history, progress.train_seconds)
+    resume.save_state(checkpoint_dir, epoch, {"fingerprint": fingerprint, **state, "best": progress.best})
+
+
+def _final_model(run: Run, progress: Progress) -> MLP:
+    """The kept epoch's weights on the CPU, taking raw inputs (normalisation folded in)."""
+    if progress.best is not None:
+        run.model.load_state_dict(progress.best["model"])
+        print(f"keeping epoch {progress.best['epoch']}: the lowest {run.names[0]} ({progress.best['loss']:.4f})", flush=True)
+    return run.norm.fold_into(run.model.cpu())
+
+def metrics_record(config: TrainConfig, data: Dataset, run: Run, progress: Progress, model: MLP, stepper: Stepper,
+                   world: distributed.World) -> dict[str, Any]:
+    """train_metrics.json's numbers: the saved weights' held-out metrics, how they were trained, and where."""
+    loss, accuracy = evaluate(model, data.held_out)  # the saved weights, on raw inputs
+    samples = sum(epoch["samples"] for epoch in progress.history)
+    device, recipe = run.placement.device, run.recipe
+    return {
         "dataset": data.name,
         "held_out": data.spec.held_out,
-        names[1]: held_out_accuracy,
-        names[0]: held_out_loss,
-        "best_epoch": best["epoch"] if best is not None else None,
+        "accuracy_metric": run.names[1],  # which keys below hold the held-out accuracy and loss
+        "loss_metric": run.names[0],
+        run.names[1]: accuracy,
+        run.names[0]: loss,
+        "best_epoch": progress.best["epoch"] if progress.best is not None else None,
         "data": data.info,
-        "train_seconds": train_seconds,
+        "train_seconds": progress.train_seconds,
         "warmup_seconds": stepper.warmup_seconds,  # warm-up (and graph capture), not in train_seconds
         "epochs": recipe.epochs,
         "recipe": recipe.name,
         "device": str(device),
-        "precision": dataclasses.asdict(precision),
-        "capture": config.capture,
+        "precision": dataclasses.asdict(run.placement.precision),
+        "capture": run.placement.capture,
         "seed": config.seed,
-        "train_samples": len(train_split),
+        "train_samples": len(run.train_split),
         "samples_trained": samples,
-        "samples_per_second": samples / train_seconds,
+        "samples_per_second": samples / progress.train_seconds,
         # Data parallelism (README "Several processes"): the recipe's batch is the global batch,
         # split over the ranks; the learning rate and schedule are the recipe's, not rescaled.
         "world_size": world.size,
@@ -163,24 +269,9 @@ def train(config: TrainConfig, data: Dataset, checkpoint_dir: Path | None = None
         "global_batch": recipe.batch_size,
         "per_rank_batch": math.ceil(recipe.batch_size / world.size),
         "lr": recipe.lr,
-        "history": history,
+        "history": progress.history,
         "hardware": hardware(device),
     }
-    return TrainResult(model, metrics, norm)
-
-
-def _resume(found: tuple[Path, dict] | None, recipe: Recipe, capture: str,
-            model, optimizer, scheduler, shuffle, say) -> tuple[int, list, float, dict | None]:
-    """(epochs done, history, training seconds so far, best epoch kept) from the newest checkpoint
-    (`found`, from resume.load_latest), or a fresh start."""
-    if found is None:
-        return 0, [], 0.0, None
-    path, state = found
-    resume.restore(state, model, optimizer, scheduler, shuffle)
-    if capture == "cuda-graph":
-        place_lr_on_device(optimizer, next(model.parameters()).device)
-    say(f"resuming after epoch {state['epoch']}/{recipe.epochs:g} from {path}", flush=True)
-    return state["epoch"], state["history"], state["train_seconds"], state["best"]
 
 
 def save(config: TrainConfig, result: TrainResult, data: Dataset) -> None:
@@ -193,9 +284,9 @@ def save(config: TrainConfig, result: TrainResult, data: Dataset) -> None:
         "dataset": data.info,
     }
     versions = library_versions()
-    write_json(out / "train_metrics.json", {**result.metrics, "config": resolved, "versions": versions})
+    write_json(out / artifacts.TRAIN_METRICS, {**result.metrics, "config": resolved, "versions": versions})
     save_checkpoint(  # last: a complete model.pt means the run is complete
-        out / "model.pt",
+        out / artifacts.MODEL,
         result.model,
         dataset=data.name,
         input_shape=list(data.input_shape),
@@ -206,24 +297,20 @@ def save(config: TrainConfig, result: TrainResult, data: Dataset) -> None:
         metrics=result.metrics,
         versions=versions,
     )
-    record(out, ["train_metrics.json", "model.pt"], "python -m pipeline.train")
+    record(out, [artifacts.TRAIN_METRICS, artifacts.MODEL], "python -m pipeline.train")
 
 
 def run(config: TrainConfig) -> None:
     """The CLI: one run per ARTIFACTS folder at a time, resumable, outputs recorded in the manifest.
     Under torchrun every rank runs this; rank 0 holds the lock and writes every file."""
     world = distributed.World.from_env()
-    device = distributed.rank_device(resolve_device(config.device), world)
-    check_capture(config.capture, device)  # bad flags fail before any file is touched
-    if world.distributed and config.capture != "off":
-        raise PipelineError(f"CAPTURE={config.capture} runs in one process; use NPROC=1 with it")
+    placement = resolve_placement(config, config.resolved_recipe, world)  # bad flags fail before any file is touched
     out = Path(config.artifacts)
     ensure_writable(out)
-    checkpoint_dir = out / "checkpoints"
-    distributed.init(world, device)
+    distributed.init(world, placement.device)
     try:
-        with exclusive_lock(out / ".train.lock", "training run") if world.is_main else contextlib.nullcontext():
-            result, data = _run_locked(config, world, out, checkpoint_dir)
+        with exclusive_lock(out / artifacts.TRAIN_LOCK, "training run") if world.is_main else contextlib.nullcontext():
+            result, data = _run_locked(config, world, placement, out)
     finally:
         distributed.shutdown(world)
     if result is None:
@@ -231,21 +318,22 @@ def run(config: TrainConfig) -> None:
     m, spec = result.metrics, data.spec
     parallel = f", {m['world_size']} processes ({m['backend']})" if world.distributed else ""
     print(
-        f"{config.artifacts}/model.pt: {spec.held_out} accuracy {100 * m[spec.accuracy_metric]:.2f}%, "
+        f"{config.artifacts}/{artifacts.MODEL}: {spec.held_out} accuracy {100 * m[spec.accuracy_metric]:.2f}%, "
         f"{spec.held_out} log loss {m[spec.loss_metric]:.4f}, {m['train_seconds']:.2f} s training on "
         f"{m['device']} in {m['precision']['dtype']}{parallel}"
     )
 
 
-def _run_locked(config: TrainConfig, world: distributed.World, out: Path, checkpoint_dir: Path):
+def _run_locked(config: TrainConfig, world: distributed.World, placement: Placement, out: Path):
     """Load the data (rank 0 first: it may fetch and verify files), train, and on rank 0 save."""
+    checkpoint_dir = out / artifacts.CHECKPOINTS
     if world.is_main:
         resume.remove_partial_writes(out, checkpoint_dir)
         data = load_dataset(config.dataset, DataSource.of(config))
     distributed.barrier(world)
     if not world.is_main:
         data = load_dataset(config.dataset, DataSource.of(config))
-    result = train(config, data, checkpoint_dir, world=world)
+    result = train(config, data, checkpoint_dir, world=world, placement=placement)
     if result is not None:
         save(config, result, data)
         shutil.rmtree(checkpoint_dir)  # model.pt is complete: a later run starts fresh

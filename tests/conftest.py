@@ -126,18 +126,26 @@ def _wait_ready(server: subprocess.Popen, port: int, log, startup_s: float) -> N
     pytest.fail(f"mlp-serve was not ready within {startup_s} s")
 
 
+def train_export_tune(config: TrainConfig, data: Dataset, **source: str) -> Path:
+    """`make train export tune` in this process, on the CPU, into config.artifacts: train and save,
+    export, the parity gate, the variants through theirs, and (quickly) tuned ORT options. `source`
+    says where the data is (data_dir=..., otto_csv=...), as the stages' flags do."""
+    out = config.artifacts
+    save(config, train(config, data), data)
+    export_run(ExportConfig(artifacts=out))
+    parity_run(ParityConfig(artifacts=out, device="cpu", **source))
+    variants_run(VariantsConfig(artifacts=out, device="cpu", **source))
+    tune_run(dataclasses.replace(QUICK_TUNE, artifacts=out))
+    return Path(out)
+
+
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory, mnist, data_dir):
     """Artifacts folder with a one-epoch model, its exports, a passed parity gate (CPU), the int8 and
     fp16 variants through theirs, and (quickly) tuned ORT options: `make train export tune`."""
     out = tmp_path_factory.mktemp("artifacts")
     config = TrainConfig(recipe="fast", epochs=1, device="cpu", artifacts=str(out))
-    save(config, train(config, mnist), mnist)
-    export_run(ExportConfig(artifacts=str(out)))
-    parity_run(ParityConfig(artifacts=str(out), device="cpu", data_dir=str(data_dir)))
-    variants_run(VariantsConfig(artifacts=str(out), device="cpu", data_dir=str(data_dir)))
-    tune_run(dataclasses.replace(QUICK_TUNE, artifacts=str(out)))
-    return out
+    return train_export_tune(config, mnist, data_dir=str(data_dir))
 
 
 @pytest.fixture(scope="session")
@@ -162,9 +170,4 @@ def otto_artifacts(tmp_path_factory, otto, otto_csv) -> Path:
     """A short Otto run, exported, through the parity gate (CPU), with its variants and tuned options."""
     out = tmp_path_factory.mktemp("otto-artifacts")
     config = TrainConfig(dataset="otto", epochs=OTTO_EPOCHS, device="cpu", artifacts=str(out), otto_csv=str(otto_csv))
-    save(config, train(config, otto), otto)
-    export_run(ExportConfig(artifacts=str(out)))
-    parity_run(ParityConfig(artifacts=str(out), device="cpu", otto_csv=str(otto_csv)))
-    variants_run(VariantsConfig(artifacts=str(out), device="cpu", otto_csv=str(otto_csv)))
-    tune_run(dataclasses.replace(QUICK_TUNE, artifacts=str(out)))
-    return out
+    return train_export_tune(config, otto, otto_csv=str(otto_csv))

@@ -13,18 +13,25 @@ from bench.report import main as report_main
 from conftest import REPO
 
 
-def test_bench_suite_and_report_run_in_smoke_mode(exported, data_dir, cli_env, tmp_path):
-    results = tmp_path / "results.json"
+def bench_smoke(selection: str, json_file, exported, data_dir, cli_env) -> dict:
+    """`make bench` (-m "not study") or `make bench-study` (-m study), in smoke mode: its JSON."""
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", str(REPO / "bench"), "-q", "-p", "no:cacheprovider", "--bench-smoke",
-         "--bench-artifacts", str(exported), "--bench-data-dir", str(data_dir), f"--benchmark-json={results}"],
+        [sys.executable, "-m", "pytest", str(REPO / "bench"), "-q", "-p", "no:cacheprovider", "--bench-smoke", "-m", selection,
+         "--bench-artifacts", str(exported), "--bench-data-dir", str(data_dir), f"--benchmark-json={json_file}"],
         capture_output=True, text=True, env=cli_env, cwd=REPO, check=False,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return json.loads(json_file.read_text())
 
-    data = json.loads(results.read_text())
-    kinds = {b["extra_info"]["kind"] for b in data["benchmarks"]}
-    assert kinds == {"inference", "train_step", "time_to_accuracy", "lecture_script", "ablation"}
+
+def test_bench_suite_and_report_run_in_smoke_mode(exported, data_dir, cli_env, tmp_path):
+    results = tmp_path / "results.json"
+    default = bench_smoke("not study", results, exported, data_dir, cli_env)
+    assert {b["extra_info"]["kind"] for b in default["benchmarks"]} == {
+        "inference", "train_step", "time_to_accuracy", "targets_inference", "targets_training"}
+    study = bench_smoke("study", tmp_path / "study.json", exported, data_dir, cli_env)
+    assert {b["extra_info"]["kind"] for b in study["benchmarks"]} == {"time_to_accuracy", "lecture_script", "ablation"}
+    data = {**default, "benchmarks": default["benchmarks"] + study["benchmarks"], "skipped": default["skipped"] + study["skipped"]}
     inference = [b["extra_info"] for b in data["benchmarks"] if b["extra_info"]["kind"] == "inference"]
     backends = {r["backend"] for r in inference}
     expected = {"eager-cpu", "torchscript-cpu", "ort-cpu", "compiled-cpu", "ort-tuned-fp32-cpu", "ort-tuned-int8-cpu",
@@ -56,7 +63,13 @@ def test_bench_suite_and_report_run_in_smoke_mode(exported, data_dir, cli_env, t
     if not any("cuda" in b["name"] for b in data["benchmarks"]):  # no GPU: every CUDA case skipped, with its reason
         assert data["skipped"] and all(s["reason"] for s in data["skipped"])
 
-    assert report_main(["--results", str(results), "--out", str(tmp_path)]) == 0
+    targets = {r["batch_size"]: r for r in (b["extra_info"] for b in data["benchmarks"]) if r["kind"] == "targets_inference"}
+    assert set(targets) == {1, 1024} and {"eager-cpu", "ort-cpu", "ort-tuned-int8-cpu"} <= set(targets[1]["seconds_per_call"])
+    assert all(len(rounds) == 2 for rounds in targets[1]["seconds_per_call"].values())  # smoke: two alternating rounds
+    training = next(b["extra_info"] for b in data["benchmarks"] if b["extra_info"]["kind"] == "targets_training")
+    assert set(training["seconds_per_call"]) == {"seed", "fast", "gemm"} and training["batch_size"] == {"seed": 64, "fast": 1024}
+
+    assert report_main(["--results", str(results), "--out", str(tmp_path)]) == 0  # study.json beside it joins in
     report = (tmp_path / "report.md").read_text()
     assert "| cpu | ort-cpu | fp32 | 64 |" in report and "## Time to accuracy" in report and "SMOKE MODE" in report
     assert "| cpu | ort-tuned-int8-cpu | int8 | 64 |" in report and "- Batch 1: best artifact `ort-" in report

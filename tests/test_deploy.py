@@ -21,15 +21,14 @@ from deploy.build import DeployConfig
 from deploy.build import run as build_run
 from deploy.bundle import load_bundle
 from deploy.triton import LABELS_FILE, read_config
-from pipeline.digest import sha256_file
-from pipeline.errors import PipelineError
-from pipeline.manifest import record
-from pipeline.ort_options import options_for_batch, session_options
+from pipeline.handoff.digest import sha256_file
+from pipeline.handoff.errors import PipelineError
+from pipeline.handoff.manifest import record
+from pipeline.handoff.ort_options import options_for_batch, session_options
 
-TORCH_FREE_MODULES = ("deploy.bundle", "deploy.contract", "deploy.inputs", "deploy.predict", "deploy.protocol",
-                      "deploy.server", "deploy.build", "deploy.variants", "deploy.triton", "deploy.model_card",
-                      "pipeline.manifest", "pipeline.atomic", "pipeline.cli", "pipeline.ort_options",
-                      "pipeline.datasets.idx", "pipeline.datasets.otto_csv")
+# Every module of deploy/ and of the hand-off package: each must import where torch cannot.
+TORCH_FREE_MODULES = tuple(".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+                           for folder in ("deploy", "pipeline/handoff") for path in sorted((REPO / folder).glob("*.py")))
 
 
 def copy_artifacts(exported, folder):

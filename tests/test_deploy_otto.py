@@ -19,7 +19,7 @@ from deploy.build import run as build_run
 from deploy.bundle import load_bundle
 from deploy.contract import ExitCode
 from deploy.triton import read_config
-from pipeline.datasets.otto_csv import CLASSES, FEATURES, read_otto_csv
+from pipeline.handoff.otto_csv import CLASSES, FEATURES, read_otto_csv
 
 ROWS = 5
 

@@ -19,10 +19,10 @@ from pipeline.checkpoint import load_checkpoint
 from pipeline.config import TrainConfig
 from pipeline.data import shuffled_batches
 from pipeline.distributed import World, rank_device, shard_batches
-from pipeline.errors import PipelineError
-from pipeline.lock import exclusive_lock
+from pipeline.handoff.errors import PipelineError
+from pipeline.handoff.lock import exclusive_lock
 from pipeline.train import train
-from test_faults import SMALL_SAMPLES, finish, small_run_args, wait_for
+from test_faults import SMALL_SAMPLES, Pause, finish, small_run_args
 
 
 def torchrun(*args: str, env: dict, nproc: int = 2) -> subprocess.Popen:
@@ -80,7 +80,7 @@ def test_two_processes_train_the_single_process_model(mnist, data_dir, cli_env, 
     assert not (tmp_path / "checkpoints").exists()
 
 
-RESUME_EPOCHS = 3  # of the full training set: two ranks take about a second each, time enough to kill after the first
+RESUME_EPOCHS = 3  # of the full training set; rank 0 pauses after the first (tests/pause_after_checkpoint)
 
 
 def resume_run_args(artifacts, data_dir) -> list[str]:
@@ -89,14 +89,15 @@ def resume_run_args(artifacts, data_dir) -> list[str]:
 
 def test_killed_two_process_run_resumes_with_the_same_command(data_dir, cli_env, tmp_path):
     args = resume_run_args(tmp_path / "killed", data_dir)
-    first = torchrun(*args, env=cli_env)
-    wait_for(tmp_path / "killed" / "checkpoints" / "epoch-001.pt")
+    pause = Pause(tmp_path / "pause")
+    first = torchrun(*args, env=pause.env(cli_env))
+    pause.wait(first)  # rank 0 wrote epoch 1's checkpoint; rank 1 waits for it in the next step
     for pid in [first.pid, *descendants(first.pid)]:  # the launcher and both ranks (each in its own session)
         os.kill(pid, signal.SIGKILL)
     first.communicate()
     assert not (tmp_path / "killed" / "model.pt").exists()
     last_done = int(resume.checkpoints(tmp_path / "killed" / "checkpoints")[-1].stem.split("-")[1])
-    assert 1 <= last_done < RESUME_EPOCHS
+    assert last_done == 1
 
     code, stdout, stderr = finish(torchrun(*args, env=cli_env))
     assert code == 0, stderr[-3000:]

@@ -11,13 +11,14 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from torch.torch_version import TorchVersion
 
 from export.backends import eager, onnxruntime, torchscript
 from export.head import load_head
 from export.parity import ParityConfig
 from export.parity import run as parity_run
-from pipeline.digest import sha256_file
-from pipeline.manifest import record
+from pipeline.handoff.digest import sha256_file
+from pipeline.handoff.manifest import record
 
 # Make the project unimportable in a child process: importing a name mapped to None fails.
 BLOCK_PROJECT = "import sys; sys.modules.update(pipeline=None, export=None)\n"
@@ -37,11 +38,11 @@ def test_parity_passes_and_manifest_lists_every_artifact(exported):
     assert manifest["config"]["train"]["recipe"]["name"] == "fast"
 
 
+@pytest.mark.skipif(TorchVersion(torch.__version__) < "2.10", reason=f"torch {torch.__version__} does not deprecate TorchScript yet")
 def test_torchscript_deprecation_warnings_are_recorded(exported):
     report = json.loads((exported / "export_report.json").read_text())
     messages = [w["message"] for w in report["torchscript"]["warnings"]]
-    if torch.__version__ >= "2.10":
-        assert any("deprecated" in m for m in messages), messages
+    assert any("deprecated" in m for m in messages), messages
 
 
 def test_onnx_file_is_self_contained_and_checked(exported):

@@ -7,11 +7,12 @@ nothing built downstream. docs/RELIABILITY.md lists these tests and what they ob
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,10 +23,10 @@ from pipeline import resume
 from pipeline.checkpoint import load_checkpoint
 from pipeline.config import TrainConfig
 from pipeline.datasets.mnist import MNIST_FILES, load_mnist, raw_dir
-from pipeline.digest import sha256_file
-from pipeline.errors import PipelineError
-from pipeline.lock import exclusive_lock
-from pipeline.manifest import record
+from pipeline.handoff.digest import sha256_file
+from pipeline.handoff.errors import PipelineError
+from pipeline.handoff.lock import exclusive_lock
+from pipeline.handoff.manifest import record
 from pipeline.model import MLP
 from pipeline.train import save, train
 
@@ -49,11 +50,34 @@ def last_line(stderr: str) -> str:
     return stderr.strip().splitlines()[-1]
 
 
-def wait_for(path, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.01)
+class Pause:
+    """The test's end of tests/pause_after_checkpoint: a training process started with `env()`
+    pauses right after its first checkpoint; `wait` blocks until it says so, `resume` lets it go on."""
+
+    HOOK = REPO / "tests" / "pause_after_checkpoint"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("paused", "go"):
+            os.mkfifo(folder / name)
+
+    def env(self, env: dict[str, str]) -> dict[str, str]:
+        return {**env, "PYTHONPATH": f"{self.HOOK}{os.pathsep}{env['PYTHONPATH']}", "PIPELINE_TEST_PAUSE": str(self.folder)}
+
+    def wait(self, process: subprocess.Popen, timeout: float = WAIT_S) -> Path:
+        """The first checkpoint's path, once the process has written it and paused."""
+        fd = os.open(self.folder / "paused", os.O_RDWR)  # read-write: no end-of-file before the writer comes
+        try:
+            ready, _, _ = select.select([fd], [], [], timeout)
+            assert ready, f"no checkpoint within {timeout} s (exit code {process.poll()})"
+            return Path(os.read(fd, 4096).decode().strip())
+        finally:
+            os.close(fd)
+
+    def resume(self) -> None:
+        with open(self.folder / "go", "w"):  # the paused process reads an end-of-file and goes on
+            pass
 
 
 def leftovers(folder) -> list[str]:
@@ -75,13 +99,14 @@ def small_run_args(artifacts, data_dir) -> list[str]:
 
 def test_sigkill_mid_run_then_resume_gives_identical_weights(mnist, data_dir, cli_env, tmp_path):
     args = small_run_args(tmp_path, data_dir)
-    first = cli("pipeline.train", *args, env=cli_env)
-    wait_for(tmp_path / "checkpoints" / "epoch-001.pt")
-    first.send_signal(signal.SIGKILL)  # at once: epochs 2-4 are still to come
+    pause = Pause(tmp_path / "pause")
+    first = cli("pipeline.train", *args, env=pause.env(cli_env))
+    assert pause.wait(first) == tmp_path / "checkpoints" / "epoch-001.pt"
+    first.send_signal(signal.SIGKILL)  # paused after epoch 1: epochs 2-4 are still to come
     assert finish(first)[0] == -signal.SIGKILL
     assert not (tmp_path / "model.pt").exists() and not (tmp_path / "train_metrics.json").exists()
     last_done = int(resume.checkpoints(tmp_path / "checkpoints")[-1].stem.split("-")[1])
-    assert 1 <= last_done < SMALL_EPOCHS
+    assert last_done == 1
 
     code, stdout, stderr = finish(cli("pipeline.train", *args, env=cli_env))
     assert code == 0, stderr
@@ -97,9 +122,10 @@ def test_sigkill_mid_run_then_resume_gives_identical_weights(mnist, data_dir, cl
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_sigint_and_sigterm_stop_cleanly(data_dir, cli_env, tmp_path, sig):
-    process = cli("pipeline.train", *small_run_args(tmp_path, data_dir), env=cli_env)
-    wait_for(tmp_path / "checkpoints" / "epoch-001.pt")
-    process.send_signal(sig)
+    pause = Pause(tmp_path / "pause")
+    process = cli("pipeline.train", *small_run_args(tmp_path, data_dir), env=pause.env(cli_env))
+    pause.wait(process)
+    process.send_signal(sig)  # it interrupts the wait for `go`, as it would interrupt an epoch
     code, _, stderr = finish(process)
     assert code == 130
     assert last_line(stderr) == "error: interrupted; finished work is kept, re-run the same command to continue"
@@ -115,17 +141,14 @@ def test_checkpoint_from_another_config_is_refused(mnist, tmp_path):
 
 def test_second_training_run_on_the_same_artifacts_refuses(data_dir, cli_env, tmp_path):
     args = small_run_args(tmp_path, data_dir)
-    first = cli("pipeline.train", *args, env=cli_env)
+    pause = Pause(tmp_path / "pause")
+    first = cli("pipeline.train", *args, env=pause.env(cli_env))
     lock = tmp_path / ".train.lock"
-    deadline = time.monotonic() + WAIT_S
-    while not lock.exists() or not lock.read_text():
-        assert time.monotonic() < deadline, "the first run never took the lock"
-        time.sleep(0.01)
-    first.send_signal(signal.SIGSTOP)  # hold the first run inside its lock, however fast it trains
+    pause.wait(first)  # the first run holds its lock, however fast it trains
     try:
         code, _, stderr = finish(cli("pipeline.train", *args, env=cli_env))
     finally:
-        first.send_signal(signal.SIGCONT)
+        pause.resume()
     assert code == 2
     assert last_line(stderr) == (
         f"error: {lock}: held by pid {first.pid}; another training run is using this folder"
@@ -136,7 +159,7 @@ def test_second_training_run_on_the_same_artifacts_refuses(data_dir, cli_env, tm
 
 def test_lock_is_released_when_its_holder_dies(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; sys.path.insert(0, sys.argv[1]); from pipeline.lock import exclusive_lock\n"
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from pipeline.handoff.lock import exclusive_lock\n"
         "with exclusive_lock(__import__('pathlib').Path(sys.argv[2]), 'test'):\n"
         "    print('held', flush=True); time.sleep(60)"), str(REPO), str(tmp_path / ".lock")],
         stdout=subprocess.PIPE, text=True)
@@ -324,8 +347,9 @@ def test_code_or_recipe_change_makes_the_model_stale(data_dir, cli_env, tmp_path
     make = ["make", "-C", str(REPO), f"PY={sys.executable}", f"ARTIFACTS={tmp_path / 'm'}", f"DATA_DIR={data_dir}",
             "DEVICE=cpu", "EPOCHS=1"]
     shutil.copytree(trained, tmp_path / "m")
-    subprocess.run([*make, "-q", "train"], env=cli_env, check=False)  # writes train.flags for these flags
-    os.utime(tmp_path / "m" / "model.pt")  # as if trained with them: newer than train.flags
+    assert subprocess.run([*make, "-q", "train"], env=cli_env).returncode == 1  # no stamp for these flags yet
+    (tmp_path / "m" / ".flags").mkdir()  # make -t touches files; it makes no folder
+    subprocess.run([*make, "-t", "train"], env=cli_env, check=True)  # as if trained with them: the stamp made, model.pt newer
     assert subprocess.run([*make, "-q", "train"], env=cli_env).returncode == 0
     # -W: "what if this file were new", without touching the checkout
     assert subprocess.run([*make, "-q", "-W", "pipeline/model.py", "train"], env=cli_env).returncode == 1

@@ -4,18 +4,33 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 from conftest import REPO
 from pipeline.checkpoint import load_checkpoint
 from pipeline.evaluation import evaluate
+from pipeline.handoff import artifacts
 
 
-def test_make_help_lists_the_verbs():
-    run = subprocess.run(["make", "-C", str(REPO), "help"], capture_output=True, text=True, check=True)
-    for verb in ("train", "export", "tune", "deploy", "serve", "test", "setup", "clean"):
+def test_make_help_lists_the_verbs_and_reading_the_makefile_writes_nothing(tmp_path):
+    run = subprocess.run(["make", "-C", str(REPO), "help", f"ARTIFACTS={tmp_path}"], capture_output=True, text=True, check=True)
+    for verb in ("train", "export", "tune", "deploy", "serve", "bench", "bench-study", "test", "setup", "clean"):
         assert f"make {verb} " in run.stdout
+    assert "changing only them does not retrain" in run.stdout  # DEVICE, CAPTURE, NPROC: where, not which model
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_makefile_names_only_the_artifacts_the_stages_name():
+    """Every file a rule makes is one pipeline/handoff/artifacts.py names (the Makefile cannot import it)."""
+    text = (REPO / "Makefile").read_text()
+    named = {*(v for k, v in vars(artifacts).items() if k.isupper() and isinstance(v, str)), *artifacts.VARIANT_FILES.values()}
+    in_makefile = set(re.findall(r"\$\(ARTIFACTS\)/([\w.-]+(?:/[\w.-]+)?)", text))
+    in_makefile |= {f"{artifacts.BENCH}/{name}" for name in re.findall(r"\$\(BENCH_DIR\)/([\w.-]+)", text)}
+    in_makefile |= set(re.search(r"addprefix \$\(ARTIFACTS\)/,([^)]*)\)", text).group(1).split())
+    in_makefile -= {".flags", "deploy/manifest.json"}  # the stamps' folder; the bundle's own manifest
+    assert in_makefile and in_makefile <= named, in_makefile - named
 
 
 def test_make_train_export_builds_once_and_rebuilds_on_change(mnist, data_dir, cli_env, tmp_path):
@@ -44,6 +59,14 @@ def test_make_train_export_builds_once_and_rebuilds_on_change(mnist, data_dir, c
     assert test_accuracy == metrics["test_accuracy"] >= 0.90
 
     assert run("-q", "train", "export", "deploy").returncode == 0  # nothing to do
+
+    # Each stage depends on the sources its programs import (-W: "as if this file were new").
+    dry = run("-n", "-W", "deploy/server.py", "deploy").stdout.splitlines()
+    assert [line for line in dry if " -m " in line] == [next(line for line in dry if "-m deploy.build" in line)]
+    for source in ("pipeline/handoff/ort_options.py", "pipeline/datasets/otto_synthetic.py", "bench/report.py"):
+        assert run("-q", "-W", source, "train").returncode == 0, f"{source} retrains the model"
+    assert run("-q", "-W", "pipeline/handoff/ort_options.py", "tune").returncode == 1
+    assert run("-q", "train", "DEVICE=auto").returncode == 0  # where the model trains, not which model
 
     os.utime(tmp_path / "model.pt")  # model.pt changed (now newer than the exports): export again, do not retrain
     again = run("export")

@@ -19,7 +19,7 @@ from conftest import OTTO_ROWS as ROWS
 from conftest import REPO
 from pipeline.checkpoint import load_checkpoint
 from pipeline.datasets.otto import SPLIT_SEED, VALIDATION_FRACTION, stratified_split
-from pipeline.datasets.otto_csv import CLASSES, FEATURES
+from pipeline.handoff.otto_csv import CLASSES, FEATURES
 
 
 def test_split_is_stratified_seeded_and_a_partition(otto):
@@ -95,7 +95,7 @@ def test_bench_measures_otto_inference_and_train_step(otto_artifacts, otto_csv, 
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     data = json.loads(results.read_text())
     ran = {(b["extra_info"]["kind"], b["extra_info"]["dataset"]) for b in data["benchmarks"]}
-    assert ran == {("inference", "otto"), ("train_step", "otto")}
+    assert ran == {("inference", "otto"), ("train_step", "otto"), ("targets_inference", "otto"), ("targets_training", "otto")}
     assert data["machine_info"]["dataset"] == "otto"
     assert any("an MNIST benchmark" in s["reason"] for s in data["skipped"])  # the MNIST-only tables, skipped
 

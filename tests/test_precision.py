@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import REPO
-from pipeline.errors import PipelineError
+from pipeline.handoff.errors import PipelineError
 from pipeline.precision import FORCE_NOT_NATIVE_ENV, native_bf16, resolve_precision
 
 CPU = torch.device("cpu")

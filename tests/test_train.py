@@ -12,7 +12,7 @@ import torch
 from conftest import DEVICES
 from pipeline.config import RECIPES, TrainConfig
 from pipeline.device import resolve_device
-from pipeline.errors import PipelineError
+from pipeline.handoff.errors import PipelineError
 from pipeline.precision import native_bf16
 from pipeline.train import train
 

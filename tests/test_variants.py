@@ -17,10 +17,10 @@ from onnx import TensorProto
 from export import quantize
 from export.tune import main as tune_main
 from export.variant_gate import TOLERANCES, check
-from export.variants import VARIANT_FILES
 from export.variants import main as variants_main
-from pipeline.manifest import verify
-from pipeline.ort_options import DEFAULT_OPTIONS, SEARCH_SPACE, options_for_batch, session_options
+from pipeline.handoff.artifacts import VARIANT_FILES
+from pipeline.handoff.manifest import verify
+from pipeline.handoff.ort_options import DEFAULT_OPTIONS, SEARCH_SPACE, options_for_batch, session_options
 
 
 def _probs(path, inputs):

@@ -1,2 +1,3 @@
-"""Datasets the pipeline trains on. Importing this package loads neither torch nor any dataset:
-the torch-free readers (e.g. `otto_csv`) are shared with code that must run without torch."""
+"""Datasets the pipeline trains on, one module each exposing `SPEC` (pipeline.data.DatasetSpec).
+Importing this package loads neither torch nor any dataset; the torch-free file readers the
+datasets use (IDX, Otto's CSV) live in pipeline.handoff, shared with the deployed predictor."""

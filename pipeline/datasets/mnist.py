@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.atomic import atomic_path
 from pipeline.data import Dataset, DatasetSpec, DataSource, Split
-from pipeline.datasets.idx import IMAGES_MAGIC, LABELS_MAGIC, IdxFile, check_idx, read_idx
-from pipeline.errors import PipelineError
+from pipeline.handoff.atomic import atomic_path
+from pipeline.handoff.errors import PipelineError
+from pipeline.handoff.idx import IMAGES_MAGIC, LABELS_MAGIC, IdxFile, check_idx, read_idx
 
 # sha256 of the decompressed files, as published with the offline copy (shared/data/mnist/README.md).
 MNIST_FILES = {

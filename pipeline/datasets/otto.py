@@ -1,7 +1,7 @@
 """Otto Group Product Classification (Kaggle, 2015): 93 count features, 9 product classes.
 
 The data is Kaggle's and is not shipped: point `OTTO_CSV` at `train.csv`, `train.csv.gz` or
-Kaggle's `train.csv.zip` (read and validated by `pipeline.datasets.otto_csv`). Kaggle's test set
+Kaggle's `train.csv.zip` (read and validated by `pipeline.handoff.otto_csv`). Kaggle's test set
 has no labels, so the held-out split is a seeded, stratified 20% of `train.csv`: every class
 keeps its share, and the split depends only on the file and `SPLIT_SEED`, never on the training
 seed, so train, parity and bench all see the same validation rows.
@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from pipeline.data import Dataset, DatasetSpec, DataSource, Split
-from pipeline.datasets.otto_csv import CLASSES, FEATURES, read_otto_csv
-from pipeline.digest import sha256_file
-from pipeline.errors import PipelineError
+from pipeline.handoff.digest import sha256_file
+from pipeline.handoff.errors import PipelineError
+from pipeline.handoff.otto_csv import CLASSES, FEATURES, read_otto_csv
 
 VALIDATION_FRACTION = 0.2
 SPLIT_SEED = 2015  # fixed: the split is part of the dataset, not of a training run

@@ -49,8 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import atomic_path
-from pipeline.errors import PipelineError
+from pipeline.handoff.atomic import atomic_path
+from pipeline.handoff.errors import PipelineError
 
 N_FEATURES = 93
 N_CLASSES = 9

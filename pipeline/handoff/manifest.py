@@ -12,12 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline.atomic import write_json
-from pipeline.digest import sha256_file
-from pipeline.errors import PipelineError
-from pipeline.lock import exclusive_lock
-
-MANIFEST = "manifest.json"
+from pipeline.handoff.artifacts import MANIFEST
+from pipeline.handoff.atomic import write_json
+from pipeline.handoff.digest import sha256_file
+from pipeline.handoff.errors import PipelineError
+from pipeline.handoff.lock import exclusive_lock
 
 
 def read_manifest(out: Path) -> dict[str, Any]:

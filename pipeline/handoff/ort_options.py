@@ -1,7 +1,8 @@
 """ONNX Runtime session options as plain records: the search space `python -m export.tune` measures,
-and the record -> `SessionOptions` mapping the bench, the predictor and the server all use.
+the record -> `SessionOptions` mapping, and the one session pool (a session per distinct record)
+that the bench, the predictor and the server all use.
 
-Torch-free (deploy/ imports it). A record is JSON-able, e.g.
+A record is JSON-able, e.g.
     {"graph_optimization_level": "ORT_ENABLE_ALL", "intra_op_num_threads": 0, "allow_spinning": true,
      "enable_mem_pattern": true, "execution_mode": "ORT_SEQUENTIAL"}
 intra_op_num_threads 0 means ORT's default, one thread per physical core: a record tuned on one
@@ -10,8 +11,10 @@ machine stays meaningful on another with a different core count.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,6 +54,11 @@ def session_options(record: dict[str, Any] | None = None) -> ort.SessionOptions:
     # "0" stops idle intra-op threads from busy-waiting for the next call (ORT's config key)
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if chosen["allow_spinning"] else "0")
     return options
+
+
+def pinned(threads: int | None) -> dict[str, Any]:
+    """ORT's defaults with the intra-op threads pinned (None: ORT's default, one per core)."""
+    return {**DEFAULT_OPTIONS, "intra_op_num_threads": threads or 0}
 
 
 def save_optimized(model: str, out: str, record: dict[str, Any]) -> None:
@@ -98,3 +106,50 @@ def bound_call(session: ort.InferenceSession, inputs: np.ndarray) -> tuple[Calla
 
     call.keep_alive = (inputs, binding)  # the binding points at these buffers
     return call, output
+
+
+Opener = Callable[[Path, dict[str, Any]], ort.InferenceSession]  # (model file, record) -> a CPU session
+
+
+def cpu_session(model: Path, record: dict[str, Any]) -> ort.InferenceSession:
+    return ort.InferenceSession(str(model), session_options(record), providers=["CPUExecutionProvider"])
+
+
+class SessionPool:
+    """One model file's CPU sessions: one per distinct options record `make tune` chose for it, so
+    the batch sizes whose records are equal share a session. ORT's `run` is thread-safe, so callers
+    share them. `tuned` maps batch sizes (str) to {"options": record}; empty: ORT's defaults.
+    `opener` makes a session (callers wrap ORT's own errors in theirs)."""
+
+    def __init__(self, model: Path, tuned: dict[str, dict[str, Any]], opener: Opener = cpu_session) -> None:
+        self.model, self.tuned, self._open = Path(model), tuned, opener
+        self._by_record: dict[str, ort.InferenceSession] = {}
+        self._by_batch: dict[int, ort.InferenceSession] = {}  # filled on first use
+
+    def options_for(self, batch_size: int) -> dict[str, Any]:
+        """The record a batch of `batch_size` rows runs with."""
+        return options_for_batch(self.tuned, batch_size)
+
+    def session_for(self, batch_size: int) -> ort.InferenceSession:
+        session = self._by_batch.get(batch_size)
+        if session is None:
+            record = self.options_for(batch_size)
+            key = json.dumps(record, sort_keys=True)
+            if key not in self._by_record:
+                self._by_record[key] = self._open(self.model, record)
+            session = self._by_batch[batch_size] = self._by_record[key]
+        return session
+
+    def open_all(self) -> ort.InferenceSession:
+        """Open every tuned record's session now (a file ORT cannot load fails here, not on the
+        first call); returns one of them."""
+        sizes = [int(size) for size in self.tuned] or [1]
+        return [self.session_for(size) for size in sizes][0]
+
+    def describe(self) -> str:
+        """The options in use, for logs: per tuned batch size, or ORT's defaults when untuned."""
+        if not self.tuned:
+            return "ORT defaults (not tuned for this variant)"
+        sizes = sorted(self.tuned, key=int)
+        return "; ".join(f"batch {size}: {describe(self.options_for(int(size)))}" for size in sizes) \
+            + " (a batch uses the nearest tuned size)"

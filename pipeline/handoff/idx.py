@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import PipelineError
+from pipeline.handoff.errors import PipelineError
 
 UBYTE = 0x08  # IDX type code for unsigned bytes
 IMAGES_MAGIC = 0x00000803  # IDX: unsigned bytes, 3 dimensions

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import PipelineError, first_line
+from pipeline.handoff.errors import PipelineError, first_line
 
 FEATURES = tuple(f"feat_{i}" for i in range(1, 94))
 CLASSES = tuple(f"Class_{i}" for i in range(1, 10))

@@ -1,0 +1,114 @@
+"""The ratios the targets judge, timed so that they hold from run to run: every side of a ratio is
+timed in the same alternating rounds, in this one process (pipeline.handoff.timing), and each ratio
+is kept round by round, so the report gives its median and its spread.
+
+  inference (CPU, batch 1 and 1024)  our ONNX artifacts (ORT with ORT's defaults, and with the
+      options `make tune` chose where they also win here, for every variant that passed its gate),
+      eager PyTorch and the peers (torch.compile, OpenVINO), on the same real held-out inputs
+  training (each device)  one training step of each recipe as `pipeline.train` runs it (the batch
+      gathered from the resident data, forward, backward, optimizer step) and one GEMM in the fast
+      recipe's precision, which gives the compute floor of its step
+
+The report turns them into the targets: the best artifact against eager and each peer, the fast
+step against its floor, and the time to accuracy (the steps each recipe needed in its run, at the
+step time measured here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from bench.conftest import real_inputs
+from bench.hardware import GEMM_SIZE, gemm_call
+from bench.runtimes import RUNTIMES
+from pipeline.config import RECIPES
+from pipeline.handoff.artifacts import REFERENCE_VARIANT
+from pipeline.handoff.reports import read_variants
+from pipeline.handoff.timing import interleaved
+from pipeline.model import MLP, forward_macs, initialize
+from pipeline.normalization import input_norm
+from pipeline.precision import resolve_precision
+from pipeline.step import Stepper, build_optimizer
+
+TARGET_BATCHES = (1, 1024)  # batch 1: latency; 1024: throughput (bench/report_inference.py)
+CONTENDERS = ("eager", "ort", "ort-tuned:", "compiled", "openvino:")  # runtime ids (bench.runtimes), by prefix
+ROUNDS, SECONDS = 11, 0.03  # alternating rounds, and timed work per call per round (5 calls at least)
+SETTLE_S = 0.01  # before each call's turn: the previous ORT session's spinning threads go idle
+SMOKE_ROUNDS, SMOKE_SECONDS = 2, 0.001
+PREPARED_BATCHES = 16  # index batches cycled through by the training steps
+
+
+def _rounds(settings) -> tuple[int, float]:
+    return (SMOKE_ROUNDS, SMOKE_SECONDS) if settings.smoke else (ROUNDS, SECONDS)
+
+
+def _deployable(runtime: str, passed: set[str]) -> bool:
+    """A contender: eager, a peer, or one of our artifacts whose variant passed its gate."""
+    variant = runtime.partition(":")[2] or REFERENCE_VARIANT
+    return runtime.startswith(CONTENDERS) and (not runtime.startswith("ort") or variant in passed)
+
+
+@pytest.mark.parametrize("target_batch", TARGET_BATCHES)
+def test_inference_targets(benchmark, target_batch, backend_for, dataset, settings):
+    cpu = torch.device("cpu")
+    passed = {name for name, entry in read_variants(settings.artifacts).variants.items() if entry.passed}
+    built = [backend_for(runtime, cpu) for runtime, devices in RUNTIMES.items()
+             if "cpu" in devices and _deployable(runtime, passed)]
+    inputs = real_inputs(dataset, target_batch)
+    calls = {b.name: b.prepare(inputs) for b in built if b.skipped is None}
+    times = benchmark.pedantic(interleaved, args=(calls, *_rounds(settings), SETTLE_S), rounds=1, iterations=1)
+    benchmark.group = "targets"
+    benchmark.extra_info.update(
+        kind="targets_inference", device="cpu", batch_size=target_batch, dataset=dataset.name,
+        variants={b.name: b.details.get("variant", REFERENCE_VARIANT) for b in built},
+        seconds_per_call=times,  # backend -> the median of each round
+        skipped={b.name: b.skipped for b in built if b.skipped is not None}, smoke=settings.smoke,
+    )
+
+
+def test_training_targets(benchmark, device, dataset, settings):
+    steps = {name: _loop_step(recipe, dataset, device) for name, recipe in RECIPES[dataset.name].items()}
+    fast_precision = resolve_precision(RECIPES[dataset.name]["fast"].precision, device)
+    calls = {name: step for name, (step, _) in steps.items()}
+    calls["gemm"] = gemm_call(fast_precision.autocast_dtype or torch.float32, device)
+    times = benchmark.pedantic(interleaved, args=(calls, *_rounds(settings)), rounds=1, iterations=1)
+    benchmark.group = f"targets {device.type}"
+    benchmark.extra_info.update(
+        kind="targets_training", device=device.type, dataset=dataset.name,
+        seconds_per_call=times,  # seed, fast (one training step each), gemm: the median of each round
+        batch_size={name: info["batch_size"] for name, (_, info) in steps.items()},
+        precision={name: info["precision"] for name, (_, info) in steps.items()},
+        forward_macs={name: info["forward_macs"] for name, (_, info) in steps.items()},
+        gemm_flops=2 * GEMM_SIZE**3, smoke=settings.smoke,
+    )
+
+
+def _loop_step(recipe, dataset, device: torch.device):
+    """(a call doing one training step as pipeline.train runs it, what it is): the recipe's model,
+    optimizer and precision; the data normalised and resident on the device as in training, a
+    batch gathered by index each call (the scheduler's O(1) step left out)."""
+    precision = resolve_precision(recipe.precision, device)
+    torch.manual_seed(0)
+    model = MLP(math.prod(dataset.input_shape), recipe.hidden, len(dataset.classes), dropout=recipe.dropout)
+    model = initialize(model, recipe.init).to(device).train()
+    split = input_norm(recipe, dataset.spec, dataset.train).apply(dataset.train).to(device, precision.autocast_dtype)
+    stepper = Stepper(model, build_optimizer(recipe, model), None, recipe, precision.autocast_dtype)
+    generator = torch.Generator().manual_seed(0)
+    indices = [torch.randint(len(split), (recipe.batch_size,), generator=generator).to(device)
+               for _ in range(PREPARED_BATCHES)]
+    position = 0
+
+    def step() -> None:
+        nonlocal position
+        index = indices[position % PREPARED_BATCHES]
+        position += 1
+        stepper(split.inputs[index], split.labels[index])
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    info = {"batch_size": recipe.batch_size, "precision": dataclasses.asdict(precision), "forward_macs": forward_macs(model)}
+    return step, info

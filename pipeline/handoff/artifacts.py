@@ -1,0 +1,54 @@
+"""Every file name the stages hand each other, in one place (the Makefile's targets repeat them;
+tests/test_make.py checks it names no other).
+
+    make train   ->  model.pt, train_metrics.json               (checkpoints/ while it runs)
+    make export  ->  model.torchscript.pt, model.onnx, export_report.json,
+                     parity.json (+ parity.md), the variants' ONNX files, variants.json
+    make tune    ->  ort_tuning.json
+    make deploy  ->  deploy/ (the bundle; its own manifest.json)
+    make bench   ->  bench/results.json, bench/report.md, bench/report.png
+Every stage records what it wrote in manifest.json (pipeline.handoff.manifest).
+"""
+
+from __future__ import annotations
+
+MANIFEST = "manifest.json"
+
+# training
+MODEL = "model.pt"
+TRAIN_METRICS = "train_metrics.json"
+CHECKPOINTS = "checkpoints"
+TRAIN_LOCK = ".train.lock"
+
+# export
+TORCHSCRIPT = "model.torchscript.pt"
+ONNX = "model.onnx"  # the float32 ONNX model: the reference every variant is held to
+EXPORT_REPORT = "export_report.json"
+PARITY = "parity.json"
+PARITY_MD = "parity.md"
+VARIANTS = "variants.json"
+REFERENCE_VARIANT = "fp32"
+VARIANT_FILES = {  # variant -> its ONNX file
+    REFERENCE_VARIANT: ONNX,
+    "int8": "model.int8.onnx",
+    "int8-dynamic": "model.int8-dynamic.onnx",
+    "fp16": "model.fp16.onnx",
+}
+
+# tuning
+ORT_TUNING = "ort_tuning.json"
+
+# deploy: a folder of its own, with its own manifest.json
+BUNDLE = "deploy"
+
+# bench
+BENCH = "bench"
+BENCH_RESULTS = f"{BENCH}/results.json"  # `make bench`: pytest-benchmark's JSON
+BENCH_STUDY = f"{BENCH}/study.json"  # `make bench-study`: the same format, the longer studies
+BENCH_REPORT = f"{BENCH}/report.md"
+BENCH_PLOT = f"{BENCH}/report.png"
+
+
+def optimized(onnx_file: str) -> str:
+    """`make tune --save-optimized on`: the graph ORT runs, saved beside `onnx_file`."""
+    return onnx_file.removesuffix(".onnx") + ".optimized.onnx"

@@ -1,0 +1,69 @@
+"""Timing rivals on a shared, noisy machine: every call a comparison involves is timed in the same
+alternating rounds, and a ratio is taken round by round, so a slow spell (a busy neighbour, the
+second core going away) slows both sides of it instead of one. `make tune` chooses ORT options
+with it and the bench's targets are measured with it; a ratio is reported with its spread.
+
+    times = interleaved({"ours": ours, "eager": eager}, rounds=7, seconds=0.1)
+    speedup = paired_ratio(times["eager"], times["ours"])      # Ratio(median=5.1, low=4.8, high=5.4, ...)
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+WARMUP_CALLS = 5  # per rival before the first round: caches, thread pools, lazy initialisation
+MIN_CALLS = 5  # per round, however long a call takes
+
+
+def round_median(call: Callable[[], object], seconds: float) -> float:
+    """Median seconds per call over about `seconds` of calls (MIN_CALLS at least)."""
+    times, deadline = [], time.perf_counter() + seconds
+    while len(times) < MIN_CALLS or time.perf_counter() < deadline:
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def interleaved(calls: dict[str, Callable[[], object]], rounds: int, seconds: float,
+                settle_s: float = 0.0) -> dict[str, list[float]]:
+    """name -> the median seconds per call of each round. Every round times every call once, for
+    about `seconds` each; the order rotates from round to round, so no call always follows the same
+    one. `settle_s` is a pause before each call's turn (the previous one's idle threads stop spinning)."""
+    for call in calls.values():
+        for _ in range(WARMUP_CALLS):
+            call()
+    names = list(calls)
+    medians: dict[str, list[float]] = {name: [] for name in names}
+    for index in range(rounds):
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            if settle_s:
+                time.sleep(settle_s)
+            medians[name].append(round_median(calls[name], seconds))
+    return medians
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """numerator / denominator, round by round: the median and the range over the rounds."""
+
+    median: float
+    low: float
+    high: float
+    rounds: int
+
+    def text(self) -> str:
+        return f"{self.median:.2f}x (rounds {self.low:.2f}-{self.high:.2f}x)"
+
+    def as_dict(self) -> dict[str, float]:
+        return {"median": self.median, "low": self.low, "high": self.high, "rounds": self.rounds}
+
+
+def paired_ratio(numerator: list[float], denominator: list[float]) -> Ratio:
+    """numerator[i] / denominator[i] for each round i (e.g. the rival's seconds over ours: a speedup)."""
+    ratios = [n / d for n, d in zip(numerator, denominator, strict=True)]
+    return Ratio(statistics.median(ratios), min(ratios), max(ratios), len(ratios))
