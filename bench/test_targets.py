@@ -36,8 +36,7 @@ from pipeline.step import Stepper, build_optimizer
 
 TARGET_BATCHES = (1, 1024)  # batch 1: latency; 1024: throughput (bench/report_inference.py)
 CONTENDERS = ("eager", "ort", "ort-tuned:", "compiled", "openvino:")  # runtime ids (bench.runtimes), by prefix
-ROUNDS, SECONDS = 11, 0.03  # alternating rounds, and timed work per call per round (5 calls at least)
-SETTLE_S = 0.01  # before each call's turn: the previous ORT session's spinning threads go idle
+ROUNDS, SECONDS = 7, 0.03  # alternating rounds, and timed work per call per round (5 calls at least)
 SMOKE_ROUNDS, SMOKE_SECONDS = 2, 0.001
 PREPARED_BATCHES = 16  # index batches cycled through by the training steps
 
@@ -60,7 +59,7 @@ def test_inference_targets(benchmark, target_batch, backend_for, dataset, settin
              if "cpu" in devices and _deployable(runtime, passed)]
     inputs = real_inputs(dataset, target_batch)
     calls = {b.name: b.prepare(inputs) for b in built if b.skipped is None}
-    times = benchmark.pedantic(interleaved, args=(calls, *_rounds(settings), SETTLE_S), rounds=1, iterations=1)
+    times = benchmark.pedantic(interleaved, args=(calls, *_rounds(settings)), rounds=1, iterations=1)
     benchmark.group = "targets"
     benchmark.extra_info.update(
         kind="targets_inference", device="cpu", batch_size=target_batch, dataset=dataset.name,

@@ -17,8 +17,7 @@ import numpy as np
 from pipeline.handoff.ort_options import DEFAULT_OPTIONS, bound_call, cpu_session, describe, options_for_batch
 from pipeline.handoff.timing import interleaved, paired_ratio
 
-ROUNDS, SECONDS = 7, 0.05  # per batch size: about 1 s of alternating calls
-SETTLE_S = 0.01  # before each session's turn: the other one's spinning threads go idle
+ROUNDS, SECONDS = 7, 0.05  # per batch size: about 1.4 s of alternating calls and pauses
 SMOKE_ROUNDS, SMOKE_SECONDS = 1, 0.001  # --bench-smoke: the mechanism, not a measurement
 
 
@@ -36,7 +35,7 @@ def confirm(model: Path, tuned: dict[str, dict], batch_sizes: tuple[int, ...], s
             continue
         inputs = np.zeros((size, *shape), np.float32)  # the time of a call does not depend on the values
         calls = {"tuned": bound_call(cpu_session(model, record), inputs)[0], "defaults": bound_call(defaults, inputs)[0]}
-        times = interleaved(calls, rounds, seconds, SETTLE_S)
+        times = interleaved(calls, rounds, seconds)
         speedup = paired_ratio(times["defaults"], times["tuned"])  # > 1: the tuned record is faster
         wins = speedup.median > 1
         kept[str(size)] = {"options": record if wins else dict(DEFAULT_OPTIONS)}

@@ -38,7 +38,6 @@ from pipeline.handoff.ort_options import DEFAULT_OPTIONS, SEARCH_SPACE, bound_ca
 from pipeline.handoff.reports import read_variants
 from pipeline.handoff.timing import interleaved, paired_ratio
 
-SETTLE_S = 0.02  # pause between candidates: the previous session's spinning threads go idle
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ class TuneConfig:
 def score(path: Path, candidates: list[dict], inputs: np.ndarray, config: TuneConfig) -> list[list[float]]:
     """Each candidate record's median seconds per call, round by round, the rounds interleaved."""
     calls = {str(i): bound_call(cpu_session(path, c), inputs)[0] for i, c in enumerate(candidates)}
-    times = interleaved(calls, config.rounds, config.seconds, settle_s=SETTLE_S)
+    times = interleaved(calls, config.rounds, config.seconds)
     return [times[str(i)] for i in range(len(candidates))]
 
 

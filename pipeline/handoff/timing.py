@@ -16,6 +16,11 @@ from dataclasses import dataclass
 
 WARMUP_CALLS = 5  # per rival before the first round: caches, thread pools, lazy initialisation
 MIN_CALLS = 5  # per round, however long a call takes
+# A pause before each rival's turn: an ONNX Runtime session that allows spinning keeps its idle
+# intra-op threads spinning after a call, and they steal the cores from whatever runs next. Two
+# identical fp32 sessions at batch 1024 on a 2-core Zen 4: 6.5 ms each after a 50 ms pause; after
+# 10 ms, 11-15 ms for whichever ran second.
+SETTLE_S = 0.05
 
 
 def round_median(call: Callable[[], object], seconds: float) -> float:
@@ -29,10 +34,10 @@ def round_median(call: Callable[[], object], seconds: float) -> float:
 
 
 def interleaved(calls: dict[str, Callable[[], object]], rounds: int, seconds: float,
-                settle_s: float = 0.0) -> dict[str, list[float]]:
+                settle_s: float = SETTLE_S) -> dict[str, list[float]]:
     """name -> the median seconds per call of each round. Every round times every call once, for
-    about `seconds` each; the order rotates from round to round, so no call always follows the same
-    one. `settle_s` is a pause before each call's turn (the previous one's idle threads stop spinning)."""
+    about `seconds` each, after a pause of `settle_s`; the order rotates from round to round, so no
+    call always follows the same one."""
     for call in calls.values():
         for _ in range(WARMUP_CALLS):
             call()
