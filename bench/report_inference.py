@@ -74,10 +74,23 @@ def targets(results: dict) -> list[str]:
             peer_ratio = paired_ratio(times[peer], times[best])
             lines.append(f"  - vs peer `{peer}`: {peer_ratio.text()}"
                          f"{'' if peer_ratio.median >= 1 else ' — the peer is FASTER here'}")
+        lines += _tuned_lines(times)
     if measured:
         rounds = next(iter(measured.values()))["seconds_per_call"]
         lines.append(f"- Timed in {len(next(iter(rounds.values())))} alternating rounds in one process; a ratio is the "
                      "median of the per-round ratios (the range over the rounds in brackets).")
+    return lines
+
+
+def _tuned_lines(times: dict[str, list[float]]) -> list[str]:
+    """Where `make tune` changed a variant's options for this batch: their speed over ORT's defaults,
+    timed in the same rounds; the best artifact above was chosen among both."""
+    lines = []
+    for defaults in (name for name in times if name.startswith("ort-defaults-")):
+        tuned = defaults.replace("ort-defaults-", "ort-tuned-", 1)
+        speedup = paired_ratio(times[defaults], times[tuned])
+        lines.append(f"  - `make tune`'s options for `{tuned}`: {speedup.text()} the speed of ORT's defaults here: "
+                     + ("they win" if speedup.median > 1 else "ORT's defaults win, so the tuned options do not count"))
     return lines
 
 

@@ -3,8 +3,9 @@
     eager, torchscript, compiled   PyTorch (compiled: torch.compile, a peer)
     ort                            ONNX Runtime, float32, ORT's default options, `session.run`
     ort-tuned:<variant>            ONNX Runtime on the CPU with the options `make tune` chose per
-                                   batch size where they also win here (bench.tuned), through a
-                                   bound call (the deployable fast path)
+                                   batch size, through a bound call (the deployable fast path)
+    ort-defaults:<variant>         the same call with ORT's default options: what the tuned options
+                                   must beat, side by side, to count (bench/test_targets.py)
     ort:fp16                       the fp16 artifact on ORT's CUDA provider, I/O-bound
     openvino:<variant>             OpenVINO reading the same ONNX file (a peer)
     eager-cudagraph, eager-tf32, ort-cudagraph:<variant>   the GPU fast paths (bench.cuda_backends)
@@ -14,13 +15,12 @@ from __future__ import annotations
 
 import torch
 
-from bench import cuda_backends, peers, tuned
+from bench import cuda_backends, peers
 from bench.settings import BenchSettings
 from export import backends
 from export.head import SoftmaxHead
 from pipeline.handoff import artifacts
 from pipeline.handoff.artifacts import REFERENCE_VARIANT, VARIANT_FILES
-from pipeline.handoff.ort_options import describe
 from pipeline.handoff.reports import TuningReport
 
 RUNTIMES: dict[str, tuple[str, ...]] = {
@@ -54,7 +54,9 @@ def build(runtime: str, device: torch.device, head: SoftmaxHead, settings: Bench
     if kind == "ort":
         return backends.onnxruntime(path, device, settings.threads, variant)
     if kind == "ort-tuned":
-        return ort_tuned(path, variant, tuning, settings)
+        return backends.onnxruntime_tuned(path, variant, tuning.records(variant))
+    if kind == "ort-defaults":
+        return backends.onnxruntime_tuned(path, variant, {}, kind="defaults")
     if kind == "openvino":
         return peers.openvino(path, variant, settings.threads)
     if kind == "eager-cudagraph":
@@ -65,12 +67,3 @@ def build(runtime: str, device: torch.device, head: SoftmaxHead, settings: Bench
         return cuda_backends.ort_cuda_graph(path, device, variant)
     raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
 
-
-def ort_tuned(path, variant: str, tuning: TuningReport, settings: BenchSettings) -> backends.Backend:
-    """ORT with `make tune`'s options, each kept only where it also wins in this process."""
-    chosen = tuning.records(variant)
-    kept, verdicts = tuned.confirm(path, chosen, settings.batch_sizes, settings.smoke)
-    backend = backends.onnxruntime_tuned(path, variant, kept)
-    backend.details.update(tuned_options={size: describe(t["options"]) for size, t in chosen.items()} or "ORT defaults (not tuned)",
-                           options_in_bench=verdicts)
-    return backend

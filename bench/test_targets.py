@@ -2,9 +2,10 @@
 timed in the same alternating rounds, in this one process (pipeline.handoff.timing), and each ratio
 is kept round by round, so the report gives its median and its spread.
 
-  inference (CPU, batch 1 and 1024)  our ONNX artifacts (ORT with ORT's defaults, and with the
-      options `make tune` chose where they also win here, for every variant that passed its gate),
-      eager PyTorch and the peers (torch.compile, OpenVINO), on the same real held-out inputs
+  inference (CPU, batch 1 and 1024)  our ONNX artifacts (every variant that passed its gate, with
+      the options `make tune` chose and, where those differ from ORT's defaults, with the defaults
+      too: a tuned option counts only if it also wins here, in the same rounds), eager PyTorch and
+      the peers (torch.compile, OpenVINO), on the same real held-out inputs
   training (each device)  one training step of each recipe as `pipeline.train` runs it (the batch
       gathered from the resident data, forward, backward, optimizer step) and one GEMM in the fast
       recipe's precision, which gives the compute floor of its step
@@ -27,6 +28,7 @@ from bench.hardware import GEMM_SIZE, gemm_call
 from bench.runtimes import RUNTIMES
 from pipeline.config import RECIPES
 from pipeline.handoff.artifacts import REFERENCE_VARIANT
+from pipeline.handoff.ort_options import DEFAULT_OPTIONS, options_for_batch
 from pipeline.handoff.reports import read_variants
 from pipeline.handoff.timing import interleaved
 from pipeline.model import MLP, forward_macs, initialize
@@ -45,18 +47,25 @@ def _rounds(settings) -> tuple[int, float]:
     return (SMOKE_ROUNDS, SMOKE_SECONDS) if settings.smoke else (ROUNDS, SECONDS)
 
 
-def _deployable(runtime: str, passed: set[str]) -> bool:
-    """A contender: eager, a peer, or one of our artifacts whose variant passed its gate."""
-    variant = runtime.partition(":")[2] or REFERENCE_VARIANT
-    return runtime.startswith(CONTENDERS) and (not runtime.startswith("ort") or variant in passed)
+def contenders(batch: int, passed: set[str], tuning) -> list[str]:
+    """Runtime ids: eager, the peers, and ours for every variant that passed its gate; with ORT's
+    defaults beside a variant's tuned options where `make tune` changed them for this batch."""
+    ids = []
+    for runtime, devices in RUNTIMES.items():
+        variant = runtime.partition(":")[2] or REFERENCE_VARIANT
+        if "cpu" not in devices or not runtime.startswith(CONTENDERS) or (runtime.startswith("ort") and variant not in passed):
+            continue
+        ids.append(runtime)
+        if runtime.startswith("ort-tuned:") and options_for_batch(tuning.records(variant), batch) != DEFAULT_OPTIONS:
+            ids.append(f"ort-defaults:{variant}")
+    return ids
 
 
 @pytest.mark.parametrize("target_batch", TARGET_BATCHES)
-def test_inference_targets(benchmark, target_batch, backend_for, dataset, settings):
+def test_inference_targets(benchmark, target_batch, backend_for, tuning, dataset, settings):
     cpu = torch.device("cpu")
     passed = {name for name, entry in read_variants(settings.artifacts).variants.items() if entry.passed}
-    built = [backend_for(runtime, cpu) for runtime, devices in RUNTIMES.items()
-             if "cpu" in devices and _deployable(runtime, passed)]
+    built = [backend_for(runtime, cpu) for runtime in contenders(target_batch, passed, tuning)]
     inputs = real_inputs(dataset, target_batch)
     calls = {b.name: b.prepare(inputs) for b in built if b.skipped is None}
     times = benchmark.pedantic(interleaved, args=(calls, *_rounds(settings)), rounds=1, iterations=1)

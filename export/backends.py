@@ -174,11 +174,11 @@ def all_backends(
     return backends
 
 
-def onnxruntime_tuned(path: Path, variant: str, tuned: dict[str, dict]) -> Backend:
+def onnxruntime_tuned(path: Path, variant: str, tuned: dict[str, dict], kind: str = "tuned") -> Backend:
     """ORT on the CPU with the session options `python -m export.tune` chose for the batch size
-    nearest each prepared batch (ORT's defaults where none were tuned), one session per distinct
-    record, called through `bound_call`: input and output bound once, no per-call allocation or
-    feed dict."""
+    nearest each prepared batch (ORT's defaults where none were tuned: `tuned` empty), one session
+    per distinct record, called through `bound_call`: input and output bound once, no per-call
+    allocation or feed dict. Named ort-<kind>-<variant>-cpu."""
     pool = SessionPool(path, tuned, lambda model, record: _session(model, session_options(record), ["CPUExecutionProvider"]))
 
     def run(inputs: np.ndarray) -> np.ndarray:
@@ -191,4 +191,4 @@ def onnxruntime_tuned(path: Path, variant: str, tuned: dict[str, dict]) -> Backe
 
     pool.open_all()  # a file ORT cannot load fails here, not in the first timed call
     details = {"variant": variant, "tuned_options": {bs: describe(t["options"]) for bs, t in tuned.items()} or "ORT defaults (not tuned)"}
-    return Backend(f"ort-tuned-{variant}-cpu", "cpu", run, prepare, details=details)
+    return Backend(f"ort-{kind}-{variant}-cpu", "cpu", run, prepare, details=details)

@@ -39,7 +39,6 @@ from pipeline.handoff.reports import read_variants
 from pipeline.handoff.timing import interleaved, paired_ratio
 
 
-
 @dataclass(frozen=True)
 class TuneConfig:
     artifacts: str = field(default="artifacts", metadata={"help": "folder with the ONNX variants (make export)"})

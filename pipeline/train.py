@@ -153,9 +153,8 @@ def train(config: TrainConfig, data: Dataset, checkpoint_dir: Path | None = None
             _keep_best(run, progress, epoch)
             if checkpoint_dir:
                 _checkpoint(checkpoint_dir, fingerprint, run, progress, epoch)
-        reached = world.is_main and until is not None and progress.history[-1][run.names[1]] >= until
-        if distributed.broadcast(reached, world):
-            break
+        if until is not None and distributed.broadcast(world.is_main and progress.history[-1][run.names[1]] >= until, world):
+            break  # rank 0 decides: only it evaluated
     if not world.is_main:
         return None
     model = _final_model(run, progress)

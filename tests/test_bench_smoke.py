@@ -76,3 +76,19 @@ def test_bench_suite_and_report_run_in_smoke_mode(exported, data_dir, cli_env, t
     assert "ORT options chosen by `make tune` for int8: batch 1:" in report
     assert "x the compute floor" in report and "| dataloader |" in report and "the lecture's script trained" in report
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_training_targets_by_hand():
+    """The report's two training ratios from one round's timings, computed by hand."""
+    from bench.report_training import step_floor, time_to_speedup
+
+    # A 2048³ GEMM (17.18 GFLOP) in 40 ms is 429.5 GFLOP/s; a batch-1024 step of 6 x 680,880 FLOPs
+    # a sample is 4.183 GFLOP, 9.740 ms at that rate; the step took 15 ms: 1.540x its floor.
+    record = {"seconds_per_call": {"fast": [0.015], "seed": [0.002], "gemm": [0.040]},
+              "batch_size": {"fast": 1024, "seed": 64}, "forward_macs": {"fast": 680_880, "seed": 680_880},
+              "gemm_flops": 2 * 2048**3}
+    assert step_floor(record).median == pytest.approx(1.540, abs=5e-4)
+    # fast: 180,000 samples at 15 ms / 1024 = 2.637 s; seed: 660,000 samples at 2 ms / 64 = 20.625 s: 7.82x.
+    fast = {"time_to": {"0.98": {"samples": 180_000}}}
+    seed = {"time_to": {"0.97": {"samples": 660_000}}}
+    assert time_to_speedup(fast, seed, record).median == pytest.approx(20.625 / 2.63671875)

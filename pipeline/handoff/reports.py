@@ -116,11 +116,14 @@ class VariantsReport:
     baseline_failures: list[str]  # of the int8-dynamic baseline (marked failed, not fatal)
     dataset: str
     held_out: str
-    variants: dict[str, VariantEntry]  # fp32 (the reference) first
+    variants: dict[str, VariantEntry]  # in artifacts.VARIANT_FILES order: fp32 (the reference) first
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> VariantsReport:
-        variants = {name: VariantEntry(e["file"], e["method"], e["passed"], e["checks"]) for name, e in d["variants"].items()}
+        known = list(artifacts.VARIANT_FILES)
+        names = sorted(d["variants"], key=lambda name: (known.index(name) if name in known else len(known), name))
+        variants = {name: VariantEntry(**{k: d["variants"][name][k] for k in ("file", "method", "passed", "checks")})
+                    for name in names}
         return cls(d["passed"], d["failures"], d.get("baseline_failures", []), d["dataset"], d["held_out"], variants)
 
     def reference_accuracy(self) -> float | None:
