@@ -5,7 +5,6 @@ timed in alternating rounds (bench/test_targets.py) and given with their spread 
 
 from __future__ import annotations
 
-import statistics
 from typing import Any
 
 from bench.report_training import rows
@@ -64,21 +63,21 @@ def targets(results: dict) -> list[str]:
         if not ours or EAGER not in times:
             lines.append(f"- Batch {batch}: not measured in this run.")
             continue
-        best = min(ours, key=lambda name: statistics.median(times[name]))
+        best = min(ours, key=lambda name: min(times[name]))  # each one's fastest round, as the ratios take it
         ratio = paired_ratio(times[EAGER], times[best])
-        verdict = "met" if ratio.median >= need[batch] else "MISSED"
+        verdict = "met" if ratio.value >= need[batch] else "MISSED"
         with_dot = f" with {', '.join(has_dot)}" if batch > 1 and has_dot else ""
         lines.append(f"- Batch {batch}: best artifact `{best}` ({record['variants'][best]}), {metric} {ratio.text()} "
                      f"eager's (target >= {need[batch]:g}x{with_dot}): {verdict}.")
         for peer in (name for name in times if name.startswith(PEERS)):
             peer_ratio = paired_ratio(times[peer], times[best])
             lines.append(f"  - vs peer `{peer}`: {peer_ratio.text()}"
-                         f"{'' if peer_ratio.median >= 1 else ' — the peer is FASTER here'}")
+                         f"{'' if peer_ratio.value >= 1 else ' — the peer is FASTER here'}")
         lines += _tuned_lines(times)
     if measured:
         rounds = next(iter(measured.values()))["seconds_per_call"]
-        lines.append(f"- Timed in {len(next(iter(rounds.values())))} alternating rounds in one process; a ratio is the "
-                     "median of the per-round ratios (the range over the rounds in brackets).")
+        lines.append(f"- Timed in {len(next(iter(rounds.values())))} alternating rounds in one process; a ratio compares "
+                     "each side's fastest round (the range of the round-by-round ratios in brackets).")
     return lines
 
 
@@ -90,7 +89,7 @@ def _tuned_lines(times: dict[str, list[float]]) -> list[str]:
         tuned = defaults.replace("ort-defaults-", "ort-tuned-", 1)
         speedup = paired_ratio(times[defaults], times[tuned])
         lines.append(f"  - `make tune`'s options for `{tuned}`: {speedup.text()} the speed of ORT's defaults here: "
-                     + ("they win" if speedup.median > 1 else "ORT's defaults win, so the tuned options do not count"))
+                     + ("they win" if speedup.value > 1 else "ORT's defaults win, so the tuned options do not count"))
     return lines
 
 

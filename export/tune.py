@@ -8,9 +8,9 @@ Usage:
 Starting from ORT's defaults, each option of pipeline.handoff.ort_options.SEARCH_SPACE is visited
 in turn (threads, spinning, graph optimisation level, memory pattern, execution mode); the current
 choice and every alternative value are timed with the same bound call the bench uses, in alternating
-rounds (pipeline.handoff.timing, the bench's own harness), and an alternative is kept only if it is
-at least `min_gain` faster than the current choice round by round (the median of the per-round
-ratios), so noise cannot move the choice away from the defaults. Writes ort_tuning.json (choices,
+rounds (pipeline.handoff.timing, the bench's own harness), and an alternative is kept only if its
+fastest round is at least `min_gain` faster than the current choice's, so noise cannot move the
+choice away from the defaults. Writes ort_tuning.json (choices,
 every candidate's timing, the CPU they came from), recorded in manifest.json; the bench, the
 predictor and the server read it, and the bench keeps a choice only where it also wins there.
 """
@@ -18,7 +18,6 @@ predictor and the server read it, and the bench keeps a choice only where it als
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,7 +44,7 @@ class TuneConfig:
     variants: str = field(default="fp32,int8", metadata={"help": "comma-separated: the CPU deployment variants"})
     batch_sizes: str = field(default="1,64,1024", metadata={"help": "comma-separated batch sizes to tune for"})
     seconds: float = field(default=0.1, metadata={"help": "timed work per candidate per round"})
-    rounds: int = field(default=3, metadata={"help": "interleaved rounds; a change must win the median of its per-round ratios"})
+    rounds: int = field(default=3, metadata={"help": "interleaved rounds; each candidate is judged by its fastest round"})
     min_gain: float = field(default=0.05, metadata={"help": "keep a change only if this much faster (0.05 = 5%)"})
     save_optimized: str = field(default="off", metadata={"help": "on: also write each variant's optimised graph "
                                                                  "(model.<variant>.optimized.onnx) for the largest batch size"})
@@ -67,14 +66,14 @@ def tune(path: Path, inputs: np.ndarray, config: TuneConfig) -> dict:
     for option, values in SEARCH_SPACE.items():
         candidates = [current] + [{**current, option: v} for v in values if v != current[option]]
         reference, *others = score(path, candidates, inputs, config)
-        default_s = default_s or statistics.median(reference)
-        best, best_speedup, current_s = current, needed, statistics.median(reference)
+        default_s = default_s or min(reference)
+        best, best_speedup, current_s = current, needed, min(reference)
         for candidate, rounds in zip(candidates[1:], others, strict=True):
             speedup = paired_ratio(reference, rounds)  # the current choice's time over the candidate's
-            timed.append({"options": describe(candidate), "p50_us": 1e6 * statistics.median(rounds),
-                          "reference_p50_us": 1e6 * statistics.median(reference), "speedup": speedup.as_dict()})
-            if speedup.median >= best_speedup:
-                best, best_speedup, current_s = candidate, speedup.median, statistics.median(rounds)
+            timed.append({"options": describe(candidate), "p50_us": 1e6 * min(rounds),
+                          "reference_p50_us": 1e6 * min(reference), "speedup": speedup.as_dict()})
+            if speedup.value >= best_speedup:
+                best, best_speedup, current_s = candidate, speedup.value, min(rounds)
         current = best
     return {"options": current, "summary": describe(current), "p50_us": 1e6 * current_s,
             "default_p50_us": 1e6 * default_s, "candidates": timed}

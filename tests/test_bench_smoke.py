@@ -87,8 +87,8 @@ def test_the_training_targets_by_hand():
     record = {"seconds_per_call": {"fast": [0.015], "seed": [0.002], "gemm": [0.040]},
               "batch_size": {"fast": 1024, "seed": 64}, "forward_macs": {"fast": 680_880, "seed": 680_880},
               "gemm_flops": 2 * 2048**3}
-    assert step_floor(record).median == pytest.approx(1.540, abs=5e-4)
+    assert step_floor(record).value == pytest.approx(1.540, abs=5e-4)
     # fast: 180,000 samples at 15 ms / 1024 = 2.637 s; seed: 660,000 samples at 2 ms / 64 = 20.625 s: 7.82x.
     fast = {"time_to": {"0.98": {"samples": 180_000}}}
     seed = {"time_to": {"0.97": {"samples": 660_000}}}
-    assert time_to_speedup(fast, seed, record).median == pytest.approx(20.625 / 2.63671875)
+    assert time_to_speedup(fast, seed, record).value == pytest.approx(20.625 / 2.63671875)
