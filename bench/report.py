@@ -26,6 +26,8 @@ from pipeline.handoff.cli import run_cli
 from pipeline.handoff.errors import PipelineError
 
 STUDY = Path(artifacts.BENCH_STUDY).name
+# machine_info that must match for `make bench-study`'s rows to share a table with `make bench`'s
+CONTEXT_KEYS = ("cpu_model", "cpu_cores", "cpu_flags", "precision", "torch_threads", "versions", "gpu")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ def context_lines(results: dict) -> list[str]:
     lines = [
         f"- Run: {results['datetime']}, commit {results['commit_info'].get('id', '?')[:10]}"
         f"{' (dirty)' if results['commit_info'].get('dirty') else ''}{' — SMOKE MODE: not measurements' if smoke else ''}",
+        *([f"- **The study's rows ({STUDY}) were measured under other conditions**: its {', '.join(results['study_differs'])} "
+           "differ from this run's; re-run `make bench-study`"] if results.get("study_differs") else []),
         f"- CPU: {m['cpu_model']}, {m['cpu_cores']} cores; torch threads {m['torch_threads']}, "
         f"ORT intra-op threads {m['ort_intra_op_threads']}; large fp32 GEMM on this CPU: {m['fp32_gemm_gflops']:.0f} GFLOP/s",
         f"- CPU flags: has {', '.join(m['cpu_flags']['present']) or 'none'}; lacks {', '.join(m['cpu_flags']['absent']) or 'none'}; "
@@ -131,10 +135,13 @@ def load(config: ReportConfig) -> dict:
     if not found:
         raise PipelineError(f"{results_path}: not found; run `make bench` (or `make bench-study`) first")
     base = found.get(results_path) or found[study_path]
-    merged = {**base, "benchmarks": [], "skipped": [], "studied": study_path in found}
+    merged = {**base, "benchmarks": [], "skipped": [], "studied": study_path in found, "study_differs": []}
     for part in found.values():
         merged["benchmarks"] += part["benchmarks"]
         merged["skipped"] += part.get("skipped", [])
+    if len(found) == 2:  # a study from another machine or setting would mix two contexts in one table
+        study_info = found[study_path]["machine_info"]
+        merged["study_differs"] = [key for key in CONTEXT_KEYS if study_info.get(key) != base["machine_info"].get(key)]
     return merged
 
 

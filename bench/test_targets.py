@@ -37,7 +37,7 @@ from pipeline.precision import resolve_precision
 from pipeline.step import Stepper, build_optimizer
 
 TARGET_BATCHES = (1, 1024)  # batch 1: latency; 1024: throughput (bench/report_inference.py)
-CONTENDERS = ("eager", "ort", "ort-tuned:", "compiled", "openvino:")  # runtime ids (bench.runtimes), by prefix
+CONTENDERS = ("eager", "ort", "compiled", "openvino:")  # runtime ids (bench.runtimes) by prefix; CPU ones only
 ROUNDS, SECONDS = 7, 0.03  # alternating rounds, and timed work per call per round (5 calls at least)
 SMOKE_ROUNDS, SMOKE_SECONDS = 2, 0.001
 PREPARED_BATCHES = 16  # index batches cycled through by the training steps

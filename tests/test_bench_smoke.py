@@ -72,6 +72,7 @@ def test_bench_suite_and_report_run_in_smoke_mode(exported, data_dir, cli_env, t
     assert report_main(["--results", str(results), "--out", str(tmp_path)]) == 0  # study.json beside it joins in
     report = (tmp_path / "report.md").read_text()
     assert "| cpu | ort-cpu | fp32 | 64 |" in report and "## Time to accuracy" in report and "SMOKE MODE" in report
+    assert "other conditions" not in report  # the study ran on this machine, as the bench did
     assert "| cpu | ort-tuned-int8-cpu | int8 | 64 |" in report and "- Batch 1: best artifact `ort-" in report
     assert "ORT options chosen by `make tune` for int8: batch 1:" in report
     assert "x the compute floor" in report and "| dataloader |" in report and "the lecture's script trained" in report

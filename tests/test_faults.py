@@ -37,8 +37,15 @@ WAIT_S = 600
 def cli(module: str, *args: str, env: dict, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", module, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env, cwd=REPO, **kwargs,
+        text=True, env=env, cwd=REPO, preexec_fn=default_sigint, **kwargs,
     )
+
+
+def default_sigint() -> None:
+    """In the child, before it starts: SIGINT's default action, whatever this process inherited. A
+    shell without job control starts its background commands with SIGINT ignored, and Python then
+    installs no Ctrl-C handler: the SIGINT test would test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def finish(process: subprocess.Popen, timeout: float = WAIT_S) -> tuple[int, str, str]:
