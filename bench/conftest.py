@@ -34,15 +34,19 @@ from bench.settings import BenchSettings, add_options, settings_of
 from export import backends
 from export.head import load_head
 from export.parity import verify_exports
+from pipeline import distributed
+from pipeline.config import TrainConfig
 from pipeline.data import Dataset, load_dataset
 from pipeline.handoff import artifacts
 from pipeline.handoff.errors import PipelineError
 from pipeline.handoff.manifest import verify
 from pipeline.handoff.reports import TuningReport, read_tuning
+from pipeline.train import Run, build_run, resolve_placement
 
 SMOKE_ROUNDS = 3  # --bench-smoke: enough to exercise every path, not to measure
 ROUND_BUDGET_S = 0.3  # full mode: aim for about this much timed work per benchmark
 MIN_ROUNDS, MAX_ROUNDS = 30, 5000
+PREPARED_BATCHES = 16  # batches of random rows a training-step benchmark cycles through
 
 
 def pytest_addoption(parser):
@@ -158,6 +162,21 @@ def real_inputs(dataset: Dataset, batch_size: int) -> np.ndarray:
     inputs = dataset.held_out.inputs.numpy()
     reps = -(-batch_size // len(inputs))
     return np.ascontiguousarray(np.concatenate([inputs] * reps)[:batch_size])
+
+
+def training_run(recipe_name: str, dataset: Dataset, device: torch.device) -> Run:
+    """What `pipeline.train` builds before its first step for the recipe on `device` (seed 0): the
+    model, optimizer and precision, and the normalised training data, resident in the step's dtype."""
+    config = TrainConfig(dataset=dataset.name, recipe=recipe_name, device=device.type)
+    recipe = config.resolved_recipe
+    return build_run(config, recipe, dataset, resolve_placement(config, recipe, distributed.SINGLE))
+
+
+def batch_indices(run: Run) -> list[torch.Tensor]:
+    """PREPARED_BATCHES seeded batches of random row indices of the recipe's size, on the run's device."""
+    generator = torch.Generator().manual_seed(0)
+    return [torch.randint(len(run.train_split), (run.recipe.batch_size,), generator=generator).to(run.placement.device)
+            for _ in range(PREPARED_BATCHES)]
 
 
 def measure(benchmark, call, samples_per_call: int, settings: BenchSettings) -> None:

@@ -45,7 +45,7 @@ def time_to_accuracy_table(results: dict) -> list[str]:
             f"| {r['gemm_gflops']:,.0f} | {r['floor_seconds']:.3f} | {r['floor_ratio']:.2f} |"
         )
     lines += ["", "Floor: 6 x forward multiply-adds x samples trained, at this machine's GEMM rate in the run's "
-              "precision (F.linear 2048³; the median of the products timed for a second before and after the run)."]
+              "precision (F.linear 2048³; the median of the products timed for half a second before and after the run)."]
     return lines
 
 

@@ -18,12 +18,12 @@ step time measured here).
 from __future__ import annotations
 
 import dataclasses
-import math
+import itertools
 
 import pytest
 import torch
 
-from bench.conftest import real_inputs
+from bench.conftest import batch_indices, real_inputs, training_run
 from bench.hardware import GEMM_SIZE, gemm_call
 from bench.runtimes import RUNTIMES
 from pipeline.config import RECIPES
@@ -31,16 +31,13 @@ from pipeline.handoff.artifacts import REFERENCE_VARIANT
 from pipeline.handoff.ort_options import DEFAULT_OPTIONS, options_for_batch
 from pipeline.handoff.reports import read_variants
 from pipeline.handoff.timing import interleaved
-from pipeline.model import MLP, forward_macs, initialize
-from pipeline.normalization import input_norm
-from pipeline.precision import resolve_precision
-from pipeline.step import Stepper, build_optimizer
+from pipeline.model import forward_macs
+from pipeline.step import Stepper
 
 TARGET_BATCHES = (1, 1024)  # batch 1: latency; 1024: throughput (bench/report_inference.py)
 CONTENDERS = ("eager", "ort", "compiled", "openvino:")  # runtime ids (bench.runtimes) by prefix; CPU ones only
 ROUNDS, SECONDS = 7, 0.03  # alternating rounds, and timed work per call per round (5 calls at least)
 SMOKE_ROUNDS, SMOKE_SECONDS = 2, 0.001
-PREPARED_BATCHES = 16  # index batches cycled through by the training steps
 
 
 def _rounds(settings) -> tuple[int, float]:
@@ -79,10 +76,10 @@ def test_inference_targets(benchmark, target_batch, backend_for, tuning, dataset
 
 
 def test_training_targets(benchmark, device, dataset, settings):
-    steps = {name: _loop_step(recipe, dataset, device) for name, recipe in RECIPES[dataset.name].items()}
-    fast_precision = resolve_precision(RECIPES[dataset.name]["fast"].precision, device)
+    steps = {name: _loop_step(name, dataset, device) for name in RECIPES[dataset.name]}
     calls = {name: step for name, (step, _) in steps.items()}
-    calls["gemm"] = gemm_call(fast_precision.autocast_dtype or torch.float32, device)
+    fast_dtype = steps["fast"][1]["precision"]["dtype"]
+    calls["gemm"] = gemm_call(getattr(torch, fast_dtype), device)  # the floor, in the fast step's precision
     times = benchmark.pedantic(interleaved, args=(calls, *_rounds(settings)), rounds=1, iterations=1)
     benchmark.group = f"targets {device.type}"
     benchmark.extra_info.update(
@@ -95,28 +92,20 @@ def test_training_targets(benchmark, device, dataset, settings):
     )
 
 
-def _loop_step(recipe, dataset, device: torch.device):
-    """(a call doing one training step as pipeline.train runs it, what it is): the recipe's model,
-    optimizer and precision; the data normalised and resident on the device as in training, a
-    batch gathered by index each call (the scheduler's O(1) step left out)."""
-    precision = resolve_precision(recipe.precision, device)
-    torch.manual_seed(0)
-    model = MLP(math.prod(dataset.input_shape), recipe.hidden, len(dataset.classes), dropout=recipe.dropout)
-    model = initialize(model, recipe.init).to(device).train()
-    split = input_norm(recipe, dataset.spec, dataset.train).apply(dataset.train).to(device, precision.autocast_dtype)
-    stepper = Stepper(model, build_optimizer(recipe, model), None, recipe, precision.autocast_dtype)
-    generator = torch.Generator().manual_seed(0)
-    indices = [torch.randint(len(split), (recipe.batch_size,), generator=generator).to(device)
-               for _ in range(PREPARED_BATCHES)]
-    position = 0
+def _loop_step(recipe_name: str, dataset, device: torch.device):
+    """(a call doing one training step as pipeline.train runs it, what it is): the run training
+    builds (model, optimizer, precision, the data normalised and resident on the device), a batch
+    gathered by index each call (the scheduler's O(1) step left out)."""
+    run = training_run(recipe_name, dataset, device)
+    stepper = Stepper(run.model, run.optimizer, None, run.recipe, run.placement.precision.autocast_dtype)
+    indices = itertools.cycle(batch_indices(run))
 
     def step() -> None:
-        nonlocal position
-        index = indices[position % PREPARED_BATCHES]
-        position += 1
-        stepper(split.inputs[index], split.labels[index])
+        index = next(indices)
+        stepper(run.train_split.inputs[index], run.train_split.labels[index])
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    info = {"batch_size": recipe.batch_size, "precision": dataclasses.asdict(precision), "forward_macs": forward_macs(model)}
+    info = {"batch_size": run.recipe.batch_size, "precision": dataclasses.asdict(run.placement.precision),
+            "forward_macs": forward_macs(run.model)}
     return step, info

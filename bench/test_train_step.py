@@ -11,47 +11,30 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 
 import pytest
 import torch
 
-from bench.conftest import measure
-from pipeline.config import RECIPES
-from pipeline.model import MLP, forward_macs, initialize
-from pipeline.normalization import input_norm
-from pipeline.precision import resolve_precision
-from pipeline.step import build_optimizer, train_step
-
-PREPARED_BATCHES = 16
+from bench.conftest import batch_indices, measure, training_run
+from pipeline.model import forward_macs
+from pipeline.step import train_step
 
 
 @pytest.mark.parametrize("recipe_name", ["seed", "fast"])
 def test_train_step(benchmark, recipe_name, device, dataset, settings):
-    recipe = RECIPES[dataset.name][recipe_name]
-    precision = resolve_precision(recipe.precision, device)
-    torch.manual_seed(0)
-    model = MLP(math.prod(dataset.input_shape), recipe.hidden, len(dataset.classes), dropout=recipe.dropout)
-    model = initialize(model, recipe.init).to(device).train()
-    optimizer = build_optimizer(recipe, model)
-    generator = torch.Generator().manual_seed(0)
-    split = input_norm(recipe, dataset.spec, dataset.train).apply(dataset.train)  # as in training: once, untimed
-    inputs, labels = split.inputs, split.labels
-    batches = []
-    for _ in range(PREPARED_BATCHES):
-        index = torch.randint(len(labels), (recipe.batch_size,), generator=generator)
-        batches.append((inputs[index].to(device, precision.autocast_dtype), labels[index].to(device)))
-    cycle = itertools.cycle(batches)
+    run = training_run(recipe_name, dataset, device)  # as in training: normalised and placed once, untimed
+    dtype = run.placement.precision.autocast_dtype
+    cycle = itertools.cycle([(run.train_split.inputs[index], run.train_split.labels[index]) for index in batch_indices(run)])
 
     def step() -> None:
-        train_step(model, optimizer, recipe, precision.autocast_dtype, *next(cycle))  # no lr schedule: it is O(1)
+        train_step(run.model, run.optimizer, run.recipe, dtype, *next(cycle))  # no lr schedule: it is O(1)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
     benchmark.group = f"train step {device.type}"
     benchmark.extra_info.update(
-        kind="train_step", dataset=dataset.name, recipe=recipe_name, device=device.type, batch_size=recipe.batch_size,
-        forward_macs=forward_macs(model),
-        precision=dataclasses.asdict(precision),
+        kind="train_step", dataset=dataset.name, recipe=recipe_name, device=device.type, batch_size=run.recipe.batch_size,
+        forward_macs=forward_macs(run.model),
+        precision=dataclasses.asdict(run.placement.precision),
     )
-    measure(benchmark, step, recipe.batch_size, settings)
+    measure(benchmark, step, run.recipe.batch_size, settings)

@@ -10,9 +10,9 @@ in turn (threads, spinning, graph optimisation level, memory pattern, execution 
 choice and every alternative value are timed with the same bound call the bench uses, in alternating
 rounds (pipeline.handoff.timing, the bench's own harness), and an alternative is kept only if its
 fastest round is at least `min_gain` faster than the current choice's, so noise cannot move the
-choice away from the defaults. Writes ort_tuning.json (choices,
-every candidate's timing, the CPU they came from), recorded in manifest.json; the bench, the
-predictor and the server read it, and the bench keeps a choice only where it also wins there.
+choice away from the defaults. Writes ort_tuning.json (choices, every candidate's timing, the CPU
+they came from), recorded in manifest.json; the bench, the predictor and the server read it, and
+the bench's targets count a choice only where it also beats ORT's defaults there.
 """
 
 from __future__ import annotations
