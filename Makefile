@@ -35,6 +35,8 @@ MNIST_MIRROR ?=
 PYTEST_ARGS ?=
 BENCH_FLAGS ?=
 MAX_BATCH ?= 8192
+MAX_QUEUE_DELAY_US ?= 0
+MAX_QUEUE_SIZE ?= 1024
 VARIANT ?= fp32
 CALIBRATION_ROWS ?=
 CALIBRATION_METHOD ?=
@@ -46,6 +48,8 @@ TUNE_BATCH_SIZES ?=
 TUNE_SECONDS ?=
 HOST ?= 127.0.0.1
 PORT ?= 8000
+GRPC_PORT ?= 8001
+SERVE_BENCH_FLAGS ?=
 BENCH_REGRESSION ?= min:100%
 BASELINE ?=
 
@@ -61,7 +65,8 @@ endif
 # any python3 runs it, before .venv exists).
 STAGE_SOURCES := $(shell python3 pipeline/handoff/sources.py train=pipeline/train.py export=export/__main__.py \
 	parity=export/parity.py variants=export/variants.py tune=export/tune.py \
-	deploy=deploy/build.py,deploy/server.py,deploy/predict.py bench=bench/conftest.py,bench/test_*.py report=bench/report.py)
+	deploy=deploy/build.py,deploy/server.py,deploy/predict.py bench=bench/conftest.py,bench/test_*.py report=bench/report.py \
+	serve=bench/serve_bench.py,bench/serve_floor.py,bench/serve_peers/mlserver_onnx.py,bench/serve_peers/kserve_onnx.py)
 ifeq ($(filter train:%,$(STAGE_SOURCES)),)
 $(error pipeline/handoff/sources.py listed no sources; it needs python3 on PATH)
 endif
@@ -96,7 +101,8 @@ VARIANT_FLAGS := $(strip $(if $(CALIBRATION_ROWS),--calibration-rows $(CALIBRATI
 	$(if $(FIRST_LAYER),--first-layer $(FIRST_LAYER)) $(if $(REDUCE_RANGE),--reduce-range $(REDUCE_RANGE)))
 TUNE_FLAGS := $(strip $(if $(TUNE_VARIANTS),--variants $(TUNE_VARIANTS)) \
 	$(if $(TUNE_BATCH_SIZES),--batch-sizes $(TUNE_BATCH_SIZES)) $(if $(TUNE_SECONDS),--seconds $(TUNE_SECONDS)))
-DEPLOY_FLAGS := --max-batch $(MAX_BATCH) --variant $(VARIANT)
+DEPLOY_FLAGS := --max-batch $(MAX_BATCH) --max-queue-delay-us $(MAX_QUEUE_DELAY_US) --max-queue-size $(MAX_QUEUE_SIZE) \
+	--variant $(VARIANT)
 
 # Stamps: $(ARTIFACTS)/.flags/<stage>.<cksum of its flags>, holding the flags (for people).
 FLAGS_OF_train := $(MODEL_FLAGS) $(if $(OTTO_CSV),--otto-csv $(OTTO_CSV))
@@ -110,7 +116,10 @@ BENCH_DIR := $(ARTIFACTS)/bench
 BENCH_PYTEST_FLAGS = --bench-artifacts $(ARTIFACTS) --bench-dataset $(DATASET) --bench-device $(DEVICE) \
 	$(call data_flags,bench-) $(BENCH_FLAGS)
 
-.PHONY: help setup train export tune deploy serve bench bench-study bench-compare test test-all test-no-bf16 clean
+.PHONY: help setup train export tune deploy serve bench bench-study bench-serve bench-compare test test-all test-no-bf16 clean
+
+# The peer servers' own virtual environments (MLServer, KServe), for bench-serve only.
+include bench/serve_peers/peers.mk
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -124,10 +133,12 @@ export: $(ARTIFACTS)/manifest.json $(ARTIFACTS)/variants.json ## TorchScript + O
 
 tune: $(ARTIFACTS)/ort_tuning.json ## choose ONNX Runtime session options per variant and batch size by measurement (TUNE_SECONDS=...)
 
-deploy: $(ARTIFACTS)/deploy/manifest.json ## torch-free bundle in ARTIFACTS/deploy (VARIANT=fp32|int8|int8-dynamic|fp16; fp32 always kept)
+deploy: $(ARTIFACTS)/deploy/manifest.json ## torch-free bundle in ARTIFACTS/deploy (VARIANT=fp32|int8|int8-dynamic|fp16; fp32 always kept; MAX_QUEUE_DELAY_US= MAX_QUEUE_SIZE=)
 
-serve: $(ARTIFACTS)/deploy/manifest.json ## serve the bundle (Open Inference Protocol) on HOST:PORT until Ctrl-C
-	$(PY) -m deploy.server --bundle $(ARTIFACTS)/deploy --host $(HOST) --port $(PORT)
+serve: $(ARTIFACTS)/deploy/manifest.json ## serve the bundle (Open Inference Protocol, HTTP on HOST:PORT, gRPC on GRPC_PORT) until Ctrl-C
+	$(PY) -m deploy.server --bundle $(ARTIFACTS)/deploy --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT)
+
+bench-serve: $(BENCH_DIR)/serve.md ## mlp-serve beside MLServer and KServe (each in its own venv under .peers/), 1/8/64 clients, robustness -> bench/serve.md
 
 bench: $(BENCH_DIR)/report.md ## every runtime, variant and peer, the training step, one time-to-accuracy run per recipe, the targets -> bench/report.md
 
@@ -201,3 +212,8 @@ $(BENCH_DIR)/study.json: $(ARTIFACTS)/ort_tuning.json $(call sources,bench) $(PY
 
 $(BENCH_DIR)/report.md $(BENCH_DIR)/report.png &: $(BENCH_DIR)/results.json $(wildcard $(BENCH_DIR)/study.json) $(call sources,report)
 	$(PY) -m bench.report --results $< --out $(@D)
+
+# mlp-serve (in `serve`'s import closure through deploy/server.py) beside the peers, in one run.
+$(BENCH_DIR)/serve.md $(BENCH_DIR)/serve.png &: $(ARTIFACTS)/deploy/manifest.json $(PEER_VENVS) $(call sources,serve) $(PY_DEPS)
+	@mkdir -p $(@D)
+	$(PY) -m bench.serve_bench --artifacts $(ARTIFACTS) --peers-dir $(PEERS_DIR) $(call data_flags) $(SERVE_BENCH_FLAGS)

@@ -2,7 +2,7 @@
 
 Usage:
     python -m deploy.build [--artifacts DIR] [--variant fp32|int8|int8-dynamic|fp16] [--max-batch N]
-                           [--queue-delay-us US] [--cpu-instances N] [--storage-uri URI]
+                           [--max-queue-delay-us US] [--max-queue-size N] [--cpu-instances N] [--storage-uri URI]
     make deploy [VARIANT=int8]                  # the same, for $(ARTIFACTS)
 
 Reads <artifacts>/model.onnx, parity.json, train_metrics.json, variants.json, ort_tuning.json and
@@ -55,7 +55,10 @@ class DeployConfig:
         "help": "the bundle's default model, a variant that passed its gate in variants.json (fp32, int8, "
                 "int8-dynamic, fp16); model.onnx (fp32) is always kept as the reference"})
     max_batch: int = field(default=8192, metadata={"help": "largest batch Triton and mlp-serve accept per request"})
-    queue_delay_us: int = field(default=100, metadata={"help": "Triton dynamic batching: longest wait to fill a batch, in µs"})
+    # Dynamic batching, the same in mlp-serve and Triton. Delay 0 (batches form from what queues while
+    # one runs) measured best on 2 cores at 1-64 clients: docs/deploy.md, `make bench-serve`.
+    max_queue_delay_us: int = field(default=0, metadata={"help": "dynamic batching: longest wait after a request arrives to fill a batch, in µs"})
+    max_queue_size: int = field(default=1024, metadata={"help": "dynamic batching: queued requests beyond which new ones get 503 / UNAVAILABLE"})
     cpu_instances: int = field(default=1, metadata={"help": "Triton model instances on CPU"})
     storage_uri: str = field(
         default="s3://YOUR-BUCKET/PATH/triton",
@@ -63,11 +66,11 @@ class DeployConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("max_batch", "cpu_instances"):
+        for name in ("max_batch", "max_queue_size", "cpu_instances"):
             if getattr(self, name) < 1:
                 raise PipelineError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.queue_delay_us < 0:
-            raise PipelineError(f"queue_delay_us must be >= 0, got {self.queue_delay_us}")
+        if self.max_queue_delay_us < 0:
+            raise PipelineError(f"max_queue_delay_us must be >= 0, got {self.max_queue_delay_us}")
 
 
 def requirements() -> list[str]:
@@ -139,8 +142,8 @@ def write_bundle(config: DeployConfig, sources: Sources, folder: Path) -> None:
         shutil.copyfile(out / name, folder / name)
     contract = read_contracts(folder, models)
     default = folder / serving["variants"][config.variant]["file"]  # what Triton serves
-    triton_config = triton.model_config(contract.model_name, default, config.max_batch,
-                                        config.queue_delay_us, config.cpu_instances)
+    triton_config = triton.model_config(contract.model_name, default, config.max_batch, config.max_queue_delay_us,
+                                        config.max_queue_size, config.cpu_instances)
     written = triton.write_repository(folder / "triton", contract.model_name, default, contract.classes, triton_config)
     texts = {
         "requirements.txt": "# Serving dependencies (no torch), pinned as in pyproject.toml's `deploy` extra\n"

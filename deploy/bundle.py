@@ -28,8 +28,8 @@ from pipeline.handoff.ort_options import SessionPool, cpu_session
 class Bundle:
     """A verified bundle's chosen variant, with one ONNX Runtime session per distinct options record
     `make tune` chose for it (pipeline.handoff.ort_options.SessionPool: the batch sizes that share a
-    record share a session). Sessions are shared by every caller: ORT's `run` is thread-safe, so the
-    server's worker threads use them concurrently."""
+    record share a session). ORT's `run` is thread-safe, so callers may share them; the server calls
+    them from its one inference thread (deploy.batcher)."""
 
     def __init__(self, path: Path, variant: str, file: str, contract: Contract, sessions: SessionPool) -> None:
         self.path = path
@@ -76,8 +76,9 @@ def verify_bundle(path: Path) -> list[str]:
     return names
 
 
-def load_bundle(path: Path, variant: str | None = None) -> Bundle:
-    """Verify the bundle at `path` and open `variant` (None: the bundle's default) on the CPU."""
+def load_bundle(path: Path, variant: str | None = None, overrides: dict[str, Any] | None = None) -> Bundle:
+    """Verify the bundle at `path` and open `variant` (None: the bundle's default) on the CPU, with
+    `overrides` (e.g. the server's {"allow_spinning": False}) on top of every tuned options record."""
     path = Path(path)
     names = verify_bundle(path)
     manifest = read_manifest(path)
@@ -89,7 +90,10 @@ def load_bundle(path: Path, variant: str | None = None) -> Bundle:
         raise DeployError(f"{path}: no variant {variant!r} in this bundle; it has {', '.join(held)} "
                           f"(`make deploy VARIANT=...` chooses which one it carries)", ExitCode.BAD_MODEL)
     file = variants[variant]["file"]
-    tuned = {size: {"options": record} for size, record in manifest.get("ort_options", {}).get(variant, {}).items()}
+    tuned = {size: {"options": {**record, **(overrides or {})}}
+             for size, record in manifest.get("ort_options", {}).get(variant, {}).items()}
+    if not tuned and overrides:
+        tuned = {"1": {"options": dict(overrides)}}  # one record for every batch size
     sessions = SessionPool(path / file, tuned, _open)
     contract = read_contract(sessions.open_all(), path / file)  # every session opened before serving
     return Bundle(path, variant, file, contract, sessions)

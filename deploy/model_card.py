@@ -148,7 +148,9 @@ def _contract(contract: Contract, preprocessing: str, deploy_config: dict) -> li
     return [
         "## Input and output contract", "",
         f"- Input `{contract.input_name}`: float32, N x {dims}, values in {contract.range_text()}; N is dynamic "
-        f"(the server and Triton accept up to {deploy_config['max_batch']} rows per request).",
+        f"(the server and Triton accept up to {deploy_config['max_batch']} rows per request). Both batch requests "
+        f"dynamically: a batch waits at most {deploy_config.get('max_queue_delay_us', 0)} µs for more rows, and beyond "
+        f"{deploy_config.get('max_queue_size', 'the')} queued requests a new one is refused (503 / UNAVAILABLE).",
         f"- Output `{contract.output_name}`: float32, N x {len(contract.classes)} softmax probabilities, rows sum to 1, "
         f"classes in this order: {', '.join(contract.classes)}.",
         f"- Preprocessing callers must do: {preprocessing}",
@@ -188,10 +190,10 @@ def _getting_started(contract: Contract) -> list[str]:
     return [
         "## How to get started", "",
         "```bash",
-        "pip install -r requirements.txt          # onnxruntime, numpy, Pillow, FastAPI, uvicorn; no torch",
+        "pip install -r requirements.txt          # onnxruntime, numpy, Pillow, uvicorn, grpcio; no torch",
         "pip install --no-deps <this repository>  # the deploy package: mlp-predict, mlp-serve",
         f"mlp-predict --bundle . --top-k 3 {example}",
-        "mlp-serve --bundle . --port 8000         # Open Inference Protocol (KServe V2) over HTTP",
+        "mlp-serve --bundle . --port 8000         # Open Inference Protocol (KServe V2): HTTP :8000, gRPC :8001",
         "docker run --rm -p8000:8000 -v $PWD/triton:/models nvcr.io/nvidia/tritonserver:<yy.mm>-py3 \\",
         "    tritonserver --model-repository=/models",
         "```", "",

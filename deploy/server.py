@@ -1,195 +1,186 @@
-"""mlp-serve: a bundle behind the Open Inference Protocol (KServe V2, Triton's HTTP/REST), torch-free.
+"""mlp-serve: a bundle behind the Open Inference Protocol (KServe V2 / Triton), HTTP/REST and gRPC,
+with dynamic batching; torch-free.
 
 Usage:
-    mlp-serve [--bundle DIR] [--variant NAME] [--host H] [--port P] [--max-batch N] [--max-request-bytes B]
-    make serve HOST=127.0.0.1 PORT=8000          # serves $(ARTIFACTS)/deploy until Ctrl-C
+    mlp-serve [--bundle DIR] [--variant NAME] [--host H] [--port 8000] [--grpc-port 8001]
+              [--max-batch N] [--max-queue-delay-us US] [--max-queue-size N] [--no-dynamic-batching]
+              [--max-request-bytes B] [--workers N]
+    make serve HOST=127.0.0.1 PORT=8000 GRPC_PORT=8001        # serves $(ARTIFACTS)/deploy until Ctrl-C
 
-Endpoints (each model route also under /v2/models/{m}/versions/{v}):
-    GET  /v2/health/live, /v2/health/ready, /v2        server liveness, readiness, metadata
-    GET  /v2/models/{m}, /v2/models/{m}/ready          model metadata (names, FP32, shapes), readiness
-    POST /v2/models/{m}/infer                          JSON `data` or binary tensor data (deploy.protocol)
-    GET  /metrics                                      Prometheus: requests, failures, latency
-Errors are `{"error": "..."}`: 400 bad request, 404 unknown model or version, 413 too large.
-The bundle's default variant is served unless --variant names another it holds; a request runs
-in the ONNX Runtime session whose options `make tune` chose for the nearest batch size (one session
-per distinct options record), in worker threads off the event loop. The variant and its options
-are logged at startup; the protocol has no field for them, so the responses do not carry them.
-Why not MLServer or KServe's Python server: with the official tritonclient, the first rejected
-its default binary requests and the second its JSON requests sent without Content-Type.
+HTTP (deploy.http_app) and gRPC (deploy.grpc_service, --grpc-port 0 turns it off) share one dynamic
+batcher (deploy.batcher): one inference thread runs the queued requests together, up to --max-batch
+rows per ONNX Runtime call, after waiting at most --max-queue-delay-us for them; beyond
+--max-queue-size queued requests a new one gets 503 / UNAVAILABLE. The defaults of the three are the
+bundle's (`make deploy` writes them; its Triton config.pbtxt has the same). The sessions use the
+options `make tune` chose per batch size with spinning off (SERVING_ORT_OPTIONS: why). SIGTERM or
+Ctrl-C stops accepting, answers every request already in, and exits 0. --workers N runs N such
+processes on the same ports (SO_REUSEPORT; the kernel spreads connections), each with its own
+sessions and batcher: docs/deploy.md says when that pays and when Triton or KServe is the better tool.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import importlib.metadata
 import logging
+import signal
+import socket
+import subprocess
 import sys
-import time
 from pathlib import Path
 
 import uvicorn
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
-from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
+import uvloop
 
 from deploy.bundle import Bundle, load_bundle
 from deploy.contract import DeployError
-from deploy.protocol import HEADER_LENGTH, ProtocolError, encode_response, parse_infer
+from deploy.grpc_service import grpc_server
+from deploy.http_app import HttpApp
+from deploy.service import SERVER_NAME, ModelService, ServingLimits
 from pipeline.handoff.manifest import read_manifest
 
-SERVER_NAME = "mlp-serve"
 SERVER_VERSION = importlib.metadata.version("mnist-pipeline")  # the console script exists only when installed
-DEFAULT_MAX_BATCH = 8192
 DEFAULT_MAX_REQUEST_BYTES = 64 << 20  # 64 MiB: a max batch of MNIST in binary is 25.7 MB, in JSON about 2x that
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)  # seconds
+# `make tune` measures one session in a loop, where spinning threads win; a server waits on sockets
+# between batches, and spinning threads burned most of a core doing nothing (docs/deploy.md).
+SERVING_ORT_OPTIONS = {"allow_spinning": False}
+DRAIN_S = 30  # longest wait for in-flight requests after SIGTERM
 log = logging.getLogger(SERVER_NAME)
 
 
-class Metrics:
-    """Prometheus series for one app, in its own registry (two apps in one process stay apart)."""
+class _Server(uvicorn.Server):
+    """uvicorn's server, with SIGTERM/SIGINT handled in the event loop: it drains, then returns, so the
+    process exits 0 (uvicorn's own handler re-raises the signal after draining, which kills it)."""
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter("mlp_http_requests", "HTTP requests by route and status", ["method", "route", "status"], registry=self.registry)
-        self.failures = Counter("mlp_inference_failures", "infer requests answered with an error, by status", ["model", "status"], registry=self.registry)
-        self.rows = Counter("mlp_inference_rows", "input rows inferred", ["model"], registry=self.registry)
-        self.latency = Histogram("mlp_request_duration_seconds", "time from request to response, by route",
-                                 ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+    def __init__(self, config: uvicorn.Config, on_exit) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
 
+    @contextlib.contextmanager
+    def capture_signals(self):
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stop, sig)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
 
-def create_app(bundle: Bundle, max_batch: int = DEFAULT_MAX_BATCH, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> FastAPI:
-    app = FastAPI(title=SERVER_NAME, docs_url=None, redoc_url=None, openapi_url=None)
-    contract, metrics = bundle.contract, Metrics()
-
-    def model_of(model: str, version: str | None = None) -> None:
-        if model != contract.model_name:
-            raise ProtocolError(404, f"unknown model {model!r}; this server has {contract.model_name!r}")
-        if version is not None and version != contract.version:
-            raise ProtocolError(404, f"unknown version {version!r} of {model!r}; it has version {contract.version!r}")
-
-    @app.exception_handler(ProtocolError)
-    async def protocol_error(request: Request, err: ProtocolError) -> JSONResponse:
-        if request.url.path.endswith("/infer"):
-            metrics.failures.labels(contract.model_name, str(err.status)).inc()
-        return JSONResponse({"error": str(err)}, status_code=err.status)
-
-    @app.exception_handler(HTTPException)  # unknown routes (404) and methods (405), in the protocol's shape
-    async def http_error(request: Request, err: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(err.detail)}, status_code=err.status_code, headers=err.headers)
-
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")  # the template, not the raw path
-        metrics.requests.labels(request.method, route, str(response.status_code)).inc()
-        metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
-        return response
-
-    @app.get("/v2/health/live")
-    async def live() -> dict:
-        return {"live": True}
-
-    @app.get("/v2/health/ready")
-    async def ready() -> dict:
-        return {"ready": True}  # the model is loaded and verified before the app exists
-
-    @app.get("/v2")
-    async def server_metadata() -> dict:
-        return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": ["binary_tensor_data"]}
-
-    @app.get("/v2/models/{model}")
-    @app.get("/v2/models/{model}/versions/{version}")
-    async def model_metadata(model: str, version: str | None = None) -> dict:
-        model_of(model, version)
-        return {
-            "name": contract.model_name,
-            "versions": [contract.version],
-            "platform": "onnxruntime_onnx",
-            "inputs": [{"name": contract.input_name, "datatype": "FP32", "shape": [-1, *contract.input_shape]}],
-            "outputs": [{"name": contract.output_name, "datatype": "FP32", "shape": [-1, len(contract.classes)]}],
-        }
-
-    @app.get("/v2/models/{model}/ready")
-    @app.get("/v2/models/{model}/versions/{version}/ready")
-    async def model_ready(model: str, version: str | None = None) -> dict:
-        model_of(model, version)
-        return {"name": contract.model_name, "ready": True}
-
-    @app.post("/v2/models/{model}/infer")
-    @app.post("/v2/models/{model}/versions/{version}/infer")
-    async def infer(model: str, request: Request, version: str | None = None) -> Response:
-        model_of(model, version)
-        body = await read_body(request, max_request_bytes)
-        # Decoding, the model and encoding are CPU work: worker threads keep the event loop free.
-        content, headers, rows = await run_in_threadpool(answer, bundle, body, request.headers.get(HEADER_LENGTH), max_batch)
-        metrics.rows.labels(contract.model_name).inc(rows)
-        return Response(content, headers=headers)
-
-    @app.get("/metrics")
-    async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    return app
+    def _stop(self, sig: int) -> None:
+        log.info("%s: draining in-flight requests", signal.Signals(sig).name)
+        self.should_exit = True
+        self._on_exit()
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 past `limit` bytes (declared, or counted while streaming)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ProtocolError(413, f"request body of {declared} bytes exceeds the limit of {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ProtocolError(413, f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
 
 
-def answer(bundle: Bundle, body: bytes, header_length: str | None, max_batch: int) -> tuple[bytes, dict[str, str], int]:
-    """(response body, headers, rows inferred) for one infer request body."""
-    request = parse_infer(body, header_length, bundle.contract, max_batch)
-    probs = bundle.run(request.inputs)  # inputs checked above
-    return *encode_response(bundle.contract, request, probs), len(probs)
+async def serve(service: ModelService, args: argparse.Namespace) -> None:
+    """Serve HTTP (and gRPC) until SIGTERM/SIGINT, then drain both and stop the batcher."""
+    grpc = grpc_server(service, f"{args.host}:{args.grpc_port}", args.reuse_port) if args.grpc_port else None
+    stopping: list[asyncio.Task] = []
+
+    def on_exit() -> None:
+        if grpc is not None and not stopping:
+            stopping.append(asyncio.get_running_loop().run_in_executor(None, lambda: grpc.stop(DRAIN_S).wait()))
+
+    config = uvicorn.Config(HttpApp(service), loop="none", http="httptools", lifespan="off", access_log=False,
+                            log_level="warning", timeout_graceful_shutdown=DRAIN_S, backlog=4096)
+    sock = listening_socket(args.host, args.port, args.reuse_port)
+    service.start()
+    try:
+        if grpc is not None:
+            grpc.start()
+        log.info("serving http://%s:%d%s", args.host, args.port, f" and gRPC on {args.host}:{args.grpc_port}" if grpc else "")
+        await _Server(config, on_exit).serve(sockets=[sock])
+        on_exit()
+        await asyncio.gather(*stopping)
+    finally:
+        service.stop()  # every queued request has its answer before the thread ends
+    log.info("stopped")
+
+
+def limits_from(args: argparse.Namespace, bundle_path: Path) -> ServingLimits:
+    """The command line's limits, the bundle's where it gives none."""
+    deploy = read_manifest(bundle_path)["config"]["deploy"]
+    return ServingLimits(
+        max_batch=args.max_batch or deploy.get("max_batch", 8192),
+        max_queue_delay_us=args.max_queue_delay_us if args.max_queue_delay_us is not None else deploy.get("max_queue_delay_us", 0),
+        max_queue_size=args.max_queue_size or deploy.get("max_queue_size", 1024),
+        max_request_bytes=args.max_request_bytes,
+        dynamic_batching=args.dynamic_batching,
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=SERVER_NAME, description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--bundle", default="artifacts/deploy", help="deploy bundle folder (default: %(default)s)")
-    parser.add_argument("--variant", default=None,
-                        help="model variant in the bundle, e.g. fp32 or int8 (default: the bundle's default_variant)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s; 0.0.0.0 for all)")
-    parser.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s)")
-    parser.add_argument("--max-batch", type=int, default=None,
-                        help="rows per request beyond which it is refused with 413 (default: the bundle's, else 8192)")
-    parser.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES, help="(default: %(default)s)")
+    add = parser.add_argument
+    add("--bundle", default="artifacts/deploy", help="deploy bundle folder (default: %(default)s)")
+    add("--variant", default=None, help="model variant in the bundle, e.g. fp32 or int8 (default: the bundle's default_variant)")
+    add("--host", default="127.0.0.1", help="address to bind (default: %(default)s; 0.0.0.0 for all)")
+    add("--port", type=int, default=8000, help="HTTP port (default: %(default)s)")
+    add("--grpc-port", type=int, default=8001, help="gRPC port, 0 for none (default: %(default)s, Triton's)")
+    add("--max-batch", type=int, default=None, help="rows per request beyond which it is refused with 413, and per "
+                                                    "ONNX Runtime call (default: the bundle's, else 8192)")
+    add("--max-queue-delay-us", type=int, default=None, help="longest wait to fill a batch, µs (default: the bundle's)")
+    add("--max-queue-size", type=int, default=None, help="queued requests beyond which new ones get 503 (default: the bundle's)")
+    add("--dynamic-batching", action=argparse.BooleanOptionalAction, default=True,
+        help="run queued requests together (default: on; off runs each request alone)")
+    add("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES, help="(default: %(default)s)")
+    add("--workers", type=int, default=1, help="server processes sharing the ports (default: %(default)s)")
+    add("--reuse-port", action="store_true", help="bind with SO_REUSEPORT (what each of --workers N does)")
     args = parser.parse_args(argv)
-    if (args.max_batch is not None and args.max_batch < 1) or args.max_request_bytes < 1:
-        parser.error("--max-batch and --max-request-bytes must be at least 1")
+    if any(value is not None and value < 1 for value in (args.max_batch, args.max_queue_size)) \
+            or args.max_request_bytes < 1 or args.workers < 1 or (args.max_queue_delay_us or 0) < 0:
+        parser.error("--max-batch, --max-queue-size, --max-request-bytes and --workers must be at least 1, "
+                     "--max-queue-delay-us at least 0")
     return args
 
 
+def run_workers(argv: list[str], workers: int) -> int:
+    """Start `workers` single-process servers on the same ports; pass SIGTERM/SIGINT on; wait for all.
+    0 when every worker exited 0, or was still loading its model when the forwarded signal ended it."""
+    command = [sys.executable, "-m", "deploy.server", *argv, "--workers", "1", "--reuse-port"]
+    children = [subprocess.Popen(command) for _ in range(workers)]
+    forwarded: list[int] = []
+
+    def forward(sig: int, frame) -> None:
+        forwarded.append(sig)
+        for child in children:
+            child.send_signal(sig)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, forward)
+    codes = [child.wait() for child in children]
+    return next((code for code in codes if code != 0 and -code not in forwarded), 0)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.workers > 1:
+        return run_workers(argv, args.workers)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
-        bundle = load_bundle(Path(args.bundle), args.variant)
+        bundle: Bundle = load_bundle(Path(args.bundle), args.variant, SERVING_ORT_OPTIONS)
+        limits = limits_from(args, Path(args.bundle))
     except DeployError as err:
         print(f"error: {err}", file=sys.stderr)
         return int(err.code)
-    max_batch = args.max_batch or read_manifest(Path(args.bundle))["config"]["deploy"].get("max_batch", DEFAULT_MAX_BATCH)
-    log.info("serving on http://%s:%d (max batch %d): %s", args.host, args.port, max_batch, bundle.summary())
-    uvicorn.run(create_app(bundle, max_batch, args.max_request_bytes), host=args.host, port=args.port,
-                access_log=False, log_level="info")
+    log.info("%s (max batch %d, queue delay %d µs, queue size %d)", bundle.summary(), limits.max_batch,
+             limits.max_queue_delay_us, limits.max_queue_size)
+    uvloop.run(serve(ModelService(bundle, limits, SERVER_VERSION), args))
     return 0
 
 

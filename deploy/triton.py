@@ -61,14 +61,18 @@ def _tensor(value: onnx.ValueInfoProto, source: Path) -> GraphTensor:
     return GraphTensor(value.name, TRITON_TYPES[tensor_type.elem_type], tuple(d.dim_value for d in dims[1:]))
 
 
-def model_config(name: str, model_path: Path, max_batch: int, queue_delay_us: int, cpu_instances: int) -> model_config_pb2.ModelConfig:
-    """Triton's config for the ONNX model at `model_path`: dynamic batching on CPU instances."""
+def model_config(name: str, model_path: Path, max_batch: int, queue_delay_us: int, queue_size: int,
+                 cpu_instances: int) -> model_config_pb2.ModelConfig:
+    """Triton's config for the ONNX model at `model_path`: dynamic batching on CPU instances, with the
+    delay and queue bound mlp-serve uses (batches up to max_batch rows, then 503 / UNAVAILABLE)."""
     inputs, outputs = graph_tensors(model_path)
     config = model_config_pb2.ModelConfig(
         name=name,
         platform="onnxruntime_onnx",
         max_batch_size=max_batch,  # so `dims` below leave the batch dimension out
-        dynamic_batching=model_config_pb2.ModelDynamicBatching(max_queue_delay_microseconds=queue_delay_us),
+        dynamic_batching=model_config_pb2.ModelDynamicBatching(
+            max_queue_delay_microseconds=queue_delay_us,
+            default_queue_policy=model_config_pb2.ModelQueuePolicy(max_queue_size=queue_size)),
         instance_group=[model_config_pb2.ModelInstanceGroup(kind=model_config_pb2.ModelInstanceGroup.KIND_CPU, count=cpu_instances)],
     )
     for tensor in inputs:

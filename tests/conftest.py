@@ -95,12 +95,12 @@ def no_torch_env(cli_env) -> dict[str, str]:
 
 
 @contextmanager
-def running_server(bundle: Path, *args: str, startup_s: float = 60) -> Iterator[str]:
-    """`mlp-serve` on a free loopback port, torch blocked; yields "127.0.0.1:<port>" once ready."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "deploy.server", "--bundle", str(bundle), "--port", str(port), *args]
+def running_server(bundle: Path, *args: str, grpc_port: int = 0, startup_s: float = 60) -> Iterator[str]:
+    """`mlp-serve` on a free loopback port, torch blocked (gRPC on `grpc_port`, 0: off); yields
+    "127.0.0.1:<port>" once ready. The server must exit 0 when terminated (SIGTERM drains)."""
+    port = free_port()
+    command = [sys.executable, "-m", "deploy.server", "--bundle", str(bundle), "--port", str(port),
+               "--grpc-port", str(grpc_port), *args]
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(command, env=torch_blocked(dict(os.environ)), cwd=REPO, stdout=log, stderr=log)
         try:
@@ -108,7 +108,16 @@ def running_server(bundle: Path, *args: str, startup_s: float = 60) -> Iterator[
             yield f"127.0.0.1:{port}"
         finally:
             server.terminate()
-            server.wait(timeout=30)
+            code = server.wait(timeout=30)
+        if code != 0:
+            log.seek(0)
+            pytest.fail(f"mlp-serve exited with {code} after SIGTERM: {log.read().decode()[-2000:]}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _wait_ready(server: subprocess.Popen, port: int, log, startup_s: float) -> None:

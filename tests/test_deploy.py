@@ -23,7 +23,7 @@ from deploy.bundle import load_bundle
 from deploy.triton import LABELS_FILE, read_config
 from pipeline.handoff.digest import sha256_file
 from pipeline.handoff.errors import PipelineError
-from pipeline.handoff.manifest import record
+from pipeline.handoff.manifest import read_manifest, record
 from pipeline.handoff.ort_options import options_for_batch, session_options
 
 # Every module of deploy/ and of the hand-off package: each must import where torch cannot.
@@ -145,7 +145,10 @@ def test_triton_config_parses_with_tritons_schema_and_matches_the_graph(mnist_bu
         assert declared.name == value.name and list(declared.dims) == dims[1:]  # batch dim left out
         assert value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT and declared.data_type == 11  # TYPE_FP32
     assert (config.input[0].name, list(config.input[0].dims), list(config.output[0].dims)) == ("image", [1, 28, 28], [10])
-    assert config.dynamic_batching.max_queue_delay_microseconds > 0
+    deploy = read_manifest(mnist_bundle)["config"]["deploy"]  # what mlp-serve batches with, by default
+    batching = config.dynamic_batching
+    assert (batching.max_queue_delay_microseconds, batching.default_queue_policy.max_queue_size) == \
+        (deploy["max_queue_delay_us"], deploy["max_queue_size"]) == (DeployConfig.max_queue_delay_us, DeployConfig.max_queue_size)
     assert [(g.kind, g.count) for g in config.instance_group] == [(2, 1)]  # KIND_CPU
     labels = (mnist_bundle / "triton" / "mnist_mlp" / LABELS_FILE).read_text().splitlines()
     assert config.output[0].label_filename == LABELS_FILE and labels == [str(d) for d in range(10)]

@@ -47,6 +47,9 @@ BENCH_RESULTS = f"{BENCH}/results.json"  # `make bench`: pytest-benchmark's JSON
 BENCH_STUDY = f"{BENCH}/study.json"  # `make bench-study`: the same format, the longer studies
 BENCH_REPORT = f"{BENCH}/report.md"
 BENCH_PLOT = f"{BENCH}/report.png"
+SERVE_RESULTS = f"{BENCH}/serve.json"  # `make bench-serve`: every point, the robustness runs, versions
+SERVE_REPORT = f"{BENCH}/serve.md"
+SERVE_PLOT = f"{BENCH}/serve.png"
 
 
 def optimized(onnx_file: str) -> str:

@@ -1,0 +1,150 @@
+"""The Open Inference Protocol's HTTP/REST side as a bare ASGI app (run by uvicorn with uvloop and
+httptools), torch-free.
+
+    GET  /v2/health/live, /v2/health/ready, /v2        server liveness, readiness, metadata
+    GET  /v2/models/{m}[/versions/{v}]                 model metadata; .../ready: model readiness
+    POST /v2/models/{m}[/versions/{v}]/infer           JSON `data` or binary tensor data (deploy.protocol)
+    GET  /v2/models[/{m}[/versions/{v}]]/stats         Triton's statistics extension
+    GET  /metrics                                      Prometheus (deploy.metrics)
+Errors are `{"error": "..."}`: 400 bad request, 404 unknown model, version or route, 405 wrong method,
+413 too large, 503 queue full.
+
+Why no web framework: the protocol has nine fixed routes, and a framework's per-request machinery
+(request objects, routing tables, middleware tasks) cost more CPU than the model's own batch-1 call.
+Each request here is one regex match, one body read and one await on the batcher; everything in the
+event loop, no thread hop. Routes (`ROUTES`) and their handlers are the whole app.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+
+from deploy.metrics import CONTENT_TYPE
+from deploy.protocol import HEADER_LENGTH, ProtocolError, encode_response, parse_infer
+from deploy.service import ModelService
+
+JSON = [(b"content-type", b"application/json")]
+MODEL_PATH = re.compile(r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?(?:/(?P<action>ready|infer|stats))?")
+HEADER_LENGTH_KEY = HEADER_LENGTH.lower().encode()
+Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]  # status, body, headers
+
+
+class ClientGone(Exception):
+    """The client closed the connection before sending its whole body: nobody to answer."""
+
+
+class HttpApp:
+    def __init__(self, service: ModelService) -> None:
+        self.service = service
+        self._metadata = orjson.dumps(service.model_metadata())
+        # path or action -> (the method it allows, handler(scope, receive, model, version) -> Answer)
+        self.fixed: dict[str, tuple[str, Callable[..., Awaitable[Answer]]]] = {
+            "/v2/health/live": ("GET", _static(b'{"live":true}')),
+            "/v2/health/ready": ("GET", _static(b'{"ready":true}')),  # the model is loaded and verified first
+            "/v2": ("GET", _static(orjson.dumps(service.server_metadata()))),
+            "/v2/models/stats": ("GET", self.stats),
+            "/metrics": ("GET", self.prometheus),
+        }
+        self.actions = {None: ("GET", self.model_metadata), "ready": ("GET", self.model_ready),
+                        "infer": ("POST", self.infer), "stats": ("GET", self.stats)}
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":  # lifespan events: the server starts and stops the service itself
+            return
+        started, method = time.perf_counter(), scope["method"]
+        route, status = "unmatched", 500
+        try:
+            route, handler, model, version = self._route(scope["path"], method)
+            status, body, headers = await handler(scope, receive, model, version)
+        except ProtocolError as err:
+            status, body, headers = err.status, orjson.dumps({"error": str(err)}), JSON
+            if route.endswith("/infer"):
+                self.service.metrics.failure(status)
+        except ClientGone:
+            return
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+        self.service.metrics.request(method, route, status, time.perf_counter() - started)
+
+    def _route(self, path: str, method: str) -> tuple[str, Callable, str | None, str | None]:
+        """(route template, handler, model, version), or 404 / 405."""
+        fixed = self.fixed.get(path.rstrip("/") or path)
+        if fixed is not None:
+            allowed, handler = fixed
+            route, model, version = path.rstrip("/") or path, None, None
+        else:
+            match = MODEL_PATH.fullmatch(path)
+            if match is None:
+                raise ProtocolError(404, f"no route {path}")
+            model, version, action = match["model"], match["version"], match["action"]
+            allowed, handler = self.actions[action]
+            route = "/v2/models/{model}" + ("/versions/{version}" if version else "") + (f"/{action}" if action else "")
+        if method != allowed:
+            raise ProtocolError(405, f"{method} is not allowed on {route}; use {allowed}")
+        return route, handler, model, version
+
+    async def model_metadata(self, scope: dict, receive: Callable, model: str, version: str | None) -> Answer:
+        self.service.check_model(model, version)
+        return 200, self._metadata, JSON
+
+    async def model_ready(self, scope: dict, receive: Callable, model: str, version: str | None) -> Answer:
+        self.service.check_model(model, version)
+        return 200, orjson.dumps({"name": model, "ready": True}), JSON
+
+    async def infer(self, scope: dict, receive: Callable, model: str, version: str | None) -> Answer:
+        service = self.service
+        service.check_model(model, version)
+        header_length, declared = _headers(scope)
+        body = await _read_body(receive, declared, service.limits.max_request_bytes)
+        request = parse_infer(body, header_length, service.contract, service.limits.max_batch)
+        probs = await service.infer(request.inputs)
+        content, headers = encode_response(service.contract, request, probs)
+        return 200, content, [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+
+    async def stats(self, scope: dict, receive: Callable, model: str | None, version: str | None) -> Answer:
+        if model is not None:
+            self.service.check_model(model, version)
+        return 200, orjson.dumps(self.service.statistics()), JSON
+
+    async def prometheus(self, scope: dict, receive: Callable, model: None, version: None) -> Answer:
+        return 200, self.service.metrics.exposition(), [(b"content-type", CONTENT_TYPE.encode())]
+
+
+def _static(body: bytes) -> Callable[..., Awaitable[Answer]]:
+    async def answer(scope: dict, receive: Callable, model: str | None, version: str | None) -> Answer:
+        return 200, body, JSON
+    return answer
+
+
+def _headers(scope: dict) -> tuple[str | None, int | None]:
+    """(Inference-Header-Content-Length, Content-Length) from the request's headers."""
+    header_length = declared = None
+    for name, value in scope["headers"]:
+        if name == HEADER_LENGTH_KEY:
+            header_length = value.decode("latin-1")
+        elif name == b"content-length" and value.isdigit():
+            declared = int(value)
+    return header_length, declared
+
+
+async def _read_body(receive: Callable, declared: int | None, limit: int) -> bytes:
+    """The body, refused with 413 past `limit` bytes (declared, or counted while it arrives)."""
+    if declared is not None and declared > limit:
+        raise ProtocolError(413, f"request body of {declared} bytes exceeds the limit of {limit}")
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise ProtocolError(413, f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -1,0 +1,89 @@
+"""The server's Prometheus series (GET /metrics) and Triton's statistics extension (GET
+/v2/models/{m}/stats, gRPC ModelStatistics), torch-free.
+
+Series: mlp_http_requests_total{method,route,status}, mlp_request_duration_seconds{method,route}
+(histogram), mlp_inference_failures_total{model,status}, mlp_inference_rows_total{model},
+mlp_grpc_requests_total{method,code}, and from the batcher mlp_queue_duration_seconds (each request's
+wait for its batch) and mlp_batch_rows (rows per ONNX Runtime call). The hot path resolves each label
+set once and keeps the child, so a request costs a few dictionary lookups, not a label parse.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from deploy.batcher import Statistics
+
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)  # s
+QUEUE_BUCKETS = (0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0)  # s
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)  # rows
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    """One server's series, in its own registry (two servers in one process stay apart)."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.registry = registry = CollectorRegistry()
+        self._requests = Counter("mlp_http_requests", "HTTP requests by route and status", ["method", "route", "status"], registry=registry)
+        self._latency = Histogram("mlp_request_duration_seconds", "time from request to response, by route",
+                                  ["method", "route"], buckets=LATENCY_BUCKETS, registry=registry)
+        self._failures = Counter("mlp_inference_failures", "infer requests answered with an error, by status", ["model", "status"], registry=registry)
+        self.rows = Counter("mlp_inference_rows", "input rows inferred", ["model"], registry=registry).labels(model)
+        self._grpc = Counter("mlp_grpc_requests", "gRPC calls by method and status code", ["method", "code"], registry=registry)
+        self.queue = Histogram("mlp_queue_duration_seconds", "a request's wait in the queue for its batch",
+                               buckets=QUEUE_BUCKETS, registry=registry)
+        self.batch = Histogram("mlp_batch_rows", "rows per ONNX Runtime call", buckets=BATCH_BUCKETS, registry=registry)
+        self._children: dict[tuple, tuple] = {}
+
+    def request(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self._requests.labels(method, route, str(status)), self._latency.labels(method, route))
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def failure(self, status: int | str) -> None:
+        self._failures.labels(self.model, str(status)).inc()
+
+    def grpc(self, method: str, code: str) -> None:
+        self._grpc.labels(method, code).inc()
+
+    def observe_batch(self, rows: int, queue_seconds: list[float]) -> None:
+        """The batcher's observer: called from its thread once per ORT call."""
+        self.batch.observe(rows)
+        for seconds in queue_seconds:
+            self.queue.observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def model_statistics(name: str, version: str, stats: Statistics) -> dict:
+    """One model's entry of Triton's statistics response (`model_stats`), durations in ns."""
+
+    def duration(count: int, ns: int) -> dict:
+        return {"count": count, "ns": ns}
+
+    return {
+        "name": name,
+        "version": version,
+        "last_inference": stats.last_inference_ms,
+        "inference_count": stats.inference_count,
+        "execution_count": stats.execution_count,
+        "inference_stats": {
+            "success": duration(stats.request_count - stats.fail_count, stats.success_ns),
+            "fail": duration(stats.fail_count, 0),
+            "queue": duration(stats.request_count, stats.queue_ns),
+            "compute_input": duration(stats.request_count, 0),
+            "compute_infer": duration(stats.request_count, stats.compute_ns),
+            "compute_output": duration(stats.request_count, 0),
+        },
+        "batch_stats": [
+            {"batch_size": rows, "compute_input": duration(count, 0), "compute_infer": duration(count, ns),
+             "compute_output": duration(count, 0)}
+            for rows, (count, ns) in sorted(stats.batches.items())
+        ],
+    }

@@ -1,0 +1,137 @@
+"""deploy.batcher in one process: batched answers equal unbatched ones, the delay and row bounds hold,
+the queue is bounded, errors reach every request of their batch, stop() answers what is queued."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from deploy.batcher import Batcher, BatchPolicy, QueueFull
+from deploy.bundle import load_bundle
+from export.parity import ABS_TOL
+
+
+@pytest.fixture(scope="module")
+def bundle(mnist_bundle):
+    return load_bundle(mnist_bundle, None, {"allow_spinning": False})
+
+
+@pytest.fixture(scope="module")
+def rows(mnist):
+    return mnist.held_out.inputs[:64].numpy()
+
+
+def run_together(batcher: Batcher, requests: list[np.ndarray]) -> list[np.ndarray]:
+    """Submit every request at once from one event loop; their answers in order."""
+    async def submit() -> list[np.ndarray]:
+        return list(await asyncio.gather(*[batcher.infer(r) for r in requests]))
+    return asyncio.run(submit())
+
+
+def test_batched_answers_equal_unbatched_ones(bundle, rows):
+    batcher = Batcher(bundle.run, BatchPolicy(max_batch_rows=64, max_queue_delay_us=200_000, max_queue_size=128))
+    batcher.start()
+    requests = [rows[i:i + 1] for i in range(48)] + [rows[48:64]]  # 48 single rows and one of 16
+    try:
+        answers = run_together(batcher, requests)
+    finally:
+        batcher.stop()
+    assert batcher.stats.execution_count == 1 and batcher.stats.batches == {64: [1, batcher.stats.compute_ns]}
+    alone = [bundle.run(r) for r in requests]  # the oracle: each request in its own ORT call
+    for got, expected in zip(answers, alone):
+        assert got.shape == expected.shape
+        assert (got.argmax(1) == expected.argmax(1)).all()
+        np.testing.assert_allclose(got, expected, rtol=0, atol=ABS_TOL)
+
+
+def test_a_full_batch_runs_without_waiting_for_the_delay(bundle, rows):
+    batcher = Batcher(bundle.run, BatchPolicy(max_batch_rows=4, max_queue_delay_us=30_000_000, max_queue_size=8))
+    batcher.start()
+    started = time.monotonic()
+    try:
+        answers = run_together(batcher, [rows[i:i + 1] for i in range(4)])
+    finally:
+        batcher.stop()
+    assert len(answers) == 4 and time.monotonic() - started < 20  # the 30 s delay was not waited out
+    assert batcher.stats.execution_count == 1
+
+
+def test_batching_off_runs_every_request_alone(bundle, rows):
+    batcher = Batcher(bundle.run, BatchPolicy(max_batch_rows=1, max_queue_delay_us=0, max_queue_size=64))
+    batcher.start()
+    try:
+        run_together(batcher, [rows[i:i + 1] for i in range(10)] + [rows[10:15]])  # a 5-row request still runs
+    finally:
+        batcher.stop()
+    assert batcher.stats.execution_count == 11 and batcher.stats.inference_count == 15
+
+
+def test_the_queue_is_bounded_and_stop_answers_what_is_queued(rows):
+    release = threading.Event()
+
+    def slow_run(inputs: np.ndarray) -> np.ndarray:
+        release.wait(30)  # holds the inference thread until the test lets go
+        return inputs.reshape(len(inputs), -1)[:, :10]
+
+    batcher = Batcher(slow_run, BatchPolicy(max_batch_rows=1, max_queue_delay_us=0, max_queue_size=2))
+    batcher.start()
+
+    async def scenario() -> tuple[list, str]:
+        first = batcher.infer(rows[:1])  # taken by the thread, which blocks in slow_run
+        while batcher.queued:
+            await asyncio.sleep(0.001)
+        queued = [batcher.infer(rows[i:i + 1]) for i in (1, 2)]  # the queue's two places
+        with pytest.raises(QueueFull, match="2 requests are queued") as refused:
+            batcher.infer(rows[3:4])
+        release.set()
+        return await asyncio.gather(first, *queued), str(refused.value)
+
+    answers, _ = asyncio.run(scenario())
+    batcher.stop()
+    assert [a.shape for a in answers] == [(1, 10)] * 3
+    with pytest.raises(QueueFull, match="shutting down"):
+        asyncio.run(_infer(batcher, rows[:1]))
+
+
+async def _infer(batcher: Batcher, inputs: np.ndarray):
+    return await batcher.infer(inputs)
+
+
+def test_an_error_reaches_every_request_of_its_batch(rows):
+    def failing(inputs: np.ndarray) -> np.ndarray:
+        raise RuntimeError(f"bad batch of {len(inputs)}")
+
+    batcher = Batcher(failing, BatchPolicy(max_batch_rows=8, max_queue_delay_us=100_000, max_queue_size=8))
+    batcher.start()
+
+    async def submit() -> list:
+        return await asyncio.gather(*[batcher.infer(rows[i:i + 1]) for i in range(3)], return_exceptions=True)
+
+    try:
+        results = asyncio.run(submit())
+    finally:
+        batcher.stop()
+    assert [str(r) for r in results] == ["bad batch of 3"] * 3
+    assert (batcher.stats.fail_count, batcher.stats.inference_count) == (3, 0)
+
+
+def test_blocking_callers_share_batches_with_event_loop_callers(bundle, rows):
+    batcher = Batcher(bundle.run, BatchPolicy(max_batch_rows=64, max_queue_delay_us=300_000, max_queue_size=64))
+    batcher.start()
+    answers: dict[int, np.ndarray] = {}
+    threads = [threading.Thread(target=lambda i=i: answers.__setitem__(i, batcher.infer_blocking(rows[i:i + 1]))) for i in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        loop_answers = run_together(batcher, [rows[i:i + 1] for i in range(4, 8)])
+        for thread in threads:
+            thread.join(30)
+    finally:
+        batcher.stop()
+    got = np.concatenate([answers[i] for i in range(4)] + loop_answers)
+    np.testing.assert_allclose(got, bundle.run(rows[:8]), rtol=0, atol=ABS_TOL)
+    assert batcher.stats.execution_count < 8  # the thread callers and the loop callers met in a batch

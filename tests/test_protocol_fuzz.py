@@ -1,0 +1,134 @@
+"""Property-based fuzzing (hypothesis) of the request parser and the HTTP app in one process: whatever
+the body, headers, lengths or path, the answer is a 2xx or a 4xx in the protocol's shape, never a 5xx
+and never an exception. Bodies are drawn near the protocol (valid requests with one part changed) as
+well as far from it (any JSON, any bytes)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from deploy.bundle import load_bundle
+from deploy.http_app import HttpApp
+from deploy.protocol import ProtocolError, parse_infer
+from deploy.service import ModelService, ServingLimits
+
+MAX_BATCH = 4
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+shapes = st.lists(st.one_of(st.integers(-2, 6), st.just(28), st.just(1), st.text(max_size=2), st.booleans()), max_size=5)
+numbers = st.floats(allow_nan=True, allow_infinity=True, width=32) | st.integers(-3, 3)
+
+
+def mostly(valid: object, other: st.SearchStrategy) -> st.SearchStrategy:
+    """`valid` 15 times in 16, else a draw from `other`: with a dozen parts drawn so, about half of the
+    requests stay valid and the others break one or two parts, far into the parser."""
+    return st.integers(0, 15).flatmap(lambda i: other if i == 0 else st.just(valid))
+
+
+@st.composite
+def near_requests(draw) -> tuple[bytes, str | None]:
+    """A request body and Inference-Header-Content-Length: a valid request with parts drawn freely."""
+    rows = draw(mostly(1, st.integers(0, MAX_BATCH + 1)))
+    shape = draw(mostly([rows, 1, 28, 28], shapes))
+    tensor = {"name": draw(mostly("image", st.sampled_from(["pixels", ""]))),
+              "datatype": draw(mostly("FP32", st.sampled_from(["FP64", "INT8", ""]))), "shape": shape}
+    count = math.prod(d for d in shape if isinstance(d, int) and not isinstance(d, bool)) if shape else 0
+    valid_values = np.full(max(min(count, 4 * 784), 0), draw(mostly(0.5, numbers)), "<f4")
+    binary = draw(st.booleans())
+    tail = b""
+    if binary:
+        size = draw(mostly(max(count, 0) * 4, st.one_of(st.integers(-4, 5000), st.text(max_size=3))))
+        tensor["parameters"] = draw(mostly({"binary_data_size": size}, json_values))
+        tail = draw(mostly(valid_values.tobytes(), st.lists(numbers, max_size=2 * 784).map(lambda v: np.array(v, "<f4").tobytes())))
+    else:
+        tensor["data"] = draw(mostly(valid_values.tolist(), st.one_of(st.lists(numbers, max_size=8), json_values)))
+    request = {"inputs": draw(mostly([tensor], st.one_of(st.lists(st.just(tensor), max_size=3), json_values)))}
+    if draw(st.booleans()):
+        request["outputs"] = draw(mostly([{"name": "probs", "parameters": {"binary_data": draw(st.booleans())}}], json_values))
+    if draw(st.booleans()):
+        request["id"] = draw(mostly("r1", json_values))
+    header = json.dumps(request).encode()  # writes NaN, Infinity and integers past 64 bits, as some clients do
+    length = draw(mostly(str(len(header)), st.one_of(st.text(max_size=6), st.integers(-5, len(header) + 10).map(str))))
+    return header + tail, length if binary else draw(mostly(None, st.just(length)))
+
+
+@pytest.fixture(scope="module")
+def service(mnist_bundle):
+    bundle = load_bundle(mnist_bundle)
+    service = ModelService(bundle, ServingLimits(MAX_BATCH, 0, 64, 1 << 16), "test")
+    service.start()
+    yield service
+    service.stop()
+
+
+def check_parse(body: bytes, header_length: str | None, contract) -> None:
+    try:
+        request = parse_infer(body, header_length, contract, MAX_BATCH)
+    except ProtocolError as err:
+        event(f"refused with {err.status}")  # --hypothesis-show-statistics: how often each outcome was drawn
+        assert 400 <= err.status < 500, err
+        return
+    event("accepted")
+    assert request.inputs.dtype == np.float32 and request.inputs.shape[1:] == contract.input_shape
+    assert 1 <= len(request.inputs) <= MAX_BATCH and np.isfinite(request.inputs).all()
+
+
+@FUZZ
+@given(near_requests())
+def test_the_parser_answers_near_misses_with_a_4xx_or_a_checked_request(service, drawn):
+    check_parse(*drawn, service.contract)
+
+
+@FUZZ
+@given(st.binary(max_size=4096), st.one_of(st.none(), st.text(max_size=8)))
+def test_the_parser_answers_any_bytes_with_a_4xx_or_a_checked_request(service, body, header_length):
+    check_parse(body, header_length, service.contract)
+
+
+async def call(app: HttpApp, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes, chunks: int) -> tuple[int, bytes]:
+    """One request through the ASGI app, its body in `chunks` pieces: (status, response body)."""
+    pieces = [body[i * len(body) // chunks:(i + 1) * len(body) // chunks] for i in range(chunks)]
+    messages = [{"type": "http.request", "body": p, "more_body": i < chunks - 1} for i, p in enumerate(pieces)]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await app({"type": "http", "method": method, "path": path, "headers": headers}, receive, send)
+    return sent[0]["status"], sent[1]["body"]
+
+
+header_pairs = st.lists(st.tuples(st.sampled_from([b"content-length", b"inference-header-content-length", b"content-type", b"x"]),
+                                  st.binary(max_size=8)), max_size=4)
+paths = st.one_of(st.sampled_from(["/v2/models/mnist_mlp/infer", "/v2/models/mnist_mlp/versions/1/infer", "/v2/models/m/infer",
+                                   "/v2", "/v2/health/ready", "/v2/models/mnist_mlp/stats", "/metrics", "/v2/models/mnist_mlp"]),
+                  st.text(max_size=30).map(lambda t: "/" + t))
+
+
+@FUZZ
+@given(mostly("POST", st.sampled_from(["GET", "PUT", "DELETE"])), mostly("/v2/models/mnist_mlp/infer", paths), header_pairs, near_requests(), st.integers(1, 3))
+def test_the_http_app_never_answers_5xx(service, method, path, headers, drawn, chunks):
+    body, header_length = drawn
+    if header_length is not None:
+        headers = [*headers, (b"inference-header-content-length", header_length.encode())]
+    status, answer = asyncio.run(call(HttpApp(service), method, path, headers, body, chunks))
+    event(f"status {status}")
+    assert status < 500, answer
+    if status >= 400:
+        assert set(orjson.loads(answer)) == {"error"}

@@ -1,0 +1,51 @@
+"""bench.serve_report's verdicts against hand-made points: each target judged from the right rows,
+refused encodings left out of "the best peer", the gRPC explanation only when gRPC trails."""
+
+from __future__ import annotations
+
+from bench.serve_report import render, targets
+
+
+def point(server: str, encoding: str, clients: int, req_per_s: float, setting: str = "defaults", **extra) -> dict:
+    return {"server": server, "setting": setting, "encoding": encoding, "clients": clients, "req_per_s": req_per_s,
+            "p50_ms": 1.0, "p99_ms": 10.0, "requests": int(req_per_s * 5), "ok": int(req_per_s * 5), "wrong": 0,
+            "seconds": 5.0, "server_cpu_s": 1.0, "client_cpu_s": 0.1, "server_cpu_per_request_ms": 0.2,
+            "client_cpu_per_request_ms": 0.02, "statuses": {"200": int(req_per_s * 5)}, "first_error": "", **extra}
+
+
+def ours(encoding: str, clients: int, req_per_s: float, **extra) -> dict:
+    return point("mlp-serve", encoding, clients, req_per_s, "batching on", **extra)
+
+
+POINTS = [
+    ours("binary", 1, 2000, p50_ms=0.4), ours("binary", 64, 5000, p99_ms=60.0), ours("json", 64, 2900),
+    ours("grpc", 64, 1000),
+    point("kserve", "binary", 64, 1000), point("kserve", "json", 64, 700),
+    point("mlserver", "json", 64, 1000),
+    {"server": "mlserver", "setting": "defaults", "encoding": "binary", "clients": 64, "refused": "422: no"},
+    point("floor", "grpc", 64, 2500, "constant answer"),
+]
+
+
+def test_each_target_is_judged_from_its_own_rows():
+    rows = [(measured, met) for _, measured, met in targets(POINTS)]
+    assert rows[0] == ("5.0x (5000 vs kserve 1000 req/s)", True)  # the refusing MLServer is not a binary peer
+    assert rows[1] == ("60.0 ms", False)
+    assert rows[2] == ("2.9x (2900 vs mlserver 1000 req/s)", False)  # the best JSON peer, not KServe's 700
+    assert rows[3] == ("0.40 ms", True)
+    assert rows[4] == ("0.200 ms", True)
+    assert rows[5] == ("1000 vs 5000 req/s (0.20x)", False)
+
+
+def test_a_missing_side_is_not_measured_rather_than_met():
+    without_peers = [p for p in POINTS if p["server"] in ("mlp-serve", "floor")]
+    assert targets(without_peers)[0] == (targets(POINTS)[0][0], "not measured", None)
+
+
+def test_the_report_explains_a_grpc_miss_from_the_floor():
+    result = {"points": POINTS, "machine": {"cpu": "x", "cores": 2, "flags": ["avx2"], "absent": []},
+              "config": {"seconds": 5, "warmup_s": 1}, "model_time": {"batch_1_us": 50, "batch_64_us": 500, "batch_64_us_per_row": 7.8},
+              "versions": {"ours": {"python": "3.11"}}}
+    text = render(result)
+    assert "gRPC misses by 80%" in text and "2500 req/s at 64 clients, 0.50x" in text
+    assert "| mlserver | defaults | binary | – | refused |" in text  # clients 1 (not measured) and 64 and "- mlserver, binary: 422: no" in text
