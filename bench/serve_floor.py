@@ -1,6 +1,6 @@
 """The floor under any Python server of the Open Inference Protocol on this machine: the same HTTP and
-gRPC stacks mlp-serve uses (uvicorn with uvloop and httptools, a bare ASGI app; grpcio's thread-pool
-server), answering every infer request with one constant response, no parsing, no model.
+gRPC stacks mlp-serve uses (uvicorn with uvloop and httptools under a bare ASGI app, and grpc.aio, on
+one event loop), answering every infer request with one constant response, no parsing, no model.
 
     python -m bench.serve_floor --port 8000 --grpc-port 8001     # until SIGTERM
 
@@ -12,11 +12,11 @@ Its answers carry no real class (the load generator's "wrong" count means nothin
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 
 import grpc
 import orjson
 import uvicorn
+import uvloop
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
@@ -40,8 +40,20 @@ async def app(scope: dict, receive, send) -> None:
 
 
 class ConstantService(service_pb2_grpc.GRPCInferenceServiceServicer):
-    def ModelInfer(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
+    async def ModelInfer(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
         return GRPC_ANSWER
+
+
+async def serve(port: int, grpc_port: int) -> None:
+    """Both stacks on one event loop, as deploy.server runs them, until SIGTERM."""
+    server = grpc.aio.server()
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(ConstantService(), server)
+    server.add_insecure_port(f"127.0.0.1:{grpc_port}")
+    await server.start()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="none", http="httptools", lifespan="off",
+                            access_log=False, log_level="warning")
+    await uvicorn.Server(config).serve()
+    await server.stop(0)
 
 
 def main() -> None:
@@ -49,13 +61,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--grpc-port", type=int, required=True)
     args = parser.parse_args()
-    server = grpc.server(concurrent.futures.ThreadPoolExecutor(64))  # as deploy.grpc_service's
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(ConstantService(), server)
-    server.add_insecure_port(f"127.0.0.1:{args.grpc_port}")
-    server.start()
-    uvicorn.run(app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools", lifespan="off",
-                access_log=False, log_level="warning")
-    server.stop(0)
+    uvloop.run(serve(args.port, args.grpc_port))
 
 
 if __name__ == "__main__":

@@ -59,3 +59,19 @@ def tree_cpu_s(root: int) -> float:
             total += stats[pid][1]
         stack.extend(children.get(pid, []))
     return total
+
+
+def listening_sockets(port: int) -> int:
+    """How many sockets listen on `port` (IPv4 and IPv6): one per worker of a server started with
+    --workers N, each bound with SO_REUSEPORT."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state = fields[1], fields[3]
+            count += int(local.rsplit(":", 1)[1], 16) == port and state == "0A"  # 0A: TCP_LISTEN
+    return count

@@ -1,10 +1,10 @@
 """mlp-serve under abuse, measured from outside: overload, stalled clients, SIGTERM with requests in
 flight, memory over many requests. `make bench-serve` runs them at full size (serve.md); the tests
-(tests/test_serve_robustness.py) run them small.
+(tests/test_serving.py) run them small.
 
     result = overload(bundle, data, clients=256, seconds=30, queue_size=64)   # only right answers and 503s?
     result = stalled(bundle, data, stalled_clients=100, seconds=5)             # do half-sent requests hold anyone up?
-    result = drain(bundle, data, in_flight=32)                                 # SIGTERM: all answered, exit 0?
+    result = drain(bundle, data, in_flight=32)                                 # SIGTERM: all answered at once, exit 0?
     result = memory(bundle, data, checkpoints=(10_000, 100_000))               # RSS after each count
 """
 
@@ -15,10 +15,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from bench.serve_load import OK, Request, parse_head, run_http
 from bench.serve_proc import free_port, wait_ready
@@ -27,23 +30,33 @@ MODEL = "mnist_mlp"
 
 
 @contextmanager
-def server(bundle: Path, *flags: str) -> Iterator[tuple[subprocess.Popen, int]]:
-    """mlp-serve (HTTP only) on a free port: (process, port)."""
+def server(bundle: Path, *flags: str) -> Iterator[tuple[subprocess.Popen, int, IO[bytes]]]:
+    """mlp-serve (HTTP only) on a free port: (process, port, its log, a temporary file)."""
     port = free_port()
     command = [sys.executable, "-m", "deploy.server", "--bundle", str(bundle), "--port", str(port), "--grpc-port", "0", *flags]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_ready(process, port, MODEL)
-        yield process, port
-    finally:
-        if process.poll() is None:
-            process.terminate()
-        process.wait(timeout=60)
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty server never blocks on it
+        process = subprocess.Popen(command, stdout=log, stderr=log)
+        try:
+            wait_ready(process, port, MODEL)
+            yield process, port, log
+        finally:
+            if process.poll() is None:
+                process.terminate()
+            process.wait(timeout=60)
+
+
+def queued(port: int) -> float:
+    """The server's mlp_queue_requests gauge: requests waiting for a batch now."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("mlp_queue_requests "):
+                return float(line.split()[1])
+    raise RuntimeError("no mlp_queue_requests in /metrics")
 
 
 def overload(bundle: Path, requests: list[Request], clients: int, seconds: float, queue_size: int) -> dict:
     """`clients` closed-loop clients against a queue of `queue_size`: statuses, wrong answers, p99."""
-    with server(bundle, "--max-queue-size", str(queue_size)) as (_, port):
+    with server(bundle, "--max-queue-size", str(queue_size)) as (_, port, _log):
         result = run_http("127.0.0.1", port, requests, clients, seconds, warmup_s=0.5).summary()
     clean = set(result["statuses"]) <= {str(OK), "503"} and result["wrong"] == 0
     return {"clients": clients, "seconds": seconds, "queue_size": queue_size, "clean": clean,
@@ -53,7 +66,7 @@ def overload(bundle: Path, requests: list[Request], clients: int, seconds: float
 def stalled(bundle: Path, requests: list[Request], stalled_clients: int, seconds: float, clients: int = 8) -> dict:
     """p99 of `clients` normal clients with and without `stalled_clients` connections that sent half a
     request (headers promise the whole body) and wait; the stalled ones must still be open."""
-    with server(bundle) as (_, port):
+    with server(bundle) as (_, port, _log):
         alone = run_http("127.0.0.1", port, requests, clients, seconds, warmup_s=0.5).summary()
         half = requests[0].wire[: len(requests[0].wire) // 2]
         sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(stalled_clients)]
@@ -79,39 +92,45 @@ def _open_and_unanswered(sock: socket.socket) -> bool:
     return False
 
 
-def drain(bundle: Path, requests: list[Request], in_flight: int, delay_us: int = 300_000) -> dict:
-    """Send `in_flight` requests that wait in the batcher's queue (a long queue delay, batches larger
-    than them), SIGTERM the server while they wait: are all answered, and does it exit 0?"""
-    with server(bundle, "--max-queue-delay-us", str(delay_us), "--max-batch", str(in_flight * 2)) as (process, port):
-        statuses, took = asyncio.run(_signal_while_waiting(process, port, requests[:in_flight], delay_us / 1e6 / 3))
+def drain(bundle: Path, requests: list[Request], in_flight: int) -> dict:
+    """Queue `in_flight` requests behind a one-minute queue delay (batches larger than all of them),
+    SIGTERM the server once /metrics shows them all waiting: are all answered at once (the drain
+    must not wait out the delay), and does it exit 0?"""
+    flags = ("--max-queue-delay-us", "60000000", "--max-batch", str(in_flight * 2))
+    with server(bundle, *flags) as (process, port, log):
+        statuses, took = asyncio.run(_signal_once_queued(process, port, requests[:in_flight]))
         code = process.wait(timeout=60)
-        log = process.stderr.read().decode(errors="replace")
-    return {"in_flight": in_flight, "answered_200": statuses.count(OK), "statuses": sorted(set(statuses)),
-            "exit_code": code, "seconds_to_answer_all": round(took, 3), "drain_logged": "draining" in log}
+        log.seek(0)
+        text = log.read().decode(errors="replace")
+    return {"in_flight": in_flight, "answered_200": statuses.count(OK), "statuses": sorted(set(map(str, statuses))),
+            "exit_code": code, "seconds_from_sigterm_to_all_answered": round(took, 3), "drain_logged": "draining" in text}
 
 
-async def _signal_while_waiting(process: subprocess.Popen, port: int, requests: list[Request], after_s: float) -> tuple[list, float]:
+async def _signal_once_queued(process: subprocess.Popen, port: int, requests: list[Request]) -> tuple[list, float]:
     async def one(request: Request) -> int:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(request.wire)
-        head = await reader.readuntil(b"\r\n\r\n")
-        status, length, _ = parse_head(head)
+        status, length, _ = parse_head(await reader.readuntil(b"\r\n\r\n"))
         await reader.readexactly(length or 0)
         writer.close()
         return status
 
-    started = time.perf_counter()
     tasks = [asyncio.ensure_future(one(r)) for r in requests]
-    await asyncio.sleep(after_s)  # every request is in, none answered: the queue waits for the delay
+    deadline = time.monotonic() + 60  # a guard against a hang, not a speed requirement
+    while await asyncio.to_thread(queued, port) < len(requests):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(requests)} requests were not all queued within 60 s")
+        await asyncio.sleep(0.02)
     process.send_signal(signal.SIGTERM)
+    signalled = time.perf_counter()
     statuses = await asyncio.gather(*tasks, return_exceptions=True)
-    return [s if isinstance(s, int) else repr(s) for s in statuses], time.perf_counter() - started
+    return [s if isinstance(s, int) else repr(s) for s in statuses], time.perf_counter() - signalled
 
 
 def memory(bundle: Path, requests: list[Request], checkpoints: tuple[int, ...] = (10_000, 100_000), clients: int = 64) -> dict:
     """The server's RSS (MiB) after each checkpoint's number of requests."""
     rss = {}
-    with server(bundle) as (process, port):
+    with server(bundle) as (process, port, _log):
         done = 0
         for target in checkpoints:
             while done < target:

@@ -4,26 +4,29 @@ inference thread takes them in arrival order and runs them together in one ONNX 
     batcher = Batcher(bundle.run, BatchPolicy(max_batch_rows=256, max_queue_delay_us=0, max_queue_size=1024))
     batcher.start()
     probs = await batcher.infer(inputs)      # float32 N x ... -> float32 N x classes; QueueFull past the bound
+    batcher.flush()                           # SIGTERM: stop waiting out delays, run what comes at once
     batcher.stop()                            # runs what is queued, then ends the thread
 
 The thread takes the oldest request and waits at most `max_queue_delay_us` after its arrival for
 more rows, up to `max_batch_rows` (a request larger than that runs alone). With a delay of 0 it takes
 whatever is queued at once: under load, requests arriving while a batch runs form the next one, so
 batches grow with the load without adding any wait at low load. One thread owns the model, so no
-thread per request waits on the GIL or on ORT's pool, and each batch wakes each event loop once.
+thread per request waits on ORT's pool, and each batch wakes each event loop once. Whatever a batch
+raises reaches each of its requests; the thread itself never dies of it (`alive` says if it did).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+
+from deploy.statistics import Statistics
 
 
 class QueueFull(Exception):
@@ -41,27 +44,10 @@ class BatchPolicy:
             raise ValueError(f"invalid batch policy {self}")
 
 
-@dataclass
-class Statistics:
-    """Counters in Triton's statistics extension's terms (durations in ns), written by the inference
-    thread only; `batches` maps rows per execution to [executions, their compute ns]."""
-
-    inference_count: int = 0  # rows inferred
-    request_count: int = 0
-    execution_count: int = 0  # ORT calls
-    fail_count: int = 0  # requests whose batch raised
-    queue_ns: int = 0  # summed over requests: arrival to the start of their batch
-    success_ns: int = 0  # summed over answered requests: arrival to the end of their batch
-    compute_ns: int = 0  # summed over executions
-    last_inference_ms: int = 0  # Unix time of the last execution, ms
-    batches: dict[int, list[int]] = field(default_factory=dict)
-
-
 class _Request:
     __slots__ = ("inputs", "future", "loop", "arrived_ns")
 
-    def __init__(self, inputs: np.ndarray, future: asyncio.Future | concurrent.futures.Future,
-                 loop: asyncio.AbstractEventLoop | None) -> None:
+    def __init__(self, inputs: np.ndarray, future: asyncio.Future, loop: asyncio.AbstractEventLoop) -> None:
         self.inputs, self.future, self.loop = inputs, future, loop
         self.arrived_ns = time.perf_counter_ns()
 
@@ -77,30 +63,40 @@ class Batcher:
         self._rows = 0  # rows queued
         self._ready = threading.Condition(threading.Lock())
         self._stopping = False
+        self._flushing = False  # no more waiting for the delay (draining)
         self._thread = threading.Thread(target=self._loop, name="mlp-batcher", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 30) -> None:
-        """Run every queued request, then end the thread."""
+    def flush(self) -> None:
+        """From now on run queued requests at once, without waiting for the delay (a drain must not
+        wait out a long --max-queue-delay-us); new requests are still taken."""
         with self._ready:
-            self._stopping = True
+            self._flushing = True
+            self._ready.notify()
+
+    def stop(self, timeout: float = 30) -> None:
+        """Run every queued request, then end the thread; new requests get QueueFull."""
+        with self._ready:
+            self._stopping = self._flushing = True
             self._ready.notify()
         self._thread.join(timeout)
 
     @property
     def queued(self) -> int:
+        """Requests waiting for a batch now (the mlp_queue_requests gauge)."""
         return len(self._queue)
+
+    @property
+    def alive(self) -> bool:
+        """False once the inference thread has ended: readiness must say so."""
+        return self._thread.is_alive()
 
     def infer(self, inputs: np.ndarray) -> asyncio.Future:
         """A future of the rows' outputs, resolved on the calling event loop; raises QueueFull."""
         loop = asyncio.get_running_loop()
         return self._enqueue(_Request(inputs, loop.create_future(), loop))
-
-    def infer_blocking(self, inputs: np.ndarray) -> np.ndarray:
-        """The rows' outputs, for a caller on a thread of its own (no event loop); raises QueueFull."""
-        return self._enqueue(_Request(inputs, concurrent.futures.Future(), None)).result()
 
     def _enqueue(self, request: _Request):
         with self._ready:
@@ -126,7 +122,7 @@ class Batcher:
                     return []
                 self._ready.wait()
             deadline_ns = self._queue[0].arrived_ns + policy.max_queue_delay_us * 1000
-            while self._rows < policy.max_batch_rows and not self._stopping:
+            while self._rows < policy.max_batch_rows and not self._flushing:
                 left_s = (deadline_ns - time.perf_counter_ns()) / 1e9
                 if left_s <= 0:
                     break
@@ -141,48 +137,40 @@ class Batcher:
         return batch
 
     def _execute(self, batch: list[_Request]) -> None:
+        """Run one batch and answer each request with its rows, or with what the batch raised."""
         started = time.perf_counter_ns()
-        inputs = batch[0].inputs if len(batch) == 1 else np.concatenate([r.inputs for r in batch])
         try:
-            outputs, error = self._run(inputs), None
-        except Exception as err:  # noqa: BLE001 - handed to every waiting request, which answers with it
-            outputs, error = None, err
+            inputs = batch[0].inputs if len(batch) == 1 else np.concatenate([r.inputs for r in batch])
+            outputs = self._run(inputs)
+            results, offset = [], 0
+            for request in batch:  # views into one output array: each request's rows
+                results.append(outputs[offset:offset + len(request.inputs)])
+                offset += len(request.inputs)
+            error = None
+        except Exception as err:  # noqa: BLE001 - not swallowed: every request of the batch answers with it
+            results, error = [err] * len(batch), err
         ended = time.perf_counter_ns()
-        self._count(batch, len(inputs), started, ended, error)
-        results, offset = [], 0
-        for request in batch:  # views into one output array: each request's rows
-            rows = len(request.inputs)
-            results.append(error if error is not None else outputs[offset:offset + rows])
-            offset += rows
-        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
-        for request, result in zip(batch, results):
-            if request.loop is None:  # a blocked thread: wake it directly
-                _resolve([(request.future, result)])
-            else:
-                by_loop.setdefault(request.loop, []).append((request.future, result))
-        for loop, answers in by_loop.items():  # one wake-up per event loop per batch
-            loop.call_soon_threadsafe(_resolve, answers)
-
-    def _count(self, batch: list[_Request], rows: int, started: int, ended: int, error: Exception | None) -> None:
-        stats, waits = self.stats, [started - request.arrived_ns for request in batch]
-        stats.request_count += len(batch)
-        stats.execution_count += 1
-        stats.compute_ns += ended - started
-        stats.queue_ns += sum(waits)
-        stats.last_inference_ms = int(time.time() * 1000)
-        per_size = stats.batches.setdefault(rows, [0, 0])
-        per_size[0] += 1
-        per_size[1] += ended - started
-        if error is not None:
-            stats.fail_count += len(batch)
-        else:
-            stats.inference_count += rows
-            stats.success_ns += sum(waits) + len(batch) * (ended - started)
+        waits = [started - request.arrived_ns for request in batch]
+        rows = sum(len(request.inputs) for request in batch)
+        self.stats.record(rows, waits, ended - started, failed=error is not None)
         if self._observe is not None:
             self._observe(rows, [ns / 1e9 for ns in waits])
+        _deliver(batch, results)
 
 
-def _resolve(answers: list[tuple[asyncio.Future | concurrent.futures.Future, object]]) -> None:
+def _deliver(batch: list[_Request], results: list) -> None:
+    """Resolve each request's future on its event loop, one wake-up per loop for the whole batch."""
+    by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    for request, result in zip(batch, results):
+        by_loop.setdefault(request.loop, []).append((request.future, result))
+    for loop, answers in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, answers)
+        except RuntimeError:  # that loop has closed: nobody is left to answer
+            pass
+
+
+def _resolve(answers: list[tuple[asyncio.Future, object]]) -> None:
     for future, result in answers:
         if future.done():  # its client went away and the request was cancelled
             continue

@@ -1,18 +1,18 @@
-"""The server's Prometheus series (GET /metrics) and Triton's statistics extension (GET
-/v2/models/{m}/stats, gRPC ModelStatistics), torch-free.
+"""The server's Prometheus series (GET /metrics), torch-free; Triton's statistics are deploy.statistics.
 
 Series: mlp_http_requests_total{method,route,status}, mlp_request_duration_seconds{method,route}
 (histogram), mlp_inference_failures_total{model,status}, mlp_inference_rows_total{model},
 mlp_grpc_requests_total{method,code}, and from the batcher mlp_queue_duration_seconds (each request's
-wait for its batch) and mlp_batch_rows (rows per ONNX Runtime call). The hot path resolves each label
-set once and keeps the child, so a request costs a few dictionary lookups, not a label parse.
+wait for its batch), mlp_batch_rows (rows per ONNX Runtime call) and mlp_queue_requests (requests
+queued now, read when scraped). The hot path resolves each label set once and keeps the child, so a
+request costs a few dictionary lookups, not a label parse.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from collections.abc import Callable
 
-from deploy.batcher import Statistics
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)  # s
 QUEUE_BUCKETS = (0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0)  # s
@@ -35,7 +35,12 @@ class Metrics:
         self.queue = Histogram("mlp_queue_duration_seconds", "a request's wait in the queue for its batch",
                                buckets=QUEUE_BUCKETS, registry=registry)
         self.batch = Histogram("mlp_batch_rows", "rows per ONNX Runtime call", buckets=BATCH_BUCKETS, registry=registry)
+        self._queued = Gauge("mlp_queue_requests", "requests waiting for a batch", registry=registry)
         self._children: dict[tuple, tuple] = {}
+
+    def watch_queue(self, queued: Callable[[], float]) -> None:
+        """Read the queue's length from `queued` at each scrape (nothing on the hot path)."""
+        self._queued.set_function(queued)
 
     def request(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)
@@ -59,31 +64,3 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
-
-
-def model_statistics(name: str, version: str, stats: Statistics) -> dict:
-    """One model's entry of Triton's statistics response (`model_stats`), durations in ns."""
-
-    def duration(count: int, ns: int) -> dict:
-        return {"count": count, "ns": ns}
-
-    return {
-        "name": name,
-        "version": version,
-        "last_inference": stats.last_inference_ms,
-        "inference_count": stats.inference_count,
-        "execution_count": stats.execution_count,
-        "inference_stats": {
-            "success": duration(stats.request_count - stats.fail_count, stats.success_ns),
-            "fail": duration(stats.fail_count, 0),
-            "queue": duration(stats.request_count, stats.queue_ns),
-            "compute_input": duration(stats.request_count, 0),
-            "compute_infer": duration(stats.request_count, stats.compute_ns),
-            "compute_output": duration(stats.request_count, 0),
-        },
-        "batch_stats": [
-            {"batch_size": rows, "compute_input": duration(count, 0), "compute_infer": duration(count, ns),
-             "compute_output": duration(count, 0)}
-            for rows, (count, ns) in sorted(stats.batches.items())
-        ],
-    }

@@ -58,9 +58,18 @@ def parse_infer(body: bytes, header_length: str | None, contract: Contract, max_
     if used != len(binary):
         raise ProtocolError(400, f"the body holds {len(binary) - used} bytes beyond the declared binary_data_size")
     request_id = request.get("id")  # echoed in the response
-    if request_id is not None and not isinstance(request_id, str):
-        raise ProtocolError(400, "'id' must be a string")
+    if request_id is not None and (not isinstance(request_id, str) or not _encodable(request_id)):
+        raise ProtocolError(400, "'id' must be a string of Unicode characters (no lone surrogates)")
     return InferRequest(request_id, array, _binary_output(request, contract))
+
+
+def _encodable(text: str) -> bool:
+    """False for text `json` reads from a lone surrogate escape ("\\ud800"), which no UTF-8 answer can carry."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
@@ -138,6 +147,11 @@ def _json_data(data: object, count: int, shape: list[int]) -> np.ndarray:
     """JSON `data`: numbers, flat or nested row-major (both are allowed by the protocol)."""
     if not isinstance(data, list):
         raise ProtocolError(400, "an input needs 'data' (a list of numbers) or parameters.binary_data_size")
+    bound = 2 * count + 16  # far more values than the shape needs: refused before numpy copies them all
+    if len(data) > bound:
+        raise ProtocolError(400, f"'data' holds {len(data)} values; shape {shape} needs {count}")
+    if data and isinstance(data[0], list) and _more_values_than(data, bound):
+        raise ProtocolError(400, f"'data' holds more than {bound} values; shape {shape} needs {count}")
     try:
         array = np.array(data)
     except ValueError as err:  # ragged nesting
@@ -147,6 +161,20 @@ def _json_data(data: object, count: int, shape: list[int]) -> np.ndarray:
     if array.size != count:
         raise ProtocolError(400, f"'data' holds {array.size} values; shape {shape} needs {count}")
     return array.astype(np.float32).ravel()
+
+
+def _more_values_than(data: list, limit: int) -> bool:
+    """Whether nested lists hold more than `limit` non-list values; stops counting past it."""
+    stack, seen = [data], 0
+    while stack:
+        for item in stack.pop():
+            if isinstance(item, list):
+                stack.append(item)
+            else:
+                seen += 1
+                if seen > limit:
+                    return True
+    return False
 
 
 def _binary_output(request: dict, contract: Contract) -> bool:

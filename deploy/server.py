@@ -4,7 +4,7 @@ with dynamic batching; torch-free.
 Usage:
     mlp-serve [--bundle DIR] [--variant NAME] [--host H] [--port 8000] [--grpc-port 8001]
               [--max-batch N] [--max-queue-delay-us US] [--max-queue-size N] [--no-dynamic-batching]
-              [--max-request-bytes B] [--workers N]
+              [--max-request-bytes B] [--body-timeout-s S] [--workers N]
     make serve HOST=127.0.0.1 PORT=8000 GRPC_PORT=8001        # serves $(ARTIFACTS)/deploy until Ctrl-C
 
 HTTP (deploy.http_app) and gRPC (deploy.grpc_service, --grpc-port 0 turns it off) share one dynamic
@@ -13,7 +13,7 @@ rows per ONNX Runtime call, after waiting at most --max-queue-delay-us for them;
 --max-queue-size queued requests a new one gets 503 / UNAVAILABLE. The defaults of the three are the
 bundle's (`make deploy` writes them; its Triton config.pbtxt has the same). The sessions use the
 options `make tune` chose per batch size with spinning off (SERVING_ORT_OPTIONS: why). SIGTERM or
-Ctrl-C stops accepting, answers every request already in, and exits 0. --workers N runs N such
+Ctrl-C stops accepting, runs the queue at once, answers every request already in, and exits 0. --workers N runs N such
 processes on the same ports (SO_REUSEPORT; the kernel spreads connections), each with its own
 sessions and batcher: docs/deploy.md says when that pays and when Triton or KServe is the better tool.
 """
@@ -27,18 +27,22 @@ import importlib.metadata
 import logging
 import signal
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import uvicorn
-import uvloop
+
+try:  # uvloop: libuv's event loop, the fast one; it does not exist on Windows, where asyncio's runs
+    from uvloop import run as run_loop
+except ImportError:  # pragma: no cover - Windows only
+    from asyncio import run as run_loop
 
 from deploy.bundle import Bundle, load_bundle
 from deploy.contract import DeployError
 from deploy.grpc_service import grpc_server
 from deploy.http_app import HttpApp
 from deploy.service import SERVER_NAME, ModelService, ServingLimits
+from deploy.workers import run_workers
 from pipeline.handoff.manifest import read_manifest
 
 SERVER_VERSION = importlib.metadata.version("mnist-pipeline")  # the console script exists only when installed
@@ -71,7 +75,7 @@ class _Server(uvicorn.Server):
 
     def _stop(self, sig: int) -> None:
         log.info("%s: draining in-flight requests", signal.Signals(sig).name)
-        self.should_exit = True
+        self.handle_exit(sig, None)  # uvicorn's own: a second Ctrl-C forces the exit
         self._on_exit()
 
 
@@ -82,31 +86,38 @@ def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.set_inheritable(True)
     return sock
+
+
+def grpc_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 literal needs brackets
 
 
 async def serve(service: ModelService, args: argparse.Namespace) -> None:
     """Serve HTTP (and gRPC) until SIGTERM/SIGINT, then drain both and stop the batcher."""
-    grpc = grpc_server(service, f"{args.host}:{args.grpc_port}", args.reuse_port) if args.grpc_port else None
-    stopping: list[asyncio.Task] = []
+    grpc = grpc_server(service, grpc_address(args.host, args.grpc_port), args.reuse_port) if args.grpc_port else None
+    stopping: list[asyncio.Future] = []
 
     def on_exit() -> None:
+        service.drain()  # queued requests run now, not after the queue delay
         if grpc is not None and not stopping:
-            stopping.append(asyncio.get_running_loop().run_in_executor(None, lambda: grpc.stop(DRAIN_S).wait()))
+            stopping.append(asyncio.ensure_future(grpc.stop(DRAIN_S)))
 
-    config = uvicorn.Config(HttpApp(service), loop="none", http="httptools", lifespan="off", access_log=False,
+    app = HttpApp(service, args.body_timeout_s)
+    config = uvicorn.Config(app, loop="none", http="httptools", lifespan="off", access_log=False,
                             log_level="warning", timeout_graceful_shutdown=DRAIN_S, backlog=4096)
     sock = listening_socket(args.host, args.port, args.reuse_port)
     service.start()
+    watcher = asyncio.ensure_future(app.bodies.watch())
     try:
         if grpc is not None:
-            grpc.start()
+            await grpc.start()
         log.info("serving http://%s:%d%s", args.host, args.port, f" and gRPC on {args.host}:{args.grpc_port}" if grpc else "")
         await _Server(config, on_exit).serve(sockets=[sock])
         on_exit()
         await asyncio.gather(*stopping)
     finally:
+        watcher.cancel()
         service.stop()  # every queued request has its answer before the thread ends
     log.info("stopped")
 
@@ -138,39 +149,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--dynamic-batching", action=argparse.BooleanOptionalAction, default=True,
         help="run queued requests together (default: on; off runs each request alone)")
     add("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES, help="(default: %(default)s)")
+    add("--body-timeout-s", type=float, default=15.0,
+        help="a request whose body has not all arrived this long after it began gets 408 and is closed (default: %(default)s)")
     add("--workers", type=int, default=1, help="server processes sharing the ports (default: %(default)s)")
     add("--reuse-port", action="store_true", help="bind with SO_REUSEPORT (what each of --workers N does)")
     args = parser.parse_args(argv)
     if any(value is not None and value < 1 for value in (args.max_batch, args.max_queue_size)) \
-            or args.max_request_bytes < 1 or args.workers < 1 or (args.max_queue_delay_us or 0) < 0:
+            or args.max_request_bytes < 1 or args.workers < 1 or (args.max_queue_delay_us or 0) < 0 or args.body_timeout_s <= 0:
         parser.error("--max-batch, --max-queue-size, --max-request-bytes and --workers must be at least 1, "
-                     "--max-queue-delay-us at least 0")
+                     "--max-queue-delay-us at least 0, --body-timeout-s above 0")
     return args
-
-
-def run_workers(argv: list[str], workers: int) -> int:
-    """Start `workers` single-process servers on the same ports; pass SIGTERM/SIGINT on; wait for all.
-    0 when every worker exited 0, or was still loading its model when the forwarded signal ended it."""
-    command = [sys.executable, "-m", "deploy.server", *argv, "--workers", "1", "--reuse-port"]
-    children = [subprocess.Popen(command) for _ in range(workers)]
-    forwarded: list[int] = []
-
-    def forward(sig: int, frame) -> None:
-        forwarded.append(sig)
-        for child in children:
-            child.send_signal(sig)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, forward)
-    codes = [child.wait() for child in children]
-    return next((code for code in codes if code != 0 and -code not in forwarded), 0)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.workers > 1:
-        return run_workers(argv, args.workers)
+        return run_workers([sys.executable, "-m", "deploy.server", *argv, "--workers", "1", "--reuse-port"], args.workers)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
         bundle: Bundle = load_bundle(Path(args.bundle), args.variant, SERVING_ORT_OPTIONS)
@@ -180,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(err.code)
     log.info("%s (max batch %d, queue delay %d µs, queue size %d)", bundle.summary(), limits.max_batch,
              limits.max_queue_delay_us, limits.max_queue_size)
-    uvloop.run(serve(ModelService(bundle, limits, SERVER_VERSION), args))
+    try:
+        run_loop(serve(ModelService(bundle, limits, SERVER_VERSION), args))
+    except OSError as err:  # a port in use, an address not of this machine
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

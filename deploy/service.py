@@ -13,7 +13,7 @@ import numpy as np
 
 from deploy.batcher import Batcher, BatchPolicy, QueueFull
 from deploy.bundle import Bundle
-from deploy.metrics import Metrics, model_statistics
+from deploy.metrics import Metrics
 from deploy.protocol import DATATYPE, ProtocolError
 
 SERVER_NAME = "mlp-serve"
@@ -37,12 +37,22 @@ class ModelService:
         rows_per_call = limits.max_batch if limits.dynamic_batching else 1  # 1: the oldest request always runs alone
         policy = BatchPolicy(rows_per_call, limits.max_queue_delay_us, limits.max_queue_size)
         self.batcher = Batcher(bundle.run, policy, self.metrics.observe_batch)
+        self.metrics.watch_queue(lambda: self.batcher.queued)
 
     def start(self) -> None:
         self.batcher.start()
 
+    def drain(self) -> None:
+        """SIGTERM: answer what is queued without waiting out the queue delay."""
+        self.batcher.flush()
+
     def stop(self) -> None:
         self.batcher.stop()
+
+    @property
+    def ready(self) -> bool:
+        """The model is loaded and verified before the service exists; ready while its thread runs."""
+        return self.batcher.alive
 
     def check_model(self, model: str, version: str | None = None) -> None:
         """404 unless `model` (and `version`, when given) is the one served."""
@@ -57,7 +67,7 @@ class ModelService:
             self.check_model(model, version)
         except ProtocolError:
             return False
-        return True
+        return self.ready
 
     async def infer(self, inputs: np.ndarray) -> np.ndarray:
         """Probabilities for checked inputs, run in the next batch."""
@@ -66,15 +76,6 @@ class ModelService:
         except QueueFull as err:
             raise ProtocolError(503, f"server busy: {err}; retry later") from err
         probs = await future
-        self.metrics.rows.inc(len(probs))
-        return probs
-
-    def infer_blocking(self, inputs: np.ndarray) -> np.ndarray:
-        """`infer` for a caller on its own thread (the gRPC server's)."""
-        try:
-            probs = self.batcher.infer_blocking(inputs)
-        except QueueFull as err:
-            raise ProtocolError(503, f"server busy: {err}; retry later") from err
         self.metrics.rows.inc(len(probs))
         return probs
 
@@ -93,4 +94,4 @@ class ModelService:
 
     def statistics(self) -> dict:
         """Triton's statistics response for the one model."""
-        return {"model_stats": [model_statistics(self.contract.model_name, self.contract.version, self.batcher.stats)]}
+        return {"model_stats": [self.batcher.stats.triton(self.contract.model_name, self.contract.version)]}

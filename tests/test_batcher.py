@@ -40,7 +40,7 @@ def test_batched_answers_equal_unbatched_ones(bundle, rows):
         answers = run_together(batcher, requests)
     finally:
         batcher.stop()
-    assert batcher.stats.execution_count == 1 and batcher.stats.batches == {64: [1, batcher.stats.compute_ns]}
+    assert batcher.stats.execution_count == 1 and list(batcher.stats.batches) == [64]
     alone = [bundle.run(r) for r in requests]  # the oracle: each request in its own ORT call
     for got, expected in zip(answers, alone):
         assert got.shape == expected.shape
@@ -74,31 +74,51 @@ def test_the_queue_is_bounded_and_stop_answers_what_is_queued(rows):
     release = threading.Event()
 
     def slow_run(inputs: np.ndarray) -> np.ndarray:
-        release.wait(30)  # holds the inference thread until the test lets go
+        release.wait(60)  # holds the inference thread until the test lets go
         return inputs.reshape(len(inputs), -1)[:, :10]
 
     batcher = Batcher(slow_run, BatchPolicy(max_batch_rows=1, max_queue_delay_us=0, max_queue_size=2))
     batcher.start()
 
-    async def scenario() -> tuple[list, str]:
+    async def scenario() -> list:
         first = batcher.infer(rows[:1])  # taken by the thread, which blocks in slow_run
         while batcher.queued:
             await asyncio.sleep(0.001)
         queued = [batcher.infer(rows[i:i + 1]) for i in (1, 2)]  # the queue's two places
-        with pytest.raises(QueueFull, match="2 requests are queued") as refused:
+        with pytest.raises(QueueFull, match="2 requests are queued"):
+            batcher.infer(rows[3:4])
+        stopping = threading.Thread(target=batcher.stop)  # stop() while two requests wait and one runs
+        stopping.start()
+        while not batcher._stopping:
+            await asyncio.sleep(0.001)
+        with pytest.raises(QueueFull, match="shutting down"):
             batcher.infer(rows[3:4])
         release.set()
-        return await asyncio.gather(first, *queued), str(refused.value)
+        answers = await asyncio.gather(first, *queued)
+        stopping.join(60)
+        return answers
 
-    answers, _ = asyncio.run(scenario())
-    batcher.stop()
-    assert [a.shape for a in answers] == [(1, 10)] * 3
-    with pytest.raises(QueueFull, match="shutting down"):
-        asyncio.run(_infer(batcher, rows[:1]))
+    answers = asyncio.run(scenario())
+    assert [a.shape for a in answers] == [(1, 10)] * 3  # stop() ran what was queued before ending
+    assert not batcher.alive and batcher.stats.execution_count == 3
 
 
-async def _infer(batcher: Batcher, inputs: np.ndarray):
-    return await batcher.infer(inputs)
+def test_flush_stops_waiting_for_the_delay(bundle, rows):
+    batcher = Batcher(bundle.run, BatchPolicy(max_batch_rows=64, max_queue_delay_us=600_000_000, max_queue_size=8))
+    batcher.start()
+
+    async def scenario() -> np.ndarray:
+        waiting = batcher.infer(rows[:2])  # 2 of 64 rows: would wait ten minutes for more
+        while batcher.queued == 0:
+            await asyncio.sleep(0.001)
+        batcher.flush()
+        return await asyncio.wait_for(waiting, 60)
+
+    try:
+        answer = asyncio.run(scenario())
+    finally:
+        batcher.stop()
+    np.testing.assert_allclose(answer, bundle.run(rows[:2]), rtol=0, atol=ABS_TOL)
 
 
 def test_an_error_reaches_every_request_of_its_batch(rows):
@@ -113,25 +133,29 @@ def test_an_error_reaches_every_request_of_its_batch(rows):
 
     try:
         results = asyncio.run(submit())
+        survived = batcher.alive  # the thread lives on to run the next batch
     finally:
         batcher.stop()
-    assert [str(r) for r in results] == ["bad batch of 3"] * 3
-    assert (batcher.stats.fail_count, batcher.stats.inference_count) == (3, 0)
+    assert survived and [str(r) for r in results] == ["bad batch of 3"] * 3
+    assert (batcher.stats.fail[0], batcher.stats.success[0], batcher.stats.inference_count) == (3, 0, 0)
 
 
-def test_blocking_callers_share_batches_with_event_loop_callers(bundle, rows):
-    batcher = Batcher(bundle.run, BatchPolicy(max_batch_rows=64, max_queue_delay_us=300_000, max_queue_size=64))
+def test_requests_from_two_event_loops_share_a_batch(bundle, rows):
+    # 8 rows fill the batch long before the ten-minute delay: one execution, whatever the speed
+    batcher = Batcher(bundle.run, BatchPolicy(max_batch_rows=8, max_queue_delay_us=600_000_000, max_queue_size=8))
     batcher.start()
-    answers: dict[int, np.ndarray] = {}
-    threads = [threading.Thread(target=lambda i=i: answers.__setitem__(i, batcher.infer_blocking(rows[i:i + 1]))) for i in range(4)]
+    answers: dict[str, list[np.ndarray]] = {}
+
+    def loop_in_a_thread(name: str, part: slice) -> None:
+        answers[name] = run_together(batcher, [rows[i:i + 1] for i in range(part.start, part.stop)])
+
+    threads = [threading.Thread(target=loop_in_a_thread, args=(name, part)) for name, part in (("a", slice(0, 4)), ("b", slice(4, 8)))]
     try:
         for thread in threads:
             thread.start()
-        loop_answers = run_together(batcher, [rows[i:i + 1] for i in range(4, 8)])
         for thread in threads:
-            thread.join(30)
+            thread.join(60)
     finally:
         batcher.stop()
-    got = np.concatenate([answers[i] for i in range(4)] + loop_answers)
-    np.testing.assert_allclose(got, bundle.run(rows[:8]), rtol=0, atol=ABS_TOL)
-    assert batcher.stats.execution_count < 8  # the thread callers and the loop callers met in a batch
+    np.testing.assert_allclose(np.concatenate(answers["a"] + answers["b"]), bundle.run(rows[:8]), rtol=0, atol=ABS_TOL)
+    assert batcher.stats.execution_count == 1  # each loop was woken for its half of one batch

@@ -17,15 +17,18 @@ from hypothesis import strategies as st
 
 from deploy.bundle import load_bundle
 from deploy.http_app import HttpApp
-from deploy.protocol import ProtocolError, parse_infer
+from deploy.protocol import ProtocolError, encode_response, parse_infer
 from deploy.service import ModelService, ServingLimits
 
 MAX_BATCH = 4
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
+# Text with lone surrogates too: `json` reads "\ud800" into a str that no UTF-8 answer can carry.
+# (joined from characters: st.text drops surrogates whatever its alphabet)
+texts = st.lists(st.characters() | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=8).map("".join)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | texts,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts, inner, max_size=4),
     max_leaves=20,
 )
 shapes = st.lists(st.one_of(st.integers(-2, 6), st.just(28), st.just(1), st.text(max_size=2), st.booleans()), max_size=5)
@@ -59,7 +62,7 @@ def near_requests(draw) -> tuple[bytes, str | None]:
     if draw(st.booleans()):
         request["outputs"] = draw(mostly([{"name": "probs", "parameters": {"binary_data": draw(st.booleans())}}], json_values))
     if draw(st.booleans()):
-        request["id"] = draw(mostly("r1", json_values))
+        request["id"] = draw(mostly("r1", st.one_of(texts, json_values)))
     header = json.dumps(request).encode()  # writes NaN, Infinity and integers past 64 bits, as some clients do
     length = draw(mostly(str(len(header)), st.one_of(st.text(max_size=6), st.integers(-5, len(header) + 10).map(str))))
     return header + tail, length if binary else draw(mostly(None, st.just(length)))
@@ -84,6 +87,9 @@ def check_parse(body: bytes, header_length: str | None, contract) -> None:
     event("accepted")
     assert request.inputs.dtype == np.float32 and request.inputs.shape[1:] == contract.input_shape
     assert 1 <= len(request.inputs) <= MAX_BATCH and np.isfinite(request.inputs).all()
+    probs = np.full((len(request.inputs), len(contract.classes)), 0.1, np.float32)
+    body, headers = encode_response(contract, request, probs)  # what the server answers must be writable
+    assert body and headers
 
 
 @FUZZ
@@ -132,3 +138,26 @@ def test_the_http_app_never_answers_5xx(service, method, path, headers, drawn, c
     assert status < 500, answer
     if status >= 400:
         assert set(orjson.loads(answer)) == {"error"}
+
+
+def test_a_fault_of_the_server_is_a_logged_json_500_and_readiness_follows_the_inference_thread(mnist_bundle, caplog):
+    service = ModelService(load_bundle(mnist_bundle), ServingLimits(MAX_BATCH, 0, 64, 1 << 16), "test")
+
+    def broken(inputs: np.ndarray) -> np.ndarray:
+        raise RuntimeError("the session is gone")
+
+    service.batcher._run = broken  # what a failing ONNX Runtime call would do
+    app, body = HttpApp(service), orjson.dumps({"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28],
+                                                            "data": [0.5] * 784}]})
+    service.start()
+    try:
+        status, answer = asyncio.run(call(app, "POST", "/v2/models/mnist_mlp/infer", [], body, 1))
+        ready = asyncio.run(call(app, "GET", "/v2/health/ready", [], b"", 1))
+    finally:
+        service.stop()
+    assert (status, orjson.loads(answer)) == (500, {"error": "internal error: RuntimeError: the session is gone"})
+    assert "POST /v2/models/mnist_mlp/infer failed" in caplog.text and "RuntimeError" in caplog.text
+    assert 'mlp_inference_failures_total{model="mnist_mlp",status="500"} 1.0' in service.metrics.exposition().decode()
+    assert ready[0] == 200
+    stopped = asyncio.run(call(app, "GET", "/v2/health/ready", [], b"", 1))
+    assert stopped[0] == 400 and "not ready" in orjson.loads(stopped[1])["error"]

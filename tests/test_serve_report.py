@@ -48,4 +48,17 @@ def test_the_report_explains_a_grpc_miss_from_the_floor():
               "versions": {"ours": {"python": "3.11"}}}
     text = render(result)
     assert "gRPC misses by 80%" in text and "2500 req/s at 64 clients, 0.50x" in text
-    assert "| mlserver | defaults | binary | – | refused |" in text  # clients 1 (not measured) and 64 and "- mlserver, binary: 422: no" in text
+    assert "| mlserver | defaults | binary | – | refused |" in text  # clients 1 (not measured) and 64
+    assert "- mlserver, binary: 422: no" in text
+
+
+def test_a_target_met_with_bad_answers_is_not_met():
+    points = [ours("binary", 1, 2000, p50_ms=0.4, wrong=3), *POINTS[1:]]
+    assert targets(points)[3][1:] == ("0.40 ms (with bad answers)", False)
+
+
+def test_no_grpc_explanation_when_grpc_keeps_up():
+    points = [p if (p["server"], p["encoding"]) != ("mlp-serve", "grpc") else ours("grpc", 64, 6000) for p in POINTS]
+    result = {"points": points, "machine": {"cpu": "x", "cores": 2, "flags": [], "absent": []}, "config": {"seconds": 5, "warmup_s": 1},
+              "model_time": {"batch_1_us": 50, "batch_64_us": 500, "batch_64_us_per_row": 7.8}, "versions": {}}
+    assert "gRPC misses" not in render(result) and targets(points)[5][2] is True

@@ -88,6 +88,8 @@ BAD_REQUESTS = [  # (id, body, headers, status, message fragment)
     ("wrong-shape", {"shape": [1, 784], "data": [0.0] * 784}, {}, 400, "has shape [1, 784]"),
     ("data-shorter-than-shape", {"data": [0.0] * 783}, {}, 400, "holds 783 values"),
     ("ragged-data", {"data": [[0.0] * 784, [0.0]]}, {}, 400, "not a regular array"),
+    ("data-far-beyond-shape", {"data": [0.0] * 2000}, {}, 400, "holds 2000 values"),  # refused before numpy copies it
+    ("nested-data-far-beyond-shape", {"data": [[0.0] * 2000]}, {}, 400, "holds more than 1584 values"),
     ("string-data", {"data": ["0"] * 784}, {}, 400, "only numbers"),
     ("nan", {"data": [float("nan")] + [0.0] * 783}, {}, 400, "NaN"),
     ("out-of-range", {"data": [2.0] + [0.0] * 783}, {}, 400, "outside the model's range [0, 1]"),

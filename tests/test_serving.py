@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ from tritonclient.utils import InferenceServerException
 
 from bench import serve_robustness
 from bench.serve_load import infer_requests, parse_head
+from bench.serve_proc import listening_sockets
 from conftest import free_port, running_server
 from deploy.bundle import load_bundle
 
@@ -49,43 +53,71 @@ async def send_all(address: str, wires: list[bytes]) -> list[tuple[int, bytes]]:
 
 
 def test_the_statistics_show_concurrent_requests_batched(mnist_bundle, requests):
-    with running_server(mnist_bundle, "--max-queue-delay-us", "200000") as address:
+    # 16 rows fill a batch (--max-batch 16) long before the one-minute delay: one execution, whatever the speed
+    with running_server(mnist_bundle, "--max-queue-delay-us", "60000000", "--max-batch", "16") as address:
         answers = asyncio.run(send_all(address, [r.wire for r in requests[:16]]))
         stats = get_json(address, "/v2/models/mnist_mlp/stats")["model_stats"][0]
         assert get_json(address, "/v2/models/mnist_mlp/versions/1/stats") == get_json(address, "/v2/models/stats")
     assert [status for status, _ in answers] == [200] * 16
-    assert stats["inference_count"] == 16 and stats["execution_count"] < 16  # the 200 ms delay let them meet
-    assert sum(b["compute_infer"]["count"] * b["batch_size"] for b in stats["batch_stats"]) == 16
-    assert stats["inference_stats"]["queue"]["count"] == 16 and stats["inference_stats"]["queue"]["ns"] > 0
+    assert (stats["inference_count"], stats["execution_count"]) == (16, 1)
+    assert [(b["batch_size"], b["compute_infer"]["count"]) for b in stats["batch_stats"]] == [(16, 1)]
+    inference = stats["inference_stats"]
+    assert inference["success"]["count"] == inference["queue"]["count"] == inference["compute_infer"]["count"] == 16
+    # Triton's accounting: each request is charged its batch's compute time; success = queue + compute
+    assert inference["compute_infer"]["ns"] == 16 * stats["batch_stats"][0]["compute_infer"]["ns"]
+    assert inference["success"]["ns"] == inference["queue"]["ns"] + inference["compute_infer"]["ns"]
+    assert set(inference) >= {"fail", "compute_input", "compute_output", "cache_hit", "cache_miss"}
 
 
-def test_a_full_queue_is_503_over_http_and_refused_over_grpc(mnist_bundle, requests, mnist):
+def wait_until_queued(address: str, count: int) -> None:
+    """Until the server's mlp_queue_requests gauge shows `count` requests waiting (60 s guard)."""
+    deadline = time.monotonic() + 60
+    while serve_robustness.queued(int(address.split(":")[1])) < count:
+        assert time.monotonic() < deadline, f"{count} requests were not queued within 60 s"
+        time.sleep(0.02)
+
+
+def test_a_full_queue_is_503_over_http_and_unavailable_over_grpc(mnist_bundle, requests, mnist):
     port = free_port()
-    flags = ("--max-queue-size", "1", "--max-queue-delay-us", "1000000")  # one request waits a second; no room for more
-    with running_server(mnist_bundle, *flags, grpc_port=port) as address:
-        answers = asyncio.run(send_all(address, [r.wire for r in requests[:4]]))
-        client = triton_grpc.InferenceServerClient(f"127.0.0.1:{port}")
-        tensor = triton_grpc.InferInput("image", [1, 1, 28, 28], "FP32")
-        tensor.set_data_from_numpy(mnist.held_out.inputs[:1].numpy())
-        asyncio.run(send_all(address, [requests[0].wire]))  # the queue is free again after each batch
-        results = []
-        for _ in range(3):
-            client.async_infer("mnist_mlp", [tensor], callback=lambda result, error: results.append(error))
-        while len(results) < 3:
-            asyncio.run(asyncio.sleep(0.05))
-        metrics = urllib.request.urlopen(f"http://{address}/metrics", timeout=30).read().decode()
-    statuses = sorted(status for status, _ in answers)
-    assert statuses.count(200) >= 1 and set(statuses) == {200, 503}
-    assert all(b"server busy" in body for status, body in answers if status == 503)
-    codes = sorted(str(e.status()) if isinstance(e, InferenceServerException) else "OK" for e in results)
-    assert "OK" in codes and set(codes) - {"OK"} <= {"StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXHAUSTED"} and len(set(codes)) > 1
-    assert 'mlp_inference_failures_total{model="mnist_mlp",status="503"}' in metrics
-    assert "mlp_batch_rows_bucket" in metrics and "mlp_queue_duration_seconds_bucket" in metrics
+    # One request waits a minute for rows that never come: the queue (size 1) stays full until SIGTERM drains it.
+    flags = ("--max-queue-size", "1", "--max-queue-delay-us", "60000000", "--max-batch", "4")
+    with ThreadPoolExecutor(1) as pool:
+        with running_server(mnist_bundle, *flags, grpc_port=port) as address:
+            first = pool.submit(asyncio.run, send_all(address, [requests[0].wire]))
+            wait_until_queued(address, 1)
+            refused = asyncio.run(send_all(address, [r.wire for r in requests[1:4]]))
+            client = triton_grpc.InferenceServerClient(f"127.0.0.1:{port}")
+            tensor = triton_grpc.InferInput("image", [1, 1, 28, 28], "FP32")
+            tensor.set_data_from_numpy(mnist.held_out.inputs[:1].numpy())
+            with pytest.raises(InferenceServerException) as unavailable:
+                client.infer("mnist_mlp", [tensor])
+            metrics = urllib.request.urlopen(f"http://{address}/metrics", timeout=30).read().decode()
+        answered = first.result(timeout=60)  # answered by the drain when the server was terminated
+    assert [status for status, _ in answered] == [200]
+    assert [status for status, _ in refused] == [503] * 3 and all(b"server busy" in body for _, body in refused)
+    assert unavailable.value.status() == "StatusCode.UNAVAILABLE" and "server busy" in unavailable.value.message()
+    assert 'mlp_inference_failures_total{model="mnist_mlp",status="503"} 3.0' in metrics
+    assert 'mlp_inference_failures_total{model="mnist_mlp",status="grpc:UNAVAILABLE"} 1.0' in metrics
+    assert "mlp_queue_requests 1.0" in metrics and "mlp_batch_rows_bucket" in metrics
+
+
+def test_a_body_that_stops_arriving_gets_408_and_the_connection_closes(mnist_bundle, requests):
+    with running_server(mnist_bundle, "--body-timeout-s", "0.3") as address:
+        host, port = address.split(":")
+        with socket.create_connection((host, int(port)), timeout=60) as stalled:
+            stalled.sendall(requests[0].wire[:len(requests[0].wire) // 2])  # headers promise the rest
+            answer = b""
+            while chunk := stalled.recv(65536):  # b"": the server closed the connection after answering
+                answer += chunk
+        still_serving = asyncio.run(send_all(address, [requests[1].wire]))
+    assert answer.startswith(b"HTTP/1.1 408") and b"the request body did not arrive within 0.3 s" in answer
+    assert [status for status, _ in still_serving] == [200]
 
 
 def test_sigterm_answers_the_requests_in_flight_and_exits_0(mnist_bundle, requests):
-    result = serve_robustness.drain(mnist_bundle, requests, in_flight=16)
+    result = serve_robustness.drain(mnist_bundle, requests, in_flight=16)  # behind a one-minute queue delay
     assert (result["answered_200"], result["exit_code"], result["drain_logged"]) == (16, 0, True), result
+    assert result["seconds_from_sigterm_to_all_answered"] < 30  # the drain ran them at once, not after the delay
 
 
 def test_256_clients_get_right_answers_or_clean_503s(mnist_bundle, requests):
@@ -106,6 +138,11 @@ def test_memory_stays_flat_over_many_requests(mnist_bundle, requests):
 
 def test_workers_share_one_port_and_stop_together(mnist_bundle, requests):
     with running_server(mnist_bundle, "--workers", "2") as address:
+        port = int(address.split(":")[1])
+        deadline = time.monotonic() + 60
+        while listening_sockets(port) < 2:  # one per worker (SO_REUSEPORT); the first may be ready alone
+            assert time.monotonic() < deadline, "the second worker did not listen within 60 s"
+            time.sleep(0.05)
         answers = asyncio.run(send_all(address, [r.wire for r in requests[:32]]))
         assert get_json(address, "/v2/health/ready") == {"ready": True}
     assert [status for status, _ in answers] == [200] * 32  # running_server checks the exit code is 0
