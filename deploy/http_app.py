@@ -110,7 +110,9 @@ class HttpApp:
             status, body, headers = 500, orjson.dumps({"error": f"internal error: {type(err).__name__}: {err}"}), JSON
         if status >= 400 and route.endswith("/infer"):
             self.service.metrics.failure(status)
-        if status in (408, 413):  # the rest of the body may never come, or is not worth reading: close
+        # After a 408 the rest of the body may never come: close. Not after a 413: closing while the client
+        # still sends resets the connection, and the client never reads the 413 (uvicorn reads the rest).
+        if status == 408:
             headers = [*headers, (b"connection", b"close")]
         await send({"type": "http.response.start", "status": status,
                     "headers": [*headers, (b"content-length", str(len(body)).encode())]})
