@@ -1,5 +1,5 @@
 """mlp-serve's dynamic batching and its behaviour under abuse, from outside: the statistics extension
-shows batches forming, a full queue answers 503 (HTTP) and UNAVAILABLE or RESOURCE_EXHAUSTED (gRPC),
+shows batches forming, a full queue answers 503 (HTTP) and UNAVAILABLE (gRPC), a stalled body 408,
 SIGTERM answers what is in flight and exits 0, stalled clients hold up no one, memory stays flat,
 and --workers N serves on one port. The full-size figures come from `make bench-serve`."""
 
