@@ -4,7 +4,8 @@
 Served: ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelInfer (inputs as
 `raw_input_contents`, what tritonclient.grpc sends, or typed `contents.fp32_contents`; outputs always
 as `raw_output_contents`, which every client reads) and ModelStatistics. The other methods
-(repository, shared memory, trace, logging) answer UNIMPLEMENTED, as the generated base class does.
+(streaming, config, repository, shared memory, trace, logging) answer UNIMPLEMENTED with a message;
+the generated base class would raise instead, and grpc.aio would log a traceback for every such call.
 The messages are the protobuf classes tritonclient ships (tritonclient.grpc.service_pb2), so the
 schema is Triton's own. The checks are deploy.protocol's; its HTTP statuses map onto gRPC codes:
 400 and 413 INVALID_ARGUMENT, 404 NOT_FOUND, 503 UNAVAILABLE (a full batch queue); a fault of the
@@ -112,6 +113,18 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         code = CODES[err.status]
         self.service.metrics.grpc(method, code.name)
         await context.abort(code, str(err))  # raises: the call ends here with that status
+
+
+def _unimplemented(name: str):
+    async def answer(self: InferenceService, request, context) -> None:
+        self.service.metrics.grpc(name, "UNIMPLEMENTED")
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{name} is not served by mlp-serve; Triton serves the same repository")
+    answer.__name__ = name
+    return answer
+
+
+for _name in [n for n in vars(service_pb2_grpc.GRPCInferenceServiceServicer) if n[0].isupper() and n not in vars(InferenceService)]:
+    setattr(InferenceService, _name, _unimplemented(_name))
 
 
 def grpc_server(service: ModelService, address: str, reuse_port: bool) -> grpc.aio.Server:

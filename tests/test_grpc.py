@@ -105,3 +105,11 @@ def test_statistics_count_what_was_inferred(client):
     assert after.inference_count - before.inference_count == 2
     assert after.execution_count - before.execution_count == 1
     assert after.inference_stats.compute_infer.ns > before.inference_stats.compute_infer.ns
+
+
+def test_the_methods_not_served_answer_unimplemented(grpc_address):
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(grpc_address))
+    for call, request in [(stub.RepositoryIndex, pb.RepositoryIndexRequest()), (stub.ModelConfig, pb.ModelConfigRequest(name="mnist_mlp"))]:
+        with pytest.raises(grpc.RpcError) as refused:
+            call(request)
+        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED and "not served by mlp-serve" in refused.value.details()
