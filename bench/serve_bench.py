@@ -35,7 +35,7 @@ import onnxruntime as ort
 from bench import serve_report, serve_robustness
 from bench.serve_load import grpc_requests, infer_requests, run_grpc, run_http
 from bench.serve_peers.launch import running_peer, versions
-from bench.serve_proc import free_port, listening_sockets, tree_cpu_s, wait_ready
+from bench.serve_proc import free_port, tree_cpu_s, wait_listening, wait_ready
 from deploy.bundle import load_bundle
 from deploy.server import SERVING_ORT_OPTIONS
 from pipeline.config import DATA_DIR_FIELD, MNIST_MIRROR_FIELD, OTTO_CSV_FIELD
@@ -87,11 +87,7 @@ def ours(bundle: Path, setting: str, *flags: str, workers: int = 1) -> Iterator[
                "--workers", str(workers), *flags]
     with _process(command) as process:
         wait_ready(process, http, MODEL_NAME)
-        deadline = time.monotonic() + 120
-        while listening_sockets(http) < workers:  # every worker listening, or the clients' connections miss some
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{workers} workers were not all listening on {http} within 120 s")
-            time.sleep(0.05)
+        wait_listening(http, workers)  # or the clients' connections miss the workers not yet listening
         yield Target("mlp-serve", setting, process.pid, http, grpc, MODEL_NAME)
 
 

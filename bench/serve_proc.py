@@ -75,3 +75,12 @@ def listening_sockets(port: int) -> int:
             local, state = fields[1], fields[3]
             count += int(local.rsplit(":", 1)[1], 16) == port and state == "0A"  # 0A: TCP_LISTEN
     return count
+
+
+def wait_listening(port: int, count: int, timeout_s: float = 120) -> None:
+    """Until `count` sockets listen on `port`: with --workers N, every worker, not only the first ready."""
+    deadline = time.monotonic() + timeout_s
+    while listening_sockets(port) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{count} sockets were not listening on {port} within {timeout_s} s")
+        time.sleep(0.05)

@@ -54,6 +54,16 @@ def queued(port: int) -> float:
     raise RuntimeError("no mlp_queue_requests in /metrics")
 
 
+def wait_queued(port: int, count: int, timeout_s: float = 60) -> None:
+    """Until the server shows `count` requests waiting for a batch (the timeout guards a hang; it is not
+    a speed requirement)."""
+    deadline = time.monotonic() + timeout_s
+    while queued(port) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{count} requests were not all queued within {timeout_s} s")
+        time.sleep(0.02)
+
+
 def overload(bundle: Path, requests: list[Request], clients: int, seconds: float, queue_size: int) -> dict:
     """`clients` closed-loop clients against a queue of `queue_size`: statuses, wrong answers, p99."""
     with server(bundle, "--max-queue-size", str(queue_size)) as (_, port, _log):
@@ -116,11 +126,7 @@ async def _signal_once_queued(process: subprocess.Popen, port: int, requests: li
         return status
 
     tasks = [asyncio.ensure_future(one(r)) for r in requests]
-    deadline = time.monotonic() + 60  # a guard against a hang, not a speed requirement
-    while await asyncio.to_thread(queued, port) < len(requests):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(requests)} requests were not all queued within 60 s")
-        await asyncio.sleep(0.02)
+    await asyncio.to_thread(wait_queued, port, len(requests))
     process.send_signal(signal.SIGTERM)
     signalled = time.perf_counter()
     statuses = await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,7 +1,7 @@
 """Dynamic batching, as Triton's dynamic batcher does it: requests from any event loop queue up, one
 inference thread takes them in arrival order and runs them together in one ONNX Runtime call.
 
-    batcher = Batcher(bundle.run, BatchPolicy(max_batch_rows=256, max_queue_delay_us=0, max_queue_size=1024))
+    batcher = Batcher(bundle.run, BatchPolicy(max_batch_rows=8192, max_queue_delay_us=0, max_queue_size=1024))
     batcher.start()
     probs = await batcher.infer(inputs)      # float32 N x ... -> float32 N x classes; QueueFull past the bound
     batcher.flush()                           # SIGTERM: stop waiting out delays, run what comes at once
@@ -35,7 +35,10 @@ class QueueFull(Exception):
 
 @dataclass(frozen=True)
 class BatchPolicy:
-    max_batch_rows: int = 256  # rows per ORT call beyond which the queue waits for the next one
+    """The batching limits. These defaults are the one source of `make deploy`'s (deploy.build) and of
+    mlp-serve's for a bundle that records none; delay 0 was chosen by `make bench-serve`."""
+
+    max_batch_rows: int = 8192  # rows per ORT call (and per request: Triton's max_batch_size)
     max_queue_delay_us: int = 0  # longest wait after the oldest request's arrival to fill a batch (Triton's name)
     max_queue_size: int = 1024  # queued requests beyond which new ones are refused
 

@@ -34,6 +34,7 @@ from typing import Any
 import onnxruntime as ort
 
 from deploy import model_card, triton, variants
+from deploy.batcher import BatchPolicy
 from deploy.contract import Contract, read_contract
 from pipeline.handoff import artifacts
 from pipeline.handoff.artifacts import BUNDLE, MANIFEST, ONNX, REFERENCE_VARIANT
@@ -54,11 +55,11 @@ class DeployConfig:
     variant: str = field(default=REFERENCE_VARIANT, metadata={
         "help": "the bundle's default model, a variant that passed its gate in variants.json (fp32, int8, "
                 "int8-dynamic, fp16); model.onnx (fp32) is always kept as the reference"})
-    max_batch: int = field(default=8192, metadata={"help": "largest batch Triton and mlp-serve accept per request"})
+    max_batch: int = field(default=BatchPolicy.max_batch_rows, metadata={"help": "largest batch Triton and mlp-serve accept per request"})
     # Dynamic batching, the same in mlp-serve and Triton. Delay 0 (batches form from what queues while
     # one runs) measured best on 2 cores at 1-64 clients: docs/deploy.md, `make bench-serve`.
-    max_queue_delay_us: int = field(default=0, metadata={"help": "dynamic batching: longest wait after a request arrives to fill a batch, in µs"})
-    max_queue_size: int = field(default=1024, metadata={"help": "dynamic batching: queued requests beyond which new ones get 503 / UNAVAILABLE"})
+    max_queue_delay_us: int = field(default=BatchPolicy.max_queue_delay_us, metadata={"help": "dynamic batching: longest wait after a request arrives to fill a batch, in µs"})
+    max_queue_size: int = field(default=BatchPolicy.max_queue_size, metadata={"help": "dynamic batching: queued requests beyond which new ones get 503 / UNAVAILABLE"})
     cpu_instances: int = field(default=1, metadata={"help": "Triton model instances on CPU"})
     storage_uri: str = field(
         default="s3://YOUR-BUCKET/PATH/triton",

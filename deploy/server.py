@@ -13,9 +13,10 @@ rows per ONNX Runtime call, after waiting at most --max-queue-delay-us for them;
 --max-queue-size queued requests a new one gets 503 / UNAVAILABLE. The defaults of the three are the
 bundle's (`make deploy` writes them; its Triton config.pbtxt has the same). The sessions use the
 options `make tune` chose per batch size with spinning off (SERVING_ORT_OPTIONS: why). SIGTERM or
-Ctrl-C stops accepting, runs the queue at once, answers every request already in, and exits 0. --workers N runs N such
-processes on the same ports (SO_REUSEPORT; the kernel spreads connections), each with its own
-sessions and batcher: docs/deploy.md says when that pays and when Triton or KServe is the better tool.
+Ctrl-C stops accepting, runs the queue at once, answers every request already in, and exits 0.
+--workers N runs N such processes on the same ports (SO_REUSEPORT; the kernel spreads connections),
+each with its own sessions and batcher: docs/deploy.md says when that pays and when Triton or KServe
+is the better tool.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ try:  # uvloop: libuv's event loop, the fast one; it does not exist on Windows, 
 except ImportError:  # pragma: no cover - Windows only
     from asyncio import run as run_loop
 
+from deploy.batcher import BatchPolicy
 from deploy.bundle import Bundle, load_bundle
 from deploy.contract import DeployError
 from deploy.grpc_service import grpc_server
@@ -124,11 +126,12 @@ async def serve(service: ModelService, args: argparse.Namespace) -> None:
 
 def limits_from(args: argparse.Namespace, bundle_path: Path) -> ServingLimits:
     """The command line's limits, the bundle's where it gives none."""
-    deploy = read_manifest(bundle_path)["config"]["deploy"]
+    deploy, default = read_manifest(bundle_path)["config"]["deploy"], BatchPolicy()  # a bundle may predate batching
     return ServingLimits(
-        max_batch=args.max_batch or deploy.get("max_batch", 8192),
-        max_queue_delay_us=args.max_queue_delay_us if args.max_queue_delay_us is not None else deploy.get("max_queue_delay_us", 0),
-        max_queue_size=args.max_queue_size or deploy.get("max_queue_size", 1024),
+        max_batch=args.max_batch or deploy.get("max_batch", default.max_batch_rows),
+        max_queue_delay_us=args.max_queue_delay_us if args.max_queue_delay_us is not None
+        else deploy.get("max_queue_delay_us", default.max_queue_delay_us),
+        max_queue_size=args.max_queue_size or deploy.get("max_queue_size", default.max_queue_size),
         max_request_bytes=args.max_request_bytes,
         dynamic_batching=args.dynamic_batching,
     )

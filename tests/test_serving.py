@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,7 +18,7 @@ from tritonclient.utils import InferenceServerException
 
 from bench import serve_robustness
 from bench.serve_load import infer_requests, parse_head
-from bench.serve_proc import listening_sockets
+from bench.serve_proc import wait_listening
 from conftest import free_port, running_server
 from deploy.bundle import load_bundle
 
@@ -69,14 +68,6 @@ def test_the_statistics_show_concurrent_requests_batched(mnist_bundle, requests)
     assert set(inference) >= {"fail", "compute_input", "compute_output", "cache_hit", "cache_miss"}
 
 
-def wait_until_queued(address: str, count: int) -> None:
-    """Until the server's mlp_queue_requests gauge shows `count` requests waiting (60 s guard)."""
-    deadline = time.monotonic() + 60
-    while serve_robustness.queued(int(address.split(":")[1])) < count:
-        assert time.monotonic() < deadline, f"{count} requests were not queued within 60 s"
-        time.sleep(0.02)
-
-
 def test_a_full_queue_is_503_over_http_and_unavailable_over_grpc(mnist_bundle, requests, mnist):
     port = free_port()
     # One request waits a minute for rows that never come: the queue (size 1) stays full until SIGTERM drains it.
@@ -84,7 +75,7 @@ def test_a_full_queue_is_503_over_http_and_unavailable_over_grpc(mnist_bundle, r
     with ThreadPoolExecutor(1) as pool:
         with running_server(mnist_bundle, *flags, grpc_port=port) as address:
             first = pool.submit(asyncio.run, send_all(address, [requests[0].wire]))
-            wait_until_queued(address, 1)
+            serve_robustness.wait_queued(int(address.split(":")[1]), 1)
             refused = asyncio.run(send_all(address, [r.wire for r in requests[1:4]]))
             client = triton_grpc.InferenceServerClient(f"127.0.0.1:{port}")
             tensor = triton_grpc.InferInput("image", [1, 1, 28, 28], "FP32")
@@ -138,11 +129,7 @@ def test_memory_stays_flat_over_many_requests(mnist_bundle, requests):
 
 def test_workers_share_one_port_and_stop_together(mnist_bundle, requests):
     with running_server(mnist_bundle, "--workers", "2") as address:
-        port = int(address.split(":")[1])
-        deadline = time.monotonic() + 60
-        while listening_sockets(port) < 2:  # one per worker (SO_REUSEPORT); the first may be ready alone
-            assert time.monotonic() < deadline, "the second worker did not listen within 60 s"
-            time.sleep(0.05)
+        wait_listening(int(address.split(":")[1]), 2)  # one socket per worker (SO_REUSEPORT); the first may be ready alone
         answers = asyncio.run(send_all(address, [r.wire for r in requests[:32]]))
         assert get_json(address, "/v2/health/ready") == {"ready": True}
     assert [status for status, _ in answers] == [200] * 32  # running_server checks the exit code is 0
