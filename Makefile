@@ -65,7 +65,7 @@ endif
 # any python3 runs it, before .venv exists).
 STAGE_SOURCES := $(shell python3 pipeline/handoff/sources.py train=pipeline/train.py export=export/__main__.py \
 	parity=export/parity.py variants=export/variants.py tune=export/tune.py \
-	deploy=deploy/build.py,deploy/server.py,deploy/predict.py bench=bench/conftest.py,bench/test_*.py report=bench/report.py \
+	deploy=deploy/build.py,deploy/server.py,deploy/predict.py web=web/build.py bench=bench/conftest.py,bench/test_*.py report=bench/report.py \
 	serve=bench/serve_bench.py,bench/serve_floor.py,bench/serve_peers/mlserver_onnx.py,bench/serve_peers/kserve_onnx.py)
 ifeq ($(filter train:%,$(STAGE_SOURCES)),)
 $(error pipeline/handoff/sources.py listed no sources; it needs python3 on PATH)
@@ -116,7 +116,7 @@ BENCH_DIR := $(ARTIFACTS)/bench
 BENCH_PYTEST_FLAGS = --bench-artifacts $(ARTIFACTS) --bench-dataset $(DATASET) --bench-device $(DEVICE) \
 	$(call data_flags,bench-) $(BENCH_FLAGS)
 
-.PHONY: help setup train export tune deploy serve bench bench-study bench-serve bench-compare test test-all test-no-bf16 clean
+.PHONY: help setup train export tune deploy web serve bench bench-study bench-serve bench-compare test test-all test-no-bf16 clean
 
 # The peer servers' own virtual environments (MLServer, KServe), for bench-serve only.
 include bench/serve_peers/peers.mk
@@ -135,7 +135,9 @@ tune: $(ARTIFACTS)/ort_tuning.json ## choose ONNX Runtime session options per va
 
 deploy: $(ARTIFACTS)/deploy/manifest.json ## torch-free bundle in ARTIFACTS/deploy (VARIANT=fp32|int8|int8-dynamic|fp16; fp32 always kept; MAX_QUEUE_DELAY_US= MAX_QUEUE_SIZE=)
 
-serve: $(ARTIFACTS)/deploy/manifest.json ## serve the bundle (Open Inference Protocol, HTTP on HOST:PORT, gRPC on GRPC_PORT) until Ctrl-C
+web: $(ARTIFACTS)/deploy/web/index.html ## the page that runs the bundle in the browser (ONNX Runtime Web) -> ARTIFACTS/deploy/web; needs npm
+
+serve: $(ARTIFACTS)/deploy/manifest.json ## serve the bundle (Open Inference Protocol, HTTP on HOST:PORT, gRPC on GRPC_PORT; the page at / after make web) until Ctrl-C
 	$(PY) -m deploy.server --bundle $(ARTIFACTS)/deploy --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT)
 
 bench-serve: $(BENCH_DIR)/serve.md ## mlp-serve beside MLServer and KServe (each in its own venv under .peers/), 1/8/64 clients, robustness -> bench/serve.md
@@ -196,9 +198,20 @@ $(ARTIFACTS)/ort_tuning.json: $(ARTIFACTS)/variants.json $(call stamp,tune) $(ca
 	$(PY) -m export.tune --artifacts $(ARTIFACTS) $(TUNE_FLAGS)
 
 # The bundle's model card quotes the bench headline when a bench run exists.
-$(ARTIFACTS)/deploy/manifest.json: $(ARTIFACTS)/ort_tuning.json $(call stamp,deploy) $(wildcard $(BENCH_DIR)/results.json) \
+$(ARTIFACTS)/deploy/manifest.json $(ARTIFACTS)/deploy/MODEL_CARD.md &: $(ARTIFACTS)/ort_tuning.json $(call stamp,deploy) $(wildcard $(BENCH_DIR)/results.json) \
 		$(call sources,deploy) $(PY_DEPS)
 	$(PY) -m deploy.build --artifacts $(ARTIFACTS) $(DEPLOY_FLAGS)
+
+# onnxruntime-web, as web/package-lock.json pins it (npm's own record of the install is the target).
+WEB_RUNTIME := web/node_modules/.package-lock.json
+$(WEB_RUNTIME): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+
+# The page hangs off MODEL_CARD.md, not the bundle's manifest.json: this stage adds its files to
+# manifest.json, which must not make it stale. A new bundle (make deploy) replaces deploy/ whole.
+$(ARTIFACTS)/deploy/web/index.html: $(ARTIFACTS)/deploy/MODEL_CARD.md $(call sources,web) $(wildcard web/page/*) \
+		$(WEB_RUNTIME) $(PY_DEPS)
+	$(PY) -m web.build --artifacts $(ARTIFACTS) $(call data_flags)
 
 $(BENCH_DIR)/results.json: $(ARTIFACTS)/ort_tuning.json $(call sources,bench) $(PY_DEPS)
 	@mkdir -p $(@D)

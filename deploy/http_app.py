@@ -6,6 +6,7 @@ httptools), torch-free.
     POST /v2/models/{m}[/versions/{v}]/infer           JSON `data` or binary tensor data (deploy.protocol)
     GET  /v2/models[/{m}[/versions/{v}]]/stats         Triton's statistics extension
     GET  /metrics                                      Prometheus (deploy.metrics)
+    GET  /, /<file>                                    the bundle's browser page, when `make web` built one (deploy.pages)
 Errors are `{"error": "..."}`: 400 bad request (and a readiness probe's "not ready"), 404 unknown
 model, version or route, 405 wrong method, 408 a body not all there `body_timeout_s` after it began, 413 too
 large, 503 queue full, 500 only for a fault of the server itself (logged with its traceback).
@@ -27,6 +28,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 
 from deploy.metrics import CONTENT_TYPE
+from deploy.pages import PageFile
 from deploy.protocol import HEADER_LENGTH, ProtocolError, encode_response, parse_infer
 from deploy.service import ModelService
 
@@ -79,7 +81,7 @@ class BodyDeadlines:
 
 
 class HttpApp:
-    def __init__(self, service: ModelService, body_timeout_s: float = 15.0) -> None:
+    def __init__(self, service: ModelService, body_timeout_s: float = 15.0, pages: dict[str, PageFile] | None = None) -> None:
         self.service, self.bodies = service, BodyDeadlines(body_timeout_s)
         self._metadata = orjson.dumps(service.model_metadata())
         # path or action -> (the method it allows, handler(scope, receive, model, version) -> Answer)
@@ -90,6 +92,7 @@ class HttpApp:
             "/v2/models/stats": ("GET", self.stats),
             "/metrics": ("GET", self.prometheus),
         }
+        self.fixed.update({path: ("GET", _page(page)) for path, page in (pages or {}).items()})
         self.actions = {None: ("GET", self.model_metadata), "ready": ("GET", self.model_ready),
                         "infer": ("POST", self.infer), "stats": ("GET", self.stats)}
 
@@ -128,7 +131,8 @@ class HttpApp:
         else:
             match = MODEL_PATH.fullmatch(path)
             if match is None:
-                raise ProtocolError(404, f"no route {path}")
+                hint = "; this bundle has no browser page (`make web` builds one)" if path == "/" else ""
+                raise ProtocolError(404, f"no route {path}{hint}")
             model, version, action = match["model"], match["version"], match["action"]
             allowed, handler = self.actions[action]
             route = "/v2/models/{model}" + ("/versions/{version}" if version else "") + (f"/{action}" if action else "")
@@ -176,6 +180,16 @@ class HttpApp:
 def _static(body: bytes) -> Callable[..., Awaitable[Answer]]:
     async def answer(scope: dict, receive: Callable, model: str | None, version: str | None) -> Answer:
         return 200, body, JSON
+    return answer
+
+
+def _page(page: PageFile) -> Callable[..., Awaitable[Answer]]:
+    """A page file's answer: 304 when the browser's copy is current (If-None-Match), else the file."""
+    async def answer(scope: dict, receive: Callable, model: str | None, version: str | None) -> Answer:
+        for name, value in scope["headers"]:
+            if name == b"if-none-match" and page.etag in value:
+                return 304, b"", page.headers
+        return 200, page.body, page.headers
     return answer
 
 

@@ -43,6 +43,7 @@ from deploy.bundle import Bundle, load_bundle
 from deploy.contract import DeployError
 from deploy.grpc_service import grpc_server
 from deploy.http_app import HttpApp
+from deploy.pages import PageFile, load_pages
 from deploy.service import SERVER_NAME, ModelService, ServingLimits
 from deploy.workers import run_workers
 from pipeline.handoff.manifest import read_manifest
@@ -95,8 +96,8 @@ def grpc_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 literal needs brackets
 
 
-async def serve(service: ModelService, args: argparse.Namespace) -> None:
-    """Serve HTTP (and gRPC) until SIGTERM/SIGINT, then drain both and stop the batcher."""
+async def serve(service: ModelService, args: argparse.Namespace, pages: dict[str, PageFile] | None = None) -> None:
+    """Serve HTTP (and gRPC, and the bundle's page) until SIGTERM/SIGINT, then drain both and stop the batcher."""
     grpc = grpc_server(service, grpc_address(args.host, args.grpc_port), args.reuse_port) if args.grpc_port else None
     stopping: list[asyncio.Future] = []
 
@@ -105,7 +106,7 @@ async def serve(service: ModelService, args: argparse.Namespace) -> None:
         if grpc is not None and not stopping:
             stopping.append(asyncio.ensure_future(grpc.stop(DRAIN_S)))
 
-    app = HttpApp(service, args.body_timeout_s)
+    app = HttpApp(service, args.body_timeout_s, pages)
     config = uvicorn.Config(app, loop="none", http="httptools", lifespan="off", access_log=False,
                             log_level="warning", timeout_graceful_shutdown=DRAIN_S, backlog=4096)
     sock = listening_socket(args.host, args.port, args.reuse_port)
@@ -115,6 +116,7 @@ async def serve(service: ModelService, args: argparse.Namespace) -> None:
         if grpc is not None:
             await grpc.start()
         log.info("serving http://%s:%d%s", args.host, args.port, f" and gRPC on {args.host}:{args.grpc_port}" if grpc else "")
+        log.info("the browser page: %s", f"http://{args.host}:{args.port}/" if pages else "none in this bundle (`make web` builds one)")
         await _Server(config, on_exit).serve(sockets=[sock])
         on_exit()
         await asyncio.gather(*stopping)
@@ -173,13 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         bundle: Bundle = load_bundle(Path(args.bundle), args.variant, SERVING_ORT_OPTIONS)
         limits = limits_from(args, Path(args.bundle))
+        pages = load_pages(Path(args.bundle))
     except DeployError as err:
         print(f"error: {err}", file=sys.stderr)
         return int(err.code)
     log.info("%s (max batch %d, queue delay %d µs, queue size %d)", bundle.summary(), limits.max_batch,
              limits.max_queue_delay_us, limits.max_queue_size)
     try:
-        run_loop(serve(ModelService(bundle, limits, SERVER_VERSION), args))
+        run_loop(serve(ModelService(bundle, limits, SERVER_VERSION), args, pages))
     except OSError as err:  # a port in use, an address not of this machine
         print(f"error: {err}", file=sys.stderr)
         return 1

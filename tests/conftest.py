@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -180,3 +181,35 @@ def otto_artifacts(tmp_path_factory, otto, otto_csv) -> Path:
     out = tmp_path_factory.mktemp("otto-artifacts")
     config = TrainConfig(dataset="otto", epochs=OTTO_EPOCHS, device="cpu", artifacts=str(out), otto_csv=str(otto_csv))
     return train_export_tune(config, otto, otto_csv=str(otto_csv))
+
+
+# The browser page (`make web`): onnxruntime-web from web/node_modules (`npm ci` in web/; .ci/run does).
+WEB_RUNTIME = REPO / "web" / "node_modules" / "onnxruntime-web" / "package.json"
+
+
+@pytest.fixture(scope="session")
+def web_runtime() -> Path:
+    if not WEB_RUNTIME.is_file():
+        pytest.skip("onnxruntime-web is not installed: `npm ci` in web/ (make web and .ci/run do)")
+    return WEB_RUNTIME.parents[1]  # node_modules
+
+
+def web_bundle(artifacts: Path, copy_to: Path, node_modules: Path, **source: str) -> Path:
+    """`make deploy VARIANT=int8 web` on a copy of `artifacts` (the session's bundles stay as they are):
+    a bundle holding fp32 and int8, with its page."""
+    from web.build import WebConfig
+    from web.build import run as web_run
+    shutil.copytree(artifacts, copy_to, ignore=shutil.ignore_patterns("deploy", "data"))
+    build_run(DeployConfig(artifacts=str(copy_to), variant="int8", max_batch=MNIST_BUNDLE_MAX_BATCH))
+    web_run(WebConfig(artifacts=str(copy_to), node_modules=str(node_modules), **source))
+    return copy_to / "deploy"
+
+
+@pytest.fixture(scope="session")
+def mnist_web_bundle(tmp_path_factory, exported, data_dir, web_runtime) -> Path:
+    return web_bundle(exported, tmp_path_factory.mktemp("web") / "artifacts", web_runtime, data_dir=str(data_dir))
+
+
+@pytest.fixture(scope="session")
+def otto_web_bundle(tmp_path_factory, otto_artifacts, otto_csv, web_runtime) -> Path:
+    return web_bundle(otto_artifacts, tmp_path_factory.mktemp("otto-web") / "artifacts", web_runtime, otto_csv=str(otto_csv))

@@ -26,7 +26,7 @@ def test_the_makefile_names_only_the_artifacts_the_stages_name():
     """Every file a rule makes is one pipeline/handoff/artifacts.py names (the Makefile cannot import it)."""
     text = (REPO / "Makefile").read_text()
     named = {*(v for k, v in vars(artifacts).items() if k.isupper() and isinstance(v, str)), *artifacts.VARIANT_FILES.values()}
-    in_makefile = set(re.findall(r"\$\(ARTIFACTS\)/([\w.-]+(?:/[\w.-]+)?)", text))
+    in_makefile = set(re.findall(r"\$\(ARTIFACTS\)/([\w.-]+(?:/[\w.-]+)*)", text))
     in_makefile |= {f"{artifacts.BENCH}/{name}" for name in re.findall(r"\$\(BENCH_DIR\)/([\w.-]+)", text)}
     in_makefile |= set(re.search(r"addprefix \$\(ARTIFACTS\)/,([^)]*)\)", text).group(1).split())
     in_makefile -= {".flags", "deploy/manifest.json"}  # the stamps' folder; the bundle's own manifest

@@ -6,6 +6,7 @@ tests/test_make.py checks it names no other).
                      parity.json (+ parity.md), the variants' ONNX files, variants.json
     make tune    ->  ort_tuning.json
     make deploy  ->  deploy/ (the bundle; its own manifest.json)
+    make web     ->  deploy/web/ (the page, inside the bundle and listed in its manifest.json)
     make bench   ->  bench/results.json, bench/report.md, bench/report.png
 Every stage records what it wrote in manifest.json (pipeline.handoff.manifest).
 """
@@ -40,6 +41,12 @@ ORT_TUNING = "ort_tuning.json"
 
 # deploy: a folder of its own, with its own manifest.json
 BUNDLE = "deploy"
+BUNDLE_CARD = f"{BUNDLE}/MODEL_CARD.md"
+
+# the browser page: a folder of the bundle, self-contained (any static server serves it)
+WEB = "web"  # inside the bundle
+WEB_PAGE = f"{BUNDLE}/{WEB}/index.html"
+WEB_SPEC = "page.json"  # inside WEB: what the page loads first (contract, variants, evaluation files)
 
 # bench
 BENCH = "bench"

@@ -31,11 +31,14 @@ def read_manifest(out: Path) -> dict[str, Any]:
     return manifest
 
 
-def record(out: Path, names: list[str], produced_by: str, **sections: Any) -> None:
-    """Add (or replace) the entries for `names`, written by `produced_by`, and any top-level sections."""
+def record(out: Path, names: list[str], produced_by: str, replacing: str | None = None, **sections: Any) -> None:
+    """Add (or replace) the entries for `names`, written by `produced_by`, and any top-level sections.
+    `replacing` (a folder, e.g. "web/") drops the entries under it first: the stage rewrote the folder whole."""
     out = Path(out)
     with exclusive_lock(out / ".manifest.lock", "manifest update", wait=True):  # read-modify-write
         manifest = read_manifest(out)
+        if replacing:
+            manifest["artifacts"] = {k: v for k, v in manifest["artifacts"].items() if not k.startswith(replacing)}
         manifest["artifacts"].update(file_entries(out, names, produced_by))
         manifest.update(sections)
         write_json(out / MANIFEST, manifest)

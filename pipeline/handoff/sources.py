@@ -14,7 +14,7 @@ import ast
 import sys
 from pathlib import Path
 
-PACKAGES = ("pipeline", "export", "bench", "deploy")  # the project's own top-level packages
+PACKAGES = ("pipeline", "export", "bench", "deploy", "web")  # the project's own top-level packages
 REPO = Path(__file__).resolve().parents[2]
 
 

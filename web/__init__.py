@@ -1,0 +1,1 @@
+"""The bundle's model in the browser: `make web` builds a static page (ONNX Runtime Web) into the bundle."""
