@@ -16,7 +16,7 @@ from pipeline.handoff import artifacts
 
 def test_make_help_lists_the_verbs_and_reading_the_makefile_writes_nothing(tmp_path):
     run = subprocess.run(["make", "-C", str(REPO), "help", f"ARTIFACTS={tmp_path}"], capture_output=True, text=True, check=True)
-    for verb in ("train", "export", "tune", "deploy", "serve", "bench", "bench-study", "test", "setup", "clean"):
+    for verb in ("train", "export", "tune", "deploy", "web", "serve", "bench", "bench-study", "test", "setup", "clean"):
         assert f"make {verb} " in run.stdout
     assert "changing only them does not retrain" in run.stdout  # DEVICE, CAPTURE, NPROC: where, not which model
     assert list(tmp_path.iterdir()) == []

@@ -33,7 +33,8 @@ async function main() {
 
 function buildVariants() {
   const select = $('variant');
-  for (const name of Object.keys(page.spec.variants)) select.add(new Option(name, name));
+  const names = Object.keys(page.spec.variants);  // page.json's keys are sorted: the reference first
+  for (const name of [page.spec.reference_variant, ...names.filter((n) => n !== page.spec.reference_variant)]) select.add(new Option(name, name));
   select.value = page.spec.default_variant;
   select.addEventListener('change', () => useVariant(select.value));
 }
