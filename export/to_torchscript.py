@@ -1,7 +1,8 @@
 """TorchScript export of the softmax head (torch.jit.script), with upstream warnings recorded.
 
-TorchScript is deprecated upstream (FutureWarning since torch 2.10) but still shipped because
-users ask for it: the warnings go into the export report and to stderr, and are not fatal.
+TorchScript is deprecated upstream (a DeprecationWarning in torch 2.11-2.13, a FutureWarning from
+2.14, the same text) but still shipped because users ask for it: the warnings go into the export
+report and to stderr, whatever their class, and are not fatal.
 The archive carries `metadata.json` (class names, input name and contract) as an extra file:
 `torch.jit.load(path, _extra_files={"metadata.json": ""})` fills it in.
 """

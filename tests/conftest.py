@@ -18,8 +18,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from deploy.build import DeployConfig
-from deploy.build import run as build_run
 from export.__main__ import ExportConfig
 from export.__main__ import run as export_run
 from export.parity import ParityConfig
@@ -161,7 +159,9 @@ def exported(tmp_path_factory, mnist, data_dir):
 @pytest.fixture(scope="session")
 def mnist_bundle(exported) -> Path:
     """`make deploy` on the `exported` artifacts: the bundle folder."""
-    build_run(DeployConfig(artifacts=str(exported), max_batch=MNIST_BUNDLE_MAX_BATCH))
+    from deploy.build import DeployConfig, run  # tritonclient: not on the GPU machine, whose run needs no bundle
+
+    run(DeployConfig(artifacts=str(exported), max_batch=MNIST_BUNDLE_MAX_BATCH))
     return exported / "deploy"
 
 
@@ -197,6 +197,8 @@ def web_runtime() -> Path:
 def web_bundle(artifacts: Path, copy_to: Path, node_modules: Path, **source: str) -> Path:
     """`make deploy VARIANT=int8 web` on a copy of `artifacts` (the session's bundles stay as they are):
     a bundle holding fp32 and int8, with its page."""
+    from deploy.build import DeployConfig
+    from deploy.build import run as build_run
     from web.build import WebConfig
     from web.build import run as web_run
     shutil.copytree(artifacts, copy_to, ignore=shutil.ignore_patterns("deploy", "data"))
