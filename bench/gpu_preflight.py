@@ -68,10 +68,34 @@ def check(stage: str, dry_run: bool) -> list[str]:
           f"torch.version.cuda {torch.version.cuda}; onnxruntime providers: {ort.get_available_providers()}")
     if not dry_run and not torch.cuda.is_available():
         problems.append("torch sees no CUDA device")
-    if stage == "2" and not dry_run and "CUDAExecutionProvider" not in ort.get_available_providers():
-        problems.append("onnxruntime has no CUDAExecutionProvider: carry the onnxruntime-gpu wheel's parts first "
-                        "(bash bench/gpu_wheels.sh here, then `bash bench/gpu_check.sh receive` per part)")
+    if stage == "2" and not dry_run:
+        problems += cuda_provider_problems(ort)
     return problems
+
+
+def cuda_provider_problems(ort) -> list[str]:
+    """ORT's CUDA provider listed is not ORT's CUDA provider loaded (cuDNN or cuBLAS may be missing):
+    open a one-node model on it, no fallback, as stage 2's sessions will."""
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return ["onnxruntime has no CUDAExecutionProvider: carry the onnxruntime-gpu wheel's parts first "
+                "(bash bench/gpu_wheels.sh here, then `bash bench/gpu_check.sh receive` per part)"]
+    from onnx import TensorProto, helper
+
+    value = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [value],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CUDAExecutionProvider"])
+    except Exception as err:  # ORT's own error types: the provider cannot run, which is the finding
+        return [f"onnxruntime's CUDAExecutionProvider does not load: {type(err).__name__}: {err}"]
+    if session.get_providers()[0] != "CUDAExecutionProvider":
+        return [f"onnxruntime fell back to {session.get_providers()} instead of the CUDA provider"]
+    print(f"  onnxruntime CUDA provider: loaded ({session.get_providers()})")
+    return []
 
 
 def main(argv: list[str] | None = None) -> int:

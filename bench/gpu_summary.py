@@ -58,13 +58,15 @@ def bench_rows(bench: dict) -> tuple[list[tuple[str, str, str, str]], list[str]]
         table.append(f"| {info['kind']} | {name} | {info['device']} | {batch} | {latency['p50']:.4f} | {latency['p99']:.4f} | "
                      f"{info['samples_per_second']:,.0f} |")
     targets = []
-    wanted = [("fp32 inference, batch 8192", ("eager-cuda", 8192), "samples_per_second", BATCH_8192_TARGET),
-              ("eager CUDA graph, batch 1", ("eager-cudagraph-cuda", 1), "p50", None),
-              ("ORT CUDA graph fp32, batch 1", ("ort-cudagraph:fp32-cuda", 1), "p50", None)]
-    for label, key, field, target in wanted:
-        info = rows.get(key)
+    # (label, the row's backend name, the test id's runtime, field, target): a backend's name is not always
+    # its runtime id (ort-cudagraph:fp32 records ort-cudagraph-fp32-cuda)
+    wanted = [("fp32 inference, batch 8192", "eager-cuda", "eager", 8192, "samples_per_second", BATCH_8192_TARGET),
+              ("eager CUDA graph, batch 1", "eager-cudagraph-cuda", "eager-cudagraph", 1, "p50", None),
+              ("ORT CUDA graph fp32, batch 1", "ort-cudagraph-fp32-cuda", "ort-cudagraph:fp32", 1, "p50", None)]
+    for label, backend, runtime, batch, field, target in wanted:
+        info = rows.get((backend, batch))
         if info is None:
-            skipped = [s["reason"] for s in bench.get("skipped", []) if f"{key[1]}-{key[0]}" in s["test"]]
+            skipped = [s["reason"] for s in bench.get("skipped", []) if s["test"].endswith(f"[{batch}-{runtime}-cuda]")]
             targets.append((label, "unmeasured" + (f": {skipped[0]}" if skipped else " in this stage"), _target(target), ""))
         elif field == "p50":
             targets.append((label, f"p50 {info['latency_ms']['p50'] * 1000:.1f} µs, p99 {info['latency_ms']['p99'] * 1000:.1f} µs", "reported", ""))

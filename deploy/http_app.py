@@ -117,8 +117,9 @@ class HttpApp:
         # still sends resets the connection, and the client never reads the 413 (uvicorn reads the rest).
         if status == 408:
             headers = [*headers, (b"connection", b"close")]
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+        if status != 304:  # a 304 has no body, and no Content-Length but the full answer's (RFC 9110 §8.6)
+            headers = [*headers, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         self.service.metrics.request(method, route, status, time.perf_counter() - started)
 

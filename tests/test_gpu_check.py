@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -46,7 +47,8 @@ def test_the_gpu_check_runs_end_to_end_on_the_cpu(tmp_path, cli_env):
            "GPU_CHECK_PARTS": str(parts), "GPU_CHECK_WHEELS": str(tmp_path / "wheels"), "GPU_CHECK_SITE": str(tmp_path / "site"),
            "PYTHONPATH": f"{REPO / 'tests' / 'device_env'}{os.pathsep}{REPO}"}
     log = gpu_check("1", env)
-    assert "preflight: stage 1 can run (dry run, CPU)" in log and "7 skipped" in log  # every GPU test, skipped here
+    assert "preflight: stage 1 can run (dry run, CPU)" in log
+    assert re.search(r"\n\d+ skipped, \d+ deselected", log)  # the GPU tests ran, each skipped here (no CUDA)
     summary = (out / "stage1.md").read_text()
     for row in ("eager step: accuracy", "CUDA-graph step: time to 98%", "parity gate, TF32 off", "fp32 inference, batch 8192",
                 "| inference | eager-cpu | cpu | 64 |", "| train_step | fast | cpu | 1024 |"):
@@ -83,3 +85,28 @@ def test_preflight_refuses_a_machine_without_cuda():
         pytest.skip("this machine has CUDA")
     run = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_preflight.py"), "--stage", "1"], capture_output=True, text=True)
     assert run.returncode == 1 and "preflight: torch sees no CUDA device" in run.stderr
+    import onnxruntime as ort
+
+    from bench.gpu_preflight import cuda_provider_problems
+    if "CUDAExecutionProvider" in ort.get_available_providers():  # onnxruntime-gpu without a GPU: listed, not loadable
+        assert "CUDAExecutionProvider does not load" in cuda_provider_problems(ort)[0]
+
+
+def test_the_summary_finds_the_gpu_rows_under_their_backend_names():
+    """The targets' rows as a GPU run records them (an oracle written by hand), then as skips."""
+    from bench.gpu_summary import bench_rows
+
+    def row(backend: str, batch: int, p50_ms: float, per_second: float) -> dict:
+        latency = {"p50": p50_ms, "p90": p50_ms, "p99": 2 * p50_ms}
+        return {"extra_info": {"kind": "inference", "backend": backend, "device": "cuda", "batch_size": batch,
+                               "latency_ms": latency, "samples_per_second": per_second}}
+
+    measured = {"benchmarks": [row("eager-cuda", 8192, 0.3, 25e6), row("eager-cudagraph-cuda", 1, 0.02, 5e4),
+                               row("ort-cudagraph-fp32-cuda", 1, 0.03, 3e4)], "skipped": []}
+    targets, table = bench_rows(measured)
+    assert [t[1] for t in targets] == ["25.00 M samples/s", "p50 20.0 µs, p99 40.0 µs", "p50 30.0 µs, p99 60.0 µs"]
+    assert targets[0][3] == "met" and len(table) == 2 + 3
+    skipped = {"benchmarks": [], "skipped": [
+        {"test": "bench/test_inference.py::test_inference[8192-eager-cudagraph-cuda]", "reason": "another row's reason"},
+        {"test": "bench/test_inference.py::test_inference[8192-eager-cuda]", "reason": "no CUDA device"}]}
+    assert bench_rows(skipped)[0][0][1] == "unmeasured: no CUDA device"

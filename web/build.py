@@ -31,7 +31,6 @@ from typing import Any
 import onnxruntime as ort
 
 from deploy.build import replace_folder
-from deploy.bundle import verify_bundle
 from export.parity import ABS_TOL
 from pipeline.config import DATA_DIR_FIELD, MNIST_MIRROR_FIELD, OTTO_CSV_FIELD
 from pipeline.data import DataSource, load_dataset
@@ -39,12 +38,13 @@ from pipeline.handoff.artifacts import BUNDLE, MANIFEST, REFERENCE_VARIANT, WEB,
 from pipeline.handoff.atomic import write_json
 from pipeline.handoff.cli import run_cli
 from pipeline.handoff.errors import PipelineError
-from pipeline.handoff.manifest import read_manifest, record
+from pipeline.handoff.manifest import read_manifest, record, verify
 from pipeline.handoff.otto_csv import FEATURES
 from web.evaluation import evaluation_files
 
 PRODUCER = "python -m web.build"
 PAGE_SOURCES = Path(__file__).resolve().parent / "page"
+PAGE_SUFFIXES = (".html", ".js", ".css")  # not an editor's swap file or a .DS_Store
 RUNTIME_PACKAGE = "onnxruntime-web"
 # The plain wasm build: CPU only, no WebGPU/WebNN glue (the .jsep build is 28 MB against 14 MB, for
 # a model this small a GPU dispatch costs more than the math). The bundle finds its .wasm beside itself.
@@ -97,31 +97,32 @@ def input_spec(model: dict[str, Any]) -> dict[str, Any]:
 
 
 def held_out(config: WebConfig, dataset: str):
-    """(float32 inputs, labels, split name): the first `eval_rows` held-out rows (all when 0)."""
+    """(float32 inputs, labels, split name, every row?): the first `eval_rows` held-out rows (all when 0)."""
     data = load_dataset(dataset, DataSource.of(config))
-    rows = config.eval_rows or len(data.held_out.labels)
-    return data.held_out.inputs[:rows].numpy(), data.held_out.labels[:rows].numpy(), data.spec.held_out
+    total = len(data.held_out.labels)
+    rows = min(config.eval_rows or total, total)
+    return data.held_out.inputs[:rows].numpy(), data.held_out.labels[:rows].numpy(), data.spec.held_out, rows == total
 
 
 def page_files(config: WebConfig, bundle: Path, manifest: dict[str, Any]) -> tuple[dict[str, bytes | Path], dict[str, Any]]:
     """(path in web/ -> bytes or a file to copy, page.json) for the page."""
     model, variants = manifest["model"], manifest["variants"]
     version, runtime_files = runtime(Path(config.node_modules))
-    files: dict[str, bytes | Path] = {p.name: p for p in sorted(PAGE_SOURCES.iterdir()) if p.is_file()}
+    files: dict[str, bytes | Path] = {p.name: p for p in sorted(PAGE_SOURCES.iterdir()) if p.suffix in PAGE_SUFFIXES}
     files.update({f"ort/{p.name}": p for p in runtime_files})
     files.update({f"models/{v['file']}": bundle / v["file"] for v in variants.values()})
-    inputs, labels, split = held_out(config, model["dataset"])
+    inputs, labels, split, every_row = held_out(config, model["dataset"])
     evaluation, spec = evaluation_files(inputs, labels, len(model["classes"]),
                                         {name: bundle / v["file"] for name, v in variants.items()}, model["input_name"])
     files.update(evaluation)
-    _check_accuracy(spec, variants, full=config.eval_rows == 0)
+    _check_accuracy(spec, variants, full=every_row)
     page = {
         "model": model,
         "input": input_spec(model),
         "default_variant": manifest["default_variant"],
         "reference_variant": REFERENCE_VARIANT,
         "variants": {name: {"file": f"models/{v['file']}", "card_accuracy": v["accuracy"]} for name, v in variants.items()},
-        "evaluation": {**spec, "split": split, "targets": TARGETS,
+        "evaluation": {**spec, "split": split, "every_row": every_row, "targets": TARGETS,
                        "reference_runtime": f"onnxruntime {ort.__version__} (Python, CPU, one row a call)"},
         "runtime": {"package": RUNTIME_PACKAGE, "version": version, "module": f"ort/{RUNTIME_FILES[0]}"},
     }
@@ -162,18 +163,24 @@ def sizes(folder: Path, names: list[str]) -> dict[str, int]:
 
 
 def run(config: WebConfig) -> None:
+    """Build the page beside the bundle's, then swap it in. The old page's entries leave the manifest
+    before the swap and the new ones enter after it, so an interrupted build leaves a bundle that
+    loads (its web/ unlisted, so unserved) and that the next `make web` rebuilds."""
     bundle = Path(config.artifacts) / BUNDLE
-    verify_bundle(bundle)
+    if not (bundle / MANIFEST).is_file():
+        raise PipelineError(f"{bundle}: no deploy bundle; build one first (`make deploy`)")
     manifest = read_manifest(bundle)
+    verify(bundle, [name for name in manifest["artifacts"] if not name.startswith(f"{WEB}/")])  # the page is rebuilt anyway
     files, page = page_files(config, bundle, manifest)
     building = Path(tempfile.mkdtemp(dir=bundle, prefix=f".{WEB}.building."))
     building.chmod(0o755)
     try:
         names = write_page(building, files, page)
+        record(bundle, [], PRODUCER, replacing=f"{WEB}/")
         replace_folder(building, bundle / WEB)
     finally:
         shutil.rmtree(building, ignore_errors=True)
-    record(bundle, [f"{WEB}/{name}" for name in sorted(names)], PRODUCER, replacing=f"{WEB}/",
+    record(bundle, [f"{WEB}/{name}" for name in sorted(names)], PRODUCER,
            web={"page": f"{WEB}/index.html", "onnxruntime_web": page["runtime"]["version"], "bytes": page["bytes"],
                 "evaluation_rows": page["evaluation"]["rows"], "config": asdict(config)})
     mib = {k: f"{v / 2**20:.2f} MiB" for k, v in page["bytes"].items()}

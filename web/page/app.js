@@ -27,7 +27,8 @@ async function main() {
   buildEvaluation();
   await useVariant(page.spec.default_variant);
   $('threads').textContent = `${ort.env.wasm.numThreads} (${crossOriginIsolated ? 'cross-origin isolated'
-    : 'not cross-origin isolated, so one; `make serve` sends the headers that allow more'})`;
+    : isSecureContext ? 'not cross-origin isolated, so one; `make serve` sends the headers that allow more'
+      : 'not a secure context, so one: threads need localhost or HTTPS'})`;
   document.body.dataset.ready = 'true';
 }
 
@@ -70,12 +71,12 @@ async function predict() {
   try {
     do {
       page.again = false;
-      const { model } = page.spec, input = page.input;
-      if (!input) { showProbabilities(null); continue; }
+      const { model } = page.spec, input = page.input, variant = page.variant;  // as they were when the call began
+      if (!input) { showProbabilities(null, 0, variant); continue; }
       const feeds = { [model.input_name]: new ort.Tensor('float32', input, [1, ...model.input_shape]) };
       const started = performance.now();
-      const output = await (await session(page.variant)).run(feeds);
-      showProbabilities(output[model.output_name].data, performance.now() - started);
+      const output = await (await session(variant)).run(feeds);
+      showProbabilities(output[model.output_name].data, performance.now() - started, variant);
     } while (page.again);
   } catch (error) {
     showError(error);
@@ -94,7 +95,7 @@ function buildBars() {
   }
 }
 
-function showProbabilities(probs, ms) {
+function showProbabilities(probs, ms, variant) {
   const rows = $('bars').children;
   let top = 0;
   for (let c = 0; c < rows.length; c++) {
@@ -106,8 +107,8 @@ function showProbabilities(probs, ms) {
   for (let c = 0; c < rows.length; c++) rows[c].classList.toggle('top', Boolean(probs) && c === top);
   $('top-class').textContent = probs ? page.spec.model.classes[top] : '–';
   $('top-prob').textContent = probs ? `${(100 * probs[top]).toFixed(1)}%` : '';
-  $('call').textContent = probs ? `${page.variant}, ${ms.toFixed(2)} ms` : page.variant ?? '';
-  page.last = probs ? { top: page.spec.model.classes[top], probs: Array.from(probs), variant: page.variant } : null;
+  $('call').textContent = probs ? `${variant}, ${ms.toFixed(2)} ms` : variant;
+  page.last = probs ? { top: page.spec.model.classes[top], probs: Array.from(probs), variant } : null;
   $('error').textContent = '';
 }
 
@@ -173,7 +174,8 @@ async function runEvaluation(count) {
     const result = await evaluate(ort, await session(variant), spec.model, page.rows, page.references.get(variant), count, { onProgress: progress });
     result.variant = variant;
     result.checks = verdicts(result, variant, spec.evaluation, spec.reference_variant);
-    result.cardAccuracy = count === spec.evaluation.rows ? spec.variants[variant].card_accuracy : null;
+    const everyRow = count === spec.evaluation.rows && spec.evaluation.every_row;  // the card's rows
+    result.cardAccuracy = everyRow ? spec.variants[variant].card_accuracy : null;
     page.lastEvaluation = result;
     showEvaluation(result);
   } finally {

@@ -4,12 +4,13 @@
 const TYPES = { uint8: Uint8Array, uint16: Uint16Array, float32: Float32Array };
 
 /** A typed array from a file of page.json's evaluation spec; gzip is undone here unless the server
- * already did (some send .gz with Content-Encoding: gzip), told apart by gzip's magic bytes. */
+ * already did (some send .gz with Content-Encoding: gzip, and the browser decodes it). */
 export async function fetchArray(url, dtype) {
   const response = await fetch(url);
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   let bytes = new Uint8Array(await response.arrayBuffer());
-  if (bytes[0] === 0x1f && bytes[1] === 0x8b) {
+  const decoded = /gzip/.test(response.headers.get('content-encoding') ?? '');
+  if (!decoded && bytes[0] === 0x1f && bytes[1] === 0x8b) {
     const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
     bytes = new Uint8Array(await new Response(stream).arrayBuffer());
   }

@@ -21,7 +21,7 @@ export class Pad {
   clear() {
     this.ink = new Float64Array(INK_SIZE * INK_SIZE);
     this.strokes = [];  // [[[x, y], ...], ...] in ink pixels: what the tests feed the Python reference
-    this.drawing = false;
+    this.drawing = null;  // the pointerId drawing now (Firefox's mouse is 0: never test it for truth)
     this.paint();
   }
 
@@ -30,22 +30,24 @@ export class Pad {
     return [(event.clientX - box.left) * INK_SIZE / box.width, (event.clientY - box.top) * INK_SIZE / box.height];
   }
 
-  down(event) {
+  down(event) {  // one pointer draws at a time (a second finger is ignored); the main button only
+    if (this.drawing !== null || event.button !== 0) return;
     this.canvas.setPointerCapture(event.pointerId);
-    this.drawing = true;
+    this.drawing = event.pointerId;
     this.strokes.push([this.point(event)]);
     this.extend();
   }
 
   move(event) {
-    if (!this.drawing) return;
-    for (const e of event.getCoalescedEvents?.() ?? [event]) this.strokes.at(-1).push(this.point(e));
+    if (this.drawing !== event.pointerId) return;
+    const coalesced = event.getCoalescedEvents?.();
+    for (const e of coalesced?.length ? coalesced : [event]) this.strokes.at(-1).push(this.point(e));
     this.extend();
   }
 
-  up() {
-    if (!this.drawing) return;
-    this.drawing = false;
+  up(event) {
+    if (this.drawing !== event.pointerId) return;
+    this.drawing = null;
     this.onInk(true);
   }
 
