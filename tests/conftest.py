@@ -83,9 +83,15 @@ def cli_env(mnist_mirror) -> dict[str, str]:
     return env
 
 
+def blocked_imports(env: dict[str, str], packages: tuple[str, ...], reason: str) -> dict[str, str]:
+    """`env` where importing any of `packages` fails with `reason` (tests/blocked_imports/sitecustomize.py)."""
+    return {**env, "PYTHONPATH": f"{REPO / 'tests' / 'blocked_imports'}{os.pathsep}{REPO}",
+            "BLOCKED_IMPORTS": ",".join(packages), "BLOCKED_REASON": reason}
+
+
 def torch_blocked(env: dict[str, str]) -> dict[str, str]:
-    """`env` where importing torch or torchvision fails (tests/no_torch/sitecustomize.py)."""
-    return {**env, "PYTHONPATH": f"{REPO / 'tests' / 'no_torch'}{os.pathsep}{REPO}"}
+    """`env` where importing torch or torchvision fails: for the torch-free code."""
+    return blocked_imports(env, ("torch", "torchvision"), "torch is blocked in this test")
 
 
 @pytest.fixture
