@@ -1,57 +1,100 @@
 # The pipeline's stages are files under $(ARTIFACTS); verbs (help, train, test, ...) are .PHONY.
-# Variables map 1:1 onto `python -m pipeline.train` flags and TrainConfig fields:
+# Variables map 1:1 onto the programs' flags and their configs' fields (`make help` lists them all):
 #   make train RECIPE=seed EPOCHS=3 SEED=1 DEVICE=cpu PRECISION=off ARTIFACTS=out MNIST_MIRROR=../shared/data/mnist
 #   make train export bench DATASET=otto OTTO_CSV=train.csv.zip      # artifacts in artifacts/otto
 # PY=python3 uses an interpreter that already has the dependencies and skips the .venv bootstrap.
 #
 # A stage's files depend on (1) the files of the stage before, (2) the source files its programs
-# import, listed by pipeline/handoff/sources.py when make reads this file, and (3) a stamp of the
-# flags that change what it makes, $(ARTIFACTS)/.flags/<stage>.<checksum of the flags>: a new value
-# is a new stamp, made when first needed. Reading this file writes nothing.
+# import, listed by tools/stage_sources.py when make reads this file, and (3) a stamp of the flags
+# that change what it makes, $(ARTIFACTS)/.flags/<stage>.<checksum of the flags>: a new value is a
+# new stamp, made when first needed; a stage that succeeds removes the stamps of its other values.
+# Reading this file writes nothing. There is no .DELETE_ON_ERROR: every program writes its files
+# atomically, so a stage that fails leaves the previous outputs whole (the bench's pytest JSON is
+# moved into place only when the run passed).
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
-.DELETE_ON_ERROR:
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-builtin-rules
 
+# Every variable a user sets has its `## NAME: what it is` line above it: `make help` prints them
+# with their values. (No apostrophes in those lines: help quotes them for the shell.)
+## DATASET: the data to train on, mnist or otto
 DATASET ?= mnist
+## OTTO_CSV: Kaggle Otto train.csv (.csv, .csv.gz or .csv.zip); needed with DATASET=otto
 OTTO_CSV ?=
+## RECIPE: fast (3 epochs) or seed (the lecture exactly)
 RECIPE ?= fast
+## HIDDEN: hidden widths instead of the recipe ones, e.g. 512,256
 HIDDEN ?=
+## EPOCHS: passes over the training set instead of the recipe ones (2.5 is allowed)
 EPOCHS ?=
+## SEED: seeds initialisation and shuffling
 SEED ?= 0
+## DEVICE: where training and the gates run: auto (CUDA when present), cpu, cuda, cuda:N
 DEVICE ?= auto
+## PRECISION: instead of the recipe one: auto (bf16 where native), bfloat16, off (float32)
 PRECISION ?=
+## CAPTURE: off, or cuda-graph (each training step replayed as a CUDA graph)
 CAPTURE ?= off
+## NPROC: training processes on this machine (torchrun and DDP above 1)
 NPROC ?= 1
+## NNODES: machines training together (with RDZV_ENDPOINT)
 NNODES ?= 1
+## RDZV_ENDPOINT: host:port of node 0, when NNODES is above 1
 RDZV_ENDPOINT ?=
+## RDZV_ID: the rendezvous id all nodes share
 RDZV_ID ?= mlp-train
+## TRAIN_SAMPLES: train on the first N training samples only (quick runs)
 TRAIN_SAMPLES ?=
+## ARTIFACTS: the folder every stage reads and writes (artifacts/DATASET for datasets other than mnist)
 ARTIFACTS ?= artifacts$(if $(filter-out mnist,$(DATASET)),/$(DATASET))
+## DATA_DIR: where MNIST is kept (empty: ARTIFACTS/data)
 DATA_DIR ?=
+## MNIST_MIRROR: a folder holding the four MNIST .gz files, for machines without internet
 MNIST_MIRROR ?=
-PYTEST_ARGS ?=
-BENCH_FLAGS ?=
-MAX_BATCH ?= 8192
-MAX_QUEUE_DELAY_US ?= 0
-MAX_QUEUE_SIZE ?= 1024
-VARIANT ?= fp32
+## CALIBRATION_ROWS: training rows the int8 calibration sees (empty: 1024)
 CALIBRATION_ROWS ?=
+## CALIBRATION_METHOD: minmax, percentile or entropy (empty: minmax)
 CALIBRATION_METHOD ?=
+## PER_CHANNEL: int8 weight scales per channel: auto, on, off (empty: auto)
 PER_CHANNEL ?=
+## FIRST_LAYER: precision of the int8 model first layer: auto, int8, float32 (empty: auto)
 FIRST_LAYER ?=
+## REDUCE_RANGE: 7-bit int8 weights: auto (on without VNNI), on, off (empty: auto)
 REDUCE_RANGE ?=
+## TUNE_VARIANTS: variants make tune times (empty: fp32,int8)
 TUNE_VARIANTS ?=
+## TUNE_BATCH_SIZES: batch sizes make tune times (empty: 1,64,1024)
 TUNE_BATCH_SIZES ?=
+## TUNE_SECONDS: timed work per candidate per round, s (empty: 0.1)
 TUNE_SECONDS ?=
+## VARIANT: the bundle default model: fp32, int8, int8-dynamic or fp16 (fp32 is always in it)
+VARIANT ?= fp32
+## MAX_BATCH: rows per request and per ONNX Runtime call, in mlp-serve and Triton (empty: 8192)
+MAX_BATCH ?=
+## MAX_QUEUE_DELAY_US: longest wait to fill a batch, microseconds (empty: 0)
+MAX_QUEUE_DELAY_US ?=
+## MAX_QUEUE_SIZE: queued requests beyond which new ones get 503 (empty: 1024)
+MAX_QUEUE_SIZE ?=
+## HOST: the address make serve binds (0.0.0.0 for every interface)
 HOST ?= 127.0.0.1
+## PORT: the HTTP port of make serve
 PORT ?= 8000
+## GRPC_PORT: the gRPC port of make serve (0: none)
 GRPC_PORT ?= 8001
+## BENCH_FLAGS: more options for the bench pytest, e.g. --bench-threads 1 or --bench-batch-sizes 1,64
+BENCH_FLAGS ?=
+## SERVE_BENCH_FLAGS: more flags for python -m bench.serve, e.g. --seconds 2 --peers ""
 SERVE_BENCH_FLAGS ?=
+## BENCH_REGRESSION: what make bench-compare fails on (pytest-benchmark compare-fail syntax)
 BENCH_REGRESSION ?= min:100%
+## BASELINE: the saved make bench run make bench-compare compares with (empty: the latest)
 BASELINE ?=
+## PYTEST_ARGS: more pytest arguments for make test, e.g. -k server or -x
+PYTEST_ARGS ?=
+## TEST_WORKERS: pytest-xdist processes for make test (auto: one per core; 0: none)
+TEST_WORKERS ?= auto
 
 VENV := .venv
 ifeq ($(origin PY),undefined)
@@ -62,13 +105,14 @@ PY_DEPS :=
 endif
 
 # stage:file words for every stage's programs and what they import (standard library only, so
-# any python3 runs it, before .venv exists).
-STAGE_SOURCES := $(shell python3 pipeline/handoff/sources.py train=pipeline/train.py export=export/__main__.py \
-	parity=export/parity.py variants=export/variants.py tune=export/tune.py \
-	deploy=deploy/build.py,deploy/server.py,deploy/predict.py web=web/build.py bench=bench/conftest.py,bench/test_*.py report=bench/report.py \
-	serve=bench/serve_bench.py,bench/serve_floor.py,bench/serve_peers/mlserver_onnx.py,bench/serve_peers/kserve_onnx.py)
+# any python3 runs it, before .venv exists). The serving bench runs mlp-serve, so its programs
+# include the server's.
+STAGE_SOURCES := $(shell python3 tools/stage_sources.py train=pipeline/train.py export=export/__main__.py \
+	parity=export/parity.py variants=export/variants.py tune=export/tune.py deploy=deploy/build/__main__.py \
+	web=web/build.py bench=bench/suites/conftest.py,bench/suites/test_*.py report=bench/report/__main__.py \
+	serve=bench/serve/__main__.py,bench/serve/stack_floor.py,bench/serve/peers/mlserver_onnx.py,bench/serve/peers/kserve_onnx.py,deploy/serve/__main__.py)
 ifeq ($(filter train:%,$(STAGE_SOURCES)),)
-$(error pipeline/handoff/sources.py listed no sources; it needs python3 on PATH)
+$(error tools/stage_sources.py listed no sources; it needs python3 on PATH)
 endif
 sources = $(patsubst $(1):%,%,$(filter $(1):%,$(STAGE_SOURCES)))
 
@@ -78,14 +122,15 @@ sources = $(patsubst $(1):%,%,$(filter $(1):%,$(STAGE_SOURCES)))
 # and the file is a prerequisite of model.pt.
 data_flags = $(strip $(if $(DATA_DIR),--$(1)data-dir $(DATA_DIR)) $(if $(MNIST_MIRROR),--$(1)mnist-mirror $(MNIST_MIRROR)) \
 	$(if $(OTTO_CSV),--$(1)otto-csv $(OTTO_CSV)))
+# `--name value` when the variable is set, else nothing: the program's default.
+flag = $(if $(2),--$(1) $(2))
 
 # Which model: the flags that change the trained weights. DEVICE, CAPTURE and NPROC choose where
 # and how it trains, not which model (hardware never changes the recipe's semantics), so changing
 # only them does not retrain: `make train DEVICE=cpu` then `make serve` (DEVICE=auto) reuses the
 # model; `make -B train DEVICE=cuda` retrains on purpose.
-MODEL_FLAGS := $(strip --dataset $(DATASET) --recipe $(RECIPE) $(if $(EPOCHS),--epochs $(EPOCHS)) --seed $(SEED) \
-	$(if $(PRECISION),--precision $(PRECISION)) $(if $(HIDDEN),--hidden $(HIDDEN)) \
-	$(if $(TRAIN_SAMPLES),--train-samples $(TRAIN_SAMPLES)))
+MODEL_FLAGS := $(strip --dataset $(DATASET) --recipe $(RECIPE) $(call flag,epochs,$(EPOCHS)) --seed $(SEED) \
+	$(call flag,precision,$(PRECISION)) $(call flag,hidden,$(HIDDEN)) $(call flag,train-samples,$(TRAIN_SAMPLES)))
 TRAIN_FLAGS := $(MODEL_FLAGS) --device $(DEVICE) --capture $(CAPTURE) --artifacts $(ARTIFACTS)
 
 # NPROC > 1 (or NNODES > 1) launches training with torchrun, one process per NPROC on each node:
@@ -95,35 +140,49 @@ TRAIN_LAUNCH := $(if $(filter-out 1,$(NPROC) $(NNODES)),$(PY) -m torch.distribut
 	$(if $(RDZV_ENDPOINT),--nnodes $(NNODES) --rdzv-backend c10d --rdzv-endpoint $(RDZV_ENDPOINT) --rdzv-id $(RDZV_ID),--standalone) \
 	--nproc-per-node $(NPROC),$(PY))
 
-# Flags of the variants stage (int8 calibration), the tuning stage and the bundle.
-VARIANT_FLAGS := $(strip $(if $(CALIBRATION_ROWS),--calibration-rows $(CALIBRATION_ROWS)) \
-	$(if $(CALIBRATION_METHOD),--calibration-method $(CALIBRATION_METHOD)) $(if $(PER_CHANNEL),--per-channel $(PER_CHANNEL)) \
-	$(if $(FIRST_LAYER),--first-layer $(FIRST_LAYER)) $(if $(REDUCE_RANGE),--reduce-range $(REDUCE_RANGE)))
-TUNE_FLAGS := $(strip $(if $(TUNE_VARIANTS),--variants $(TUNE_VARIANTS)) \
-	$(if $(TUNE_BATCH_SIZES),--batch-sizes $(TUNE_BATCH_SIZES)) $(if $(TUNE_SECONDS),--seconds $(TUNE_SECONDS)))
-DEPLOY_FLAGS := --max-batch $(MAX_BATCH) --max-queue-delay-us $(MAX_QUEUE_DELAY_US) --max-queue-size $(MAX_QUEUE_SIZE) \
-	--variant $(VARIANT)
+# Flags of the variants stage (int8 calibration), the tuning stage and the bundle; an empty
+# variable passes nothing, so each default lives in one place, the program's config.
+VARIANT_FLAGS := $(strip $(call flag,calibration-rows,$(CALIBRATION_ROWS)) $(call flag,calibration-method,$(CALIBRATION_METHOD)) \
+	$(call flag,per-channel,$(PER_CHANNEL)) $(call flag,first-layer,$(FIRST_LAYER)) $(call flag,reduce-range,$(REDUCE_RANGE)))
+TUNE_FLAGS := $(strip $(call flag,variants,$(TUNE_VARIANTS)) $(call flag,batch-sizes,$(TUNE_BATCH_SIZES)) \
+	$(call flag,seconds,$(TUNE_SECONDS)))
+DEPLOY_FLAGS := $(strip --variant $(VARIANT) $(call flag,max-batch,$(MAX_BATCH)) \
+	$(call flag,max-queue-delay-us,$(MAX_QUEUE_DELAY_US)) $(call flag,max-queue-size,$(MAX_QUEUE_SIZE)))
 
-# Stamps: $(ARTIFACTS)/.flags/<stage>.<cksum of its flags>, holding the flags (for people).
+# Stamps: $(ARTIFACTS)/.flags/<stage>.<cksum of its flags>, holding the flags (for people). A
+# stage's recipe ends with $(call keep_stamp,<stage>): its stamps for other values go, so going
+# back to one re-runs it; a failed stage keeps them, so the outputs it left whole stay current.
 FLAGS_OF_train := $(MODEL_FLAGS) $(if $(OTTO_CSV),--otto-csv $(OTTO_CSV))
 FLAGS_OF_variants := $(VARIANT_FLAGS)
 FLAGS_OF_tune := $(TUNE_FLAGS)
 FLAGS_OF_deploy := $(DEPLOY_FLAGS)
 stamp = $(ARTIFACTS)/.flags/$(1).$(firstword $(shell printf '%s' '$(FLAGS_OF_$(1))' | cksum))
+keep_stamp = find $(ARTIFACTS)/.flags -name '$(1).*' ! -name '$(notdir $(call stamp,$(1)))' -delete
 
 VARIANT_FILES := $(addprefix $(ARTIFACTS)/,model.int8.onnx model.int8-dynamic.onnx model.fp16.onnx variants.json)
+BUNDLE := $(ARTIFACTS)/deploy
+PAGE := $(BUNDLE)/web/index.html
+# Exists once `make web` has built a page for this ARTIFACTS folder: from then on a rebuilt bundle
+# (make deploy, make serve) gets its page rebuilt too, instead of losing it.
+PAGE_WANTED := $(ARTIFACTS)/.flags/web
+BUNDLE_AND_PAGE := $(BUNDLE)/manifest.json $(if $(wildcard $(PAGE_WANTED)),$(PAGE))
 BENCH_DIR := $(ARTIFACTS)/bench
 BENCH_PYTEST_FLAGS = --bench-artifacts $(ARTIFACTS) --bench-dataset $(DATASET) --bench-device $(DEVICE) \
 	$(call data_flags,bench-) $(BENCH_FLAGS)
+TEST_FLAGS = -m "not slow" $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
 .PHONY: help setup train export tune deploy web serve bench bench-study bench-serve bench-compare test test-all test-no-bf16 clean
 
 # The peer servers' own virtual environments (MLServer, KServe), for bench-serve only.
-include bench/serve_peers/peers.mk
+include bench/serve/peers/peers.mk
 
-help: ## list the targets
+HELP_VARIABLES := $(shell sed -n 's/^## \([A-Z_][A-Z0-9_]*\): .*/\1/p' $(MAKEFILE_LIST))
+help: ## list the targets, then every variable with its value now and what it does
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 	@echo "DEVICE, CAPTURE and NPROC choose where the model trains, not which one: changing only them does not retrain (make -B train does)."
+	@echo; echo "Variables (make VAR=value); the value each has now, then what it does:"
+	@$(foreach v,$(HELP_VARIABLES),printf '  %-19s %-17s %s\n' '$(v)' '$(if $($(v)),$($(v)),(empty))' \
+		'$(shell sed -n 's/^## $(v): //p' $(MAKEFILE_LIST))';)
 
 setup: $(PY_DEPS) ## create .venv and install the pinned dependencies (re-runs when pyproject.toml changes)
 
@@ -133,12 +192,12 @@ export: $(ARTIFACTS)/manifest.json $(ARTIFACTS)/variants.json ## TorchScript + O
 
 tune: $(ARTIFACTS)/ort_tuning.json ## choose ONNX Runtime session options per variant and batch size by measurement (TUNE_SECONDS=...)
 
-deploy: $(ARTIFACTS)/deploy/manifest.json ## torch-free bundle in ARTIFACTS/deploy (VARIANT=fp32|int8|int8-dynamic|fp16; fp32 always kept; MAX_QUEUE_DELAY_US= MAX_QUEUE_SIZE=)
+deploy: $(BUNDLE_AND_PAGE) ## torch-free bundle in ARTIFACTS/deploy (VARIANT=fp32|int8|int8-dynamic|fp16; fp32 always kept), with its page once make web has run
 
-web: $(ARTIFACTS)/deploy/web/index.html ## the page that runs the bundle in the browser (ONNX Runtime Web) -> ARTIFACTS/deploy/web; needs npm
+web: $(PAGE) ## the page that runs the bundle in the browser (ONNX Runtime Web) -> ARTIFACTS/deploy/web; needs npm
 
-serve: $(ARTIFACTS)/deploy/manifest.json ## serve the bundle (Open Inference Protocol, HTTP on HOST:PORT, gRPC on GRPC_PORT; the page at / after make web) until Ctrl-C
-	$(PY) -m deploy.server --bundle $(ARTIFACTS)/deploy --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT)
+serve: $(BUNDLE_AND_PAGE) ## serve the bundle (Open Inference Protocol, HTTP on HOST:PORT, gRPC on GRPC_PORT; the page at / once make web has run) until Ctrl-C
+	$(PY) -m deploy.serve --bundle $(BUNDLE) --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT)
 
 bench-serve: $(BENCH_DIR)/serve.md ## mlp-serve beside MLServer and KServe (each in its own venv under .peers/), 1/8/64 clients, robustness -> bench/serve.md
 
@@ -150,20 +209,20 @@ bench-study: $(BENCH_DIR)/study.json ## the longer studies (more seeds, the lect
 # Re-runs `make bench`'s suites and fails if any benchmark's minimum time regressed by more than
 # BENCH_REGRESSION against a run saved by `make bench` (the latest, or BASELINE=NNNN).
 bench-compare: $(ARTIFACTS)/ort_tuning.json $(PY_DEPS) ## re-run the benchmarks, fail on a regression beyond BENCH_REGRESSION
-	$(PY) -m pytest bench/ -m "not study" $(BENCH_PYTEST_FLAGS) --benchmark-storage=file://$(abspath $(BENCH_DIR))/history \
+	$(PY) -m pytest bench/suites -m "not study" $(BENCH_PYTEST_FLAGS) --benchmark-storage=file://$(abspath $(BENCH_DIR))/history \
 		--benchmark-compare$(if $(BASELINE),=$(BASELINE)) --benchmark-compare-fail=$(BENCH_REGRESSION)
 
-test: $(PY_DEPS) ## run the default test suite (real MNIST; excludes tests marked slow)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+test: $(PY_DEPS) ## run the default test suite on every core (real MNIST; excludes tests marked slow)
+	$(PY) -m pytest $(TEST_FLAGS)
 
 test-all: $(PY_DEPS) ## run every test, the slow full-length training runs included
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(subst -m "not slow",,$(TEST_FLAGS))
 
 # A CPU without native bf16 (AVX2 only, like AMD Zen 3), reproduced on any x86-64 CPU: oneDNN, MKL
 # and ATen are capped at AVX2, so `auto` picks float32 and an explicit bf16 request is emulated.
 NO_BF16_ENV := ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2
 test-no-bf16: $(PY_DEPS) ## the default test suite as on an AVX2-only CPU without native bf16
-	$(NO_BF16_ENV) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(NO_BF16_ENV) $(PY) -m pytest $(TEST_FLAGS)
 
 clean: ## delete generated artifacts (keeps the downloaded data and .venv)
 	find $(ARTIFACTS) -mindepth 1 -maxdepth 1 ! -name data ! -name .gitkeep -exec rm -rf {} +
@@ -173,19 +232,24 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[deploy,test,peers]'
 	touch $@
 
-# A stage's stamp; the stamps of its earlier values are removed, so going back to one re-runs it.
+# A stage's stamp. Training's is made only once its flags are valid (a refused DATASET leaves no
+# folder behind); the other stages check theirs before they write anything.
 $(ARTIFACTS)/.flags/%:
-	@mkdir -p $(@D) && rm -f $(@D)/$(basename $*).* && printf '%s\n' '$(FLAGS_OF_$(basename $*))' > $@
+	@mkdir -p $(@D) && printf '%s\n' '$(FLAGS_OF_$(basename $*))' > $@
+$(ARTIFACTS)/.flags/train.%: | $(PY_DEPS)
+	@$(PY) -m pipeline.train --check-flags $(TRAIN_FLAGS)
+	@mkdir -p $(@D) && printf '%s\n' '$(FLAGS_OF_train)' > $@
 
 $(ARTIFACTS)/model.pt $(ARTIFACTS)/train_metrics.json &: $(call stamp,train) $(call sources,train) $(OTTO_CSV) $(PY_DEPS)
 	$(TRAIN_LAUNCH) -m pipeline.train $(TRAIN_FLAGS) $(call data_flags)
+	@$(call keep_stamp,train)
 
 $(ARTIFACTS)/model.torchscript.pt $(ARTIFACTS)/model.onnx $(ARTIFACTS)/export_report.json &: \
 		$(ARTIFACTS)/model.pt $(call sources,export) $(PY_DEPS)
 	$(PY) -m export --artifacts $(ARTIFACTS)
 
 # parity.md is written too but is no target, so a failed gate leaves it behind to read.
-$(ARTIFACTS)/parity.json $(ARTIFACTS)/manifest.json &: \
+$(ARTIFACTS)/parity.json $(ARTIFACTS)/held_out.npz $(ARTIFACTS)/manifest.json &: \
 		$(ARTIFACTS)/model.torchscript.pt $(ARTIFACTS)/model.onnx $(ARTIFACTS)/export_report.json $(call sources,parity)
 	$(PY) -m export.parity --artifacts $(ARTIFACTS) --device $(DEVICE) $(call data_flags)
 
@@ -193,14 +257,17 @@ $(ARTIFACTS)/parity.json $(ARTIFACTS)/manifest.json &: \
 # manifest.json, which must not make them stale.
 $(VARIANT_FILES) &: $(ARTIFACTS)/parity.json $(call stamp,variants) $(call sources,variants) $(PY_DEPS)
 	$(PY) -m export.variants --artifacts $(ARTIFACTS) --device $(DEVICE) $(VARIANT_FLAGS) $(call data_flags)
+	@$(call keep_stamp,variants)
 
 $(ARTIFACTS)/ort_tuning.json: $(ARTIFACTS)/variants.json $(call stamp,tune) $(call sources,tune)
 	$(PY) -m export.tune --artifacts $(ARTIFACTS) $(TUNE_FLAGS)
+	@$(call keep_stamp,tune)
 
-# The bundle's model card quotes the bench headline when a bench run exists.
-$(ARTIFACTS)/deploy/manifest.json $(ARTIFACTS)/deploy/MODEL_CARD.md &: $(ARTIFACTS)/ort_tuning.json $(call stamp,deploy) $(wildcard $(BENCH_DIR)/results.json) \
-		$(call sources,deploy) $(PY_DEPS)
+# The bundle depends on what its builder imports, not on the server's or the predictor's code (they
+# read a bundle; they are not in it), nor on a bench run (the model card quotes the one there is).
+$(BUNDLE)/manifest.json $(BUNDLE)/MODEL_CARD.md &: $(ARTIFACTS)/ort_tuning.json $(call stamp,deploy) $(call sources,deploy) $(PY_DEPS)
 	$(PY) -m deploy.build --artifacts $(ARTIFACTS) $(DEPLOY_FLAGS)
+	@$(call keep_stamp,deploy)
 
 # onnxruntime-web, as web/package-lock.json pins it (npm's own record of the install is the target).
 WEB_RUNTIME := web/node_modules/.package-lock.json
@@ -209,24 +276,28 @@ $(WEB_RUNTIME): web/package.json web/package-lock.json
 
 # The page hangs off MODEL_CARD.md, not the bundle's manifest.json: this stage adds its files to
 # manifest.json, which must not make it stale. A new bundle (make deploy) replaces deploy/ whole.
-$(ARTIFACTS)/deploy/web/index.html: $(ARTIFACTS)/deploy/MODEL_CARD.md $(call sources,web) $(wildcard web/page/*) \
-		$(WEB_RUNTIME) $(PY_DEPS)
-	$(PY) -m web.build --artifacts $(ARTIFACTS) $(call data_flags)
+$(PAGE): $(BUNDLE)/MODEL_CARD.md $(ARTIFACTS)/held_out.npz $(call sources,web) $(wildcard web/page/*) $(WEB_RUNTIME) $(PY_DEPS)
+	$(PY) -m web.build --artifacts $(ARTIFACTS)
+	@touch $(PAGE_WANTED)
 
+# pytest-benchmark writes its JSON even when a benchmark fails: it becomes the target only after a
+# passing run, so a failed bench leaves the previous results whole.
 $(BENCH_DIR)/results.json: $(ARTIFACTS)/ort_tuning.json $(call sources,bench) $(PY_DEPS)
 	@mkdir -p $(@D)
-	$(PY) -m pytest bench/ -m "not study" $(BENCH_PYTEST_FLAGS) --benchmark-storage=file://$(abspath $(@D))/history \
-		--benchmark-json=$@ --benchmark-save=bench
+	$(PY) -m pytest bench/suites -m "not study" $(BENCH_PYTEST_FLAGS) --benchmark-storage=file://$(abspath $(@D))/history \
+		--benchmark-json=$@.partial --benchmark-save=bench
+	@mv $@.partial $@
 
 $(BENCH_DIR)/study.json: $(ARTIFACTS)/ort_tuning.json $(call sources,bench) $(PY_DEPS)
 	@mkdir -p $(@D)
-	$(PY) -m pytest bench/ -m study $(BENCH_PYTEST_FLAGS) --benchmark-storage=file://$(abspath $(@D))/study-history \
-		--benchmark-json=$@ --benchmark-save=study
+	$(PY) -m pytest bench/suites -m study $(BENCH_PYTEST_FLAGS) --benchmark-storage=file://$(abspath $(@D))/study-history \
+		--benchmark-json=$@.partial --benchmark-save=study
+	@mv $@.partial $@
 
 $(BENCH_DIR)/report.md $(BENCH_DIR)/report.png &: $(BENCH_DIR)/results.json $(wildcard $(BENCH_DIR)/study.json) $(call sources,report)
 	$(PY) -m bench.report --results $< --out $(@D)
 
-# mlp-serve (in `serve`'s import closure through deploy/server.py) beside the peers, in one run.
-$(BENCH_DIR)/serve.md $(BENCH_DIR)/serve.png &: $(ARTIFACTS)/deploy/manifest.json $(PEER_VENVS) $(call sources,serve) $(PY_DEPS)
+# mlp-serve (deploy/serve/, in `serve`'s sources) beside the peers, in one run.
+$(BENCH_DIR)/serve.md $(BENCH_DIR)/serve.png &: $(BUNDLE)/manifest.json $(ARTIFACTS)/held_out.npz $(PEER_VENVS) $(call sources,serve) $(PY_DEPS)
 	@mkdir -p $(@D)
-	$(PY) -m bench.serve_bench --artifacts $(ARTIFACTS) --peers-dir $(PEERS_DIR) $(call data_flags) $(SERVE_BENCH_FLAGS)
+	$(PY) -m bench.serve --artifacts $(ARTIFACTS) --peers-dir $(PEERS_DIR) $(SERVE_BENCH_FLAGS)

@@ -16,7 +16,7 @@
 #     stage1.md (files_at); fix what failed and rerun once, at once (the machine is still warm).
 #  2. Stage 2 only if `status` then says budget_left_s >= 330 and the machine is warm. The
 #     onnxruntime-gpu 1.30.0 wheel (cp312, CUDA 13 like the device's torch; 247 MB) is over a call's
-#     64 MiB, so it travels in parts, made here by `bash bench/gpu_wheels.sh` (.ortgpu/, git-ignored),
+#     64 MiB, so it travels in parts, made here by `bash bench/gpu/wheels.sh` (.ortgpu/, git-ignored),
 #     over back-to-back calls (each under 30 s from the last, or the machine and the parts are gone):
 #       for P in .ortgpu/part-*: run(command="bash bench/gpu_check.sh receive", carry=[P, ".ortgpu/SHA256SUMS"], timeout_s=60)
 #       run(command="bash bench/gpu_check.sh 2", carry=[".mnist"], timeout_s=240)
@@ -24,7 +24,7 @@
 # Without a device, say the GPU figures are unmeasured (never quote one that was not seen).
 #
 # The device has its own python3 (3.12, torch 2.11, onnxruntime 1.30 CPU-only, no registry): `make`
-# runs with PY=python3, no venv. bench/gpu_preflight.py checks it first and says what differs from
+# runs with PY=python3, no venv. bench/gpu/preflight.py checks it first and says what differs from
 # our pins. Every report goes to $OUT (else artifacts/gpu_check/out); the whole log is
 # $OUT/gpu_check.log (appended per stage).
 set -euo pipefail
@@ -33,7 +33,7 @@ cd "$(dirname "$0")/.."
 stage="${1:?usage: bash bench/gpu_check.sh 1|receive|2}"
 out="${OUT:-artifacts/gpu_check/out}"
 work="${GPU_CHECK_WORK:-artifacts/gpu_check/run}"
-parts="${GPU_CHECK_PARTS:-.ortgpu}"  # where bench/gpu_wheels.sh put the wheel's parts (carried)
+parts="${GPU_CHECK_PARTS:-.ortgpu}"  # where bench/gpu/wheels.sh put the wheel's parts (carried)
 wheels="${GPU_CHECK_WHEELS:-/tmp/ortgpu}"  # where they gather, outside the checkout (kept while the machine is warm)
 site="${GPU_CHECK_SITE:-/tmp/site}"  # where the wheel is installed (PYTHONPATH)
 PY="${PY:-python3}"
@@ -51,18 +51,18 @@ make_flags=(PY="$PY" DEVICE="$dev" $sizes)
 gpu_tests=$(grep -lE 'mark\.gpu|\bDEVICES\b' tests/test_*.py | tr '\n' ' ')
 
 stage_1() {
-  "$PY" bench/gpu_preflight.py --stage 1 ${GPU_CHECK_DRY_RUN:+--dry-run}
+  "$PY" bench/gpu/preflight.py --stage 1 ${GPU_CHECK_DRY_RUN:+--dry-run}
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null || echo "nvidia-smi: none"
   # The fast recipe with its step replayed as a CUDA graph (capture is reported as warm-up, not
   # training time), then the same without capture, exported through the CUDA parity gate (TF32 off).
   time make train "${make_flags[@]}" CAPTURE="$capture" ARTIFACTS="$work/graph"
   time make train export tune "${make_flags[@]}" ARTIFACTS="$work" TUNE_SECONDS=0.05 TUNE_BATCH_SIZES=1,1024
   # torch's inference paths and the training step on the device (ONNX Runtime's CUDA rows are stage 2's).
-  time "$PY" -m pytest bench/test_inference.py bench/test_train_step.py -q -p no:cacheprovider $smoke \
+  time "$PY" -m pytest bench/suites/test_inference.py bench/suites/test_train_step.py -q -p no:cacheprovider $smoke \
     -k "$dev and not ort and not compiled and not openvino" --bench-artifacts "$work" --bench-device "$dev" \
     --bench-batch-sizes "$batches" --benchmark-json="$out/bench_stage1.json"
   time "$PY" -m pytest $gpu_tests -q -p no:cacheprovider -m gpu -rs
-  "$PY" bench/gpu_summary.py --artifacts "$work" --graph "$work/graph" --bench "$out/bench_stage1.json" --out "$out/stage1.md"
+  "$PY" bench/gpu/summary.py --artifacts "$work" --graph "$work/graph" --bench "$out/bench_stage1.json" --out "$out/stage1.md"
   cp "$work/graph/train_metrics.json" "$out/train_metrics_graph.json"
   cp "$work"/train_metrics.json "$work"/parity.md "$work"/variants.json "$out"/
 }
@@ -80,15 +80,15 @@ stage_2() {
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" "$wheels"/*.whl
     export PYTHONPATH="$site"${PYTHONPATH:+:$PYTHONPATH}
   fi
-  "$PY" bench/gpu_preflight.py --stage 2 ${GPU_CHECK_DRY_RUN:+--dry-run}
+  "$PY" bench/gpu/preflight.py --stage 2 ${GPU_CHECK_DRY_RUN:+--dry-run}
   make train export tune "${make_flags[@]}" ARTIFACTS="$work" TUNE_SECONDS=0.05 TUNE_BATCH_SIZES=1,1024  # stage 1's, if gone
   # The gates again, now with ORT's CUDA provider (stage 1 had none: make would see nothing to do),
   # then ORT (CUDA provider, FP16, CUDA graphs, I/O binding) and torch.compile on the device.
   time "$PY" -m export.parity --artifacts "$work" --device "$dev"
   time "$PY" -m export.variants --artifacts "$work" --device "$dev"
-  time "$PY" -m pytest bench/test_inference.py -q -p no:cacheprovider $smoke -k "$dev and (ort or compiled)" \
+  time "$PY" -m pytest bench/suites/test_inference.py -q -p no:cacheprovider $smoke -k "$dev and (ort or compiled)" \
     --bench-artifacts "$work" --bench-device "$dev" --bench-batch-sizes "$batches" --benchmark-json="$out/bench_stage2.json"
-  "$PY" bench/gpu_summary.py --artifacts "$work" --bench "$out/bench_stage2.json" --out "$out/stage2.md"
+  "$PY" bench/gpu/summary.py --artifacts "$work" --bench "$out/bench_stage2.json" --out "$out/stage2.md"
 }
 
 case "$stage" in

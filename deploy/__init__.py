@@ -1,6 +1,8 @@
-"""Everything that runs after export: the bundle, the predictor, the Open Inference Protocol server.
+"""Everything that runs after export, in three rooms: `build` (the bundle), `predict` (mlp-predict)
+and `serve` (mlp-serve), and what they share: a verified bundle loaded for inference (`bundle`),
+the predictor's exit codes (`errors`) and the batching limits (`batch_policy`).
 
-Nothing here imports torch, torchvision or the training code: from `pipeline` it imports only the
-torch-free hand-off package, `pipeline.handoff` (tests/test_imports.py checks every import, and
-tests/test_deploy.py imports each module where importing torch fails).
+Nothing here imports torch, torchvision or the training code: only the torch-free `handoff`, and a
+room never imports another room (tests/test_imports.py checks every import; tests/test_deploy.py
+imports each module where importing torch fails).
 """

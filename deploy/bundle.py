@@ -5,7 +5,7 @@ the reference), the default variant's file when that is not fp32 (e.g. `model.in
 `manifest.json` listing the sha256 and size of every file, the variants it holds, the default one,
 and the ONNX Runtime session options `make tune` chose per variant and batch size. `load_bundle`
 refuses a bundle whose files do not match that list, then opens the chosen variant on the CPU, one
-session per distinct tuned options record, and reads the model's contract (deploy.contract).
+session per distinct tuned options record, and reads the model's contract (handoff.contract).
 
 Everything under `deploy/` runs without torch; the predictor and the server share this module.
 """
@@ -18,18 +18,19 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from deploy.contract import Contract, DeployError, ExitCode, read_contract
-from pipeline.handoff.artifacts import MANIFEST, ONNX, REFERENCE_VARIANT
-from pipeline.handoff.errors import PipelineError, first_line
-from pipeline.handoff.manifest import read_manifest, verify
-from pipeline.handoff.ort_options import SessionPool, cpu_session
+from deploy.errors import DeployError, ExitCode
+from handoff.contract import Contract, ContractError, read_contract
+from handoff.artifacts import MANIFEST, ONNX, REFERENCE_VARIANT, WEB
+from handoff.errors import PipelineError, first_line
+from handoff.manifest import read_manifest, verify
+from handoff.ort_options import SessionPool, cpu_session
 
 
 class Bundle:
     """A verified bundle's chosen variant, with one ONNX Runtime session per distinct options record
-    `make tune` chose for it (pipeline.handoff.ort_options.SessionPool: the batch sizes that share a
+    `make tune` chose for it (handoff.ort_options.SessionPool: the batch sizes that share a
     record share a session). ORT's `run` is thread-safe, so callers may share them; the server calls
-    them from its one inference thread (deploy.batcher)."""
+    them from its one inference thread (deploy.serve.batcher)."""
 
     def __init__(self, path: Path, variant: str, file: str, contract: Contract, sessions: SessionPool) -> None:
         self.path = path
@@ -52,7 +53,10 @@ class Bundle:
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
         """float32 N x classes probabilities for checked float32 N x input_shape inputs."""
-        self.contract.check(inputs)
+        try:
+            self.contract.check(inputs)
+        except ContractError as err:
+            raise DeployError.of(err) from err
         return self.run(inputs)
 
     def summary(self) -> str:
@@ -61,16 +65,22 @@ class Bundle:
                 f"({self.path / self.file}); ORT options: {self.sessions.describe()}")
 
 
+def rebuild_hint(bundle: Path) -> str:
+    """What makes a broken bundle whole again (Make takes an existing bundle as up to date)."""
+    return f"remove {bundle} and run `make deploy`"
+
+
 def verify_bundle(path: Path) -> list[str]:
     """Check every file `manifest.json` lists against its sha256; returns their names."""
     path = Path(path)
     if not (path / MANIFEST).is_file():
         raise DeployError(f"{path}: not a deploy bundle (no {MANIFEST}); build one with `make deploy`", ExitCode.BAD_MODEL)
     try:
-        names = sorted(read_manifest(path)["artifacts"])
+        names = sorted(read_manifest(path, rebuild_hint(path))["artifacts"])
         if ONNX not in names:
-            raise PipelineError(f"{path / MANIFEST}: lists no {ONNX}")
-        verify(path, names)
+            raise PipelineError(f"{path / MANIFEST}: lists no {ONNX}; {rebuild_hint(path)}")
+        verify(path, [name for name in names if not name.startswith(f"{WEB}/")], rebuild_hint(path))
+        verify(path, [name for name in names if name.startswith(f"{WEB}/")], f"remove {path / WEB} and run `make web`")
     except PipelineError as err:
         raise DeployError(f"refusing the bundle: {err}", ExitCode.BAD_MODEL) from err
     return names
@@ -95,7 +105,10 @@ def load_bundle(path: Path, variant: str | None = None, overrides: dict[str, Any
     if not tuned and overrides:
         tuned = {"1": {"options": dict(overrides)}}  # one record for every batch size
     sessions = SessionPool(path / file, tuned, _open)
-    contract = read_contract(sessions.open_all(), path / file)  # every session opened before serving
+    try:
+        contract = read_contract(sessions.open_all(), path / file)  # every session opened before serving
+    except ContractError as err:
+        raise DeployError.of(err) from err
     return Bundle(path, variant, file, contract, sessions)
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from export.head import load_head
 from export.to_onnx import export_onnx
 from export.to_torchscript import export_torchscript
-from pipeline.handoff import artifacts
-from pipeline.handoff.atomic import write_json
-from pipeline.handoff.cli import run_cli
-from pipeline.handoff.manifest import record, verify
+from handoff import artifacts
+from handoff.atomic import write_json
+from handoff.cli import run_cli
+from handoff.manifest import record, verify
 
 
 @dataclass(frozen=True)

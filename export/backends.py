@@ -18,10 +18,11 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from export.head import OUTPUT_NAME, SoftmaxHead
+from export.head import SoftmaxHead
+from handoff.contract import OUTPUT_NAME
 from export.recorded_warnings import recording_warnings
-from pipeline.handoff.errors import PipelineError, first_line
-from pipeline.handoff.ort_options import SessionPool, bound_call, describe, pinned, session_options
+from handoff.errors import PipelineError, first_line
+from handoff.ort_options import SessionPool, bound_call, describe, pinned, session_options
 
 Run = Callable[[np.ndarray], np.ndarray]
 Prepare = Callable[[np.ndarray], Callable[[], object]]

@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from handoff.contract import OUTPUT_NAME
 from pipeline.checkpoint import load_checkpoint
 from pipeline.model import MLP
 
-OUTPUT_NAME = "probs"
 
 
 class SoftmaxHead(nn.Module):

@@ -10,8 +10,9 @@ and seeded random inputs in the contract's range (MNIST: [0, 1] images; Otto: sp
 batch sizes the export never saw.
 Checks, in order: output shapes and dtypes (and ONNX input/output names); rows sum to 1; max
 absolute and relative error against the tolerances below; argmax agreement on every image.
-Writes <artifacts>/parity.json (top-level "passed"), <artifacts>/parity.md and
-<artifacts>/manifest.json; a failure exits non-zero naming the pair, batch size, error and tolerance.
+Writes <artifacts>/parity.json (top-level "passed"), <artifacts>/parity.md, the held-out rows it
+judged (<artifacts>/held_out.npz, for the stages after it) and <artifacts>/manifest.json; a failure
+exits non-zero naming the pair, batch size, error and tolerance.
 """
 
 from __future__ import annotations
@@ -26,17 +27,20 @@ import numpy as np
 import torch
 
 from export import backends
-from export.head import OUTPUT_NAME, SoftmaxHead, load_head
-from export.manifest import write_manifest
+from export.head import SoftmaxHead, load_head
+from handoff.contract import OUTPUT_NAME
+from export.parity_record import record_parity
 from export.parity_report import render_markdown
 from pipeline.config import DATA_DIR_FIELD, MNIST_MIRROR_FIELD, OTTO_CSV_FIELD
-from pipeline.data import DataSource, dataset_spec, load_dataset
-from pipeline.device import resolve_device
-from pipeline.handoff import artifacts
-from pipeline.handoff.atomic import atomic_path, write_json
-from pipeline.handoff.cli import run_cli
-from pipeline.handoff.errors import PipelineError
-from pipeline.handoff.manifest import verify
+from pipeline.datasets.spec import DataSource
+from pipeline.datasets.registry import dataset_spec, load_dataset
+from pipeline.placement import resolve_device
+from handoff import artifacts
+from handoff.atomic import atomic_path, write_json
+from handoff.cli import run_cli
+from handoff.errors import PipelineError
+from handoff.held_out import HeldOut, write_held_out
+from handoff.manifest import verify
 
 BATCH_SIZES = (1, 7, 64, 1000)  # the export traced batch 8; these sizes check the dynamic batch dim
 RANDOM_INPUTS = 256  # seeded inputs in the contract's range, plus the dataset's extremes (e.g. all zeros)
@@ -60,12 +64,17 @@ class ParityConfig:
     otto_csv: str | None = field(default=None, metadata=OTTO_CSV_FIELD)
 
 
-def input_sets(config: ParityConfig, dataset: str) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
-    """name -> (float32 inputs, labels or None); the labelled held-out set comes first."""
+def held_out_rows(config: ParityConfig, dataset: str) -> HeldOut:
+    """The dataset's labelled held-out split: what the gate judges, and what held_out.npz hands on."""
     data = load_dataset(dataset, DataSource.of(config))
+    return HeldOut(data.spec.held_out, data.held_out.inputs.numpy(), data.held_out.labels.numpy())
+
+
+def input_sets(dataset: str, held_out: HeldOut) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """name -> (float32 inputs, labels or None); the labelled held-out set comes first."""
     return {
-        f"{dataset}-{data.spec.held_out}": (data.held_out.inputs.numpy(), data.held_out.labels.numpy()),
-        "random": (data.spec.random_inputs(RANDOM_INPUTS, RANDOM_SEED), None),
+        f"{dataset}-{held_out.split}": (held_out.inputs, held_out.labels),
+        "random": (dataset_spec(dataset).random_inputs(RANDOM_INPUTS, RANDOM_SEED), None),
     }
 
 
@@ -115,7 +124,7 @@ def check_io_names(onnx_path: Path, input_name: str, failures: list[str]) -> dic
     return io
 
 
-def gate(config: ParityConfig, head: SoftmaxHead, payload: dict) -> dict:
+def gate(config: ParityConfig, head: SoftmaxHead, payload: dict, held_out: HeldOut) -> dict:
     """Run every backend, compare against eager CPU, and return the parity report."""
     device = resolve_device(config.device)
     out = Path(config.artifacts)
@@ -125,7 +134,7 @@ def gate(config: ParityConfig, head: SoftmaxHead, payload: dict) -> dict:
     candidates = backends.all_backends(head, out / artifacts.TORCHSCRIPT, out / artifacts.ONNX, devices)
     failures: list[str] = []
     io = check_io_names(out / artifacts.ONNX, dataset_spec(payload["dataset"]).input_name, failures)
-    inputs = input_sets(config, payload["dataset"])
+    inputs = input_sets(payload["dataset"], held_out)
     ran = [b for b in candidates if b.skipped is None]
     reference = ran[0]  # eager-cpu
     outputs = {
@@ -216,12 +225,14 @@ def run(config: ParityConfig) -> None:
     out = Path(config.artifacts)
     verify_exports(out)
     head, payload = load_head(out / artifacts.MODEL)
-    report = gate(config, head, payload)
+    held_out = held_out_rows(config, payload["dataset"])
+    report = gate(config, head, payload, held_out)
     markdown = render_markdown(report)
+    write_held_out(out, held_out)
     write_json(out / artifacts.PARITY, report)
     with atomic_path(out / artifacts.PARITY_MD) as tmp:
         tmp.write_text(markdown)
-    write_manifest(out, report, dataclasses.asdict(config), payload["config"])
+    record_parity(out, report, dataclasses.asdict(config), payload["config"])
     print(markdown)
     if not report["passed"]:
         failures = report["failures"]

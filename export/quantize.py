@@ -30,8 +30,8 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.transformers.onnx_model import OnnxModel
 
-from pipeline.handoff.cpu import INT8_DOT_FLAGS, cpu_flags
-from pipeline.handoff.errors import PipelineError, first_line
+from handoff.cpu import INT8_DOT_FLAGS, cpu_flags
+from handoff.errors import PipelineError, first_line
 
 CALIBRATION_BATCH = 128  # rows per calibration run; MinMax only keeps running extremes
 

@@ -3,7 +3,6 @@ dynamic batch, metadata for deployment, and onnx.checker's full check."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -12,11 +11,12 @@ import onnx
 import onnxscript
 import torch
 
-from export.head import OUTPUT_NAME, SoftmaxHead, contract_text, example_batch
+from export.head import SoftmaxHead, contract_text, example_batch
 from export.recorded_warnings import recording_warnings
-from pipeline.data import dataset_spec
-from pipeline.handoff.atomic import atomic_path
-from pipeline.handoff.errors import PipelineError, first_line
+from pipeline.datasets.registry import dataset_spec
+from handoff.atomic import atomic_path
+from handoff.contract import OUTPUT_NAME, contract_metadata
+from handoff.errors import PipelineError, first_line
 
 OPSET = 21  # ONNX opset: ONNX Runtime >= 1.18, TensorRT 10 and Triton's ORT backend all run it
 MODEL_VERSION = 1  # bump when the input/output contract changes
@@ -76,25 +76,20 @@ def _model_name(payload: dict[str, Any]) -> str:
 
 
 def metadata_props(payload: dict[str, Any], checkpoint_sha256: str) -> dict[str, str]:
-    """What a deployer needs to know, readable through ORT's `get_modelmeta().custom_metadata_map`."""
+    """What a deployer needs to know, readable through ORT's `get_modelmeta().custom_metadata_map`:
+    the model contract (handoff.contract writes those keys; deploy/ and web/ read them back), and
+    where the model came from."""
     contract = contract_text(payload)
     spec = dataset_spec(payload["dataset"])
-    low, high = spec.input_range
     return {
-        "model_name": _model_name(payload),
-        "dataset": payload["dataset"],
+        **contract_metadata(_model_name(payload), payload["dataset"], payload["classes"], spec.input_range,
+                            spec.input_format),
         "model_version": str(MODEL_VERSION),
         "source_checkpoint_sha256": checkpoint_sha256,
         **{key: f"{payload['metrics'][key]:.6f}" for key in held_out_metrics(payload)},
         "recipe": payload["config"]["recipe"]["name"],
         "input_contract": contract["input"],
         "output_contract": contract["output"],
-        "class_labels": json.dumps(payload["classes"]),
-        # what a torch-free server or predictor checks and reads (deploy/): the valid input range
-        # ("" = unbounded) and the file format its predictor accepts
-        "input_min": f"{low:g}",
-        "input_max": "" if high is None else f"{high:g}",
-        "input_format": spec.input_format,
         "torch_version": str(torch.__version__),
         "onnx_version": onnx.__version__,
         "onnxscript_version": onnxscript.__version__,

@@ -18,8 +18,8 @@ import torch
 
 from export.head import SoftmaxHead, contract_text
 from export.recorded_warnings import recording_warnings
-from pipeline.handoff.atomic import atomic_path
-from pipeline.handoff.errors import PipelineError, first_line
+from handoff.atomic import atomic_path
+from handoff.errors import PipelineError, first_line
 
 
 def export_torchscript(head: SoftmaxHead, payload: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -5,10 +5,10 @@ Usage:
                           [--seconds 0.1] [--rounds 3] [--min-gain 0.05] [--save-optimized on|off]
     make tune
 
-Starting from ORT's defaults, each option of pipeline.handoff.ort_options.SEARCH_SPACE is visited
+Starting from ORT's defaults, each option of handoff.ort_options.SEARCH_SPACE is visited
 in turn (threads, spinning, graph optimisation level, memory pattern, execution mode); the current
 choice and every alternative value are timed with the same bound call the bench uses, in alternating
-rounds (pipeline.handoff.timing, the bench's own harness), and an alternative is kept only if its
+rounds (handoff.timing, the bench's own harness), and an alternative is kept only if its
 fastest round is at least `min_gain` faster than the current choice's, so noise cannot move the
 choice away from the defaults. Writes ort_tuning.json (choices, every candidate's timing, the CPU
 they came from), recorded in manifest.json; the bench, the predictor and the server read it, and
@@ -25,17 +25,17 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from pipeline.data import dataset_spec
-from pipeline.handoff import artifacts
-from pipeline.handoff.artifacts import VARIANT_FILES
-from pipeline.handoff.atomic import atomic_path, write_json
-from pipeline.handoff.cli import run_cli
-from pipeline.handoff.cpu import cpu_flags, cpu_model
-from pipeline.handoff.errors import PipelineError
-from pipeline.handoff.manifest import record, verify
-from pipeline.handoff.ort_options import DEFAULT_OPTIONS, SEARCH_SPACE, bound_call, cpu_session, describe, save_optimized
-from pipeline.handoff.reports import read_variants
-from pipeline.handoff.timing import interleaved, paired_ratio
+from pipeline.datasets.registry import dataset_spec
+from handoff import artifacts
+from handoff.artifacts import VARIANT_FILES
+from handoff.atomic import atomic_path, write_json
+from handoff.cli import run_cli
+from handoff.cpu import cpu_flags, cpu_model
+from handoff.errors import PipelineError
+from handoff.manifest import record, verify
+from handoff.ort_options import DEFAULT_OPTIONS, SEARCH_SPACE, bound_call, cpu_session, describe, save_optimized
+from handoff.reports import read_variants
+from handoff.timing import interleaved, paired_ratio
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from pipeline.handoff.atomic import atomic_path
-from pipeline.handoff.errors import PipelineError, first_line
+from handoff.atomic import atomic_path
+from handoff.errors import PipelineError, first_line
 from pipeline.model import MLP, linear_layers
 
 FORMAT = "mnist-pipeline/model-v1"

@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from pipeline.handoff.errors import PipelineError
+from handoff.errors import PipelineError
+from pipeline.datasets.registry import DATASETS
 
-DATASETS = ("mnist", "otto")  # each a module under pipeline/datasets/ (pipeline.data.dataset_spec)
 PRECISIONS = ("auto", "bfloat16", "off")  # resolved against the hardware by pipeline.precision
 CAPTURES = ("off", "cuda-graph")
 
@@ -46,13 +46,14 @@ class Recipe:
 MNIST_RECIPES = {
     "seed": Recipe(),
     # >= 98% test accuracy in 3 epochs (eight seeds: 98.11-98.22%, mean 98.17%). Each choice is
-    # measured in the README's ablation table: batch 1024 keeps the CPU's matrix units busy (a bf16
-    # step runs at 1.1-1.35x the GEMM floor, against 1.4-1.7x at batch 512 for about the same
-    # accuracy per second) while still giving 177 updates, and Adam, unlike SGD, keeps its accuracy
-    # at that batch; He initialisation lets a high peak rate train from the first step (PyTorch's
-    # default init shrinks activations through five ReLU layers); a one-cycle schedule warms up for
-    # 30% of the steps and anneals to lr/1000; label smoothing 0.2 regularises; inputs are
-    # standardised; bf16 autocast where the hardware has it natively, float32 elsewhere.
+    # measured in the ablation (docs/training.md, "What each ingredient buys"): batch 1024 keeps
+    # the CPU's matrix units busy (a bf16 step runs at 1.1-1.35x the GEMM floor, against 1.4-1.7x
+    # at batch 512 for about the same accuracy per second) while still giving 177 updates, and
+    # Adam, unlike SGD, keeps its accuracy at that batch; He initialisation lets a high peak rate
+    # train from the first step (PyTorch's default init shrinks activations through five ReLU
+    # layers); a one-cycle schedule warms up for 30% of the steps and anneals to lr/1000; label
+    # smoothing 0.2 regularises; inputs are standardised; bf16 autocast where the hardware has it
+    # natively, float32 elsewhere.
     "fast": Recipe(
         name="fast",
         epochs=3.0,

@@ -23,7 +23,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from pipeline.handoff.errors import PipelineError
 
 
 @dataclass(frozen=True)
@@ -52,16 +51,6 @@ class World:
 
 
 SINGLE = World()
-
-
-def rank_device(device: torch.device, world: World) -> torch.device:
-    """One GPU per rank on CUDA (cuda:LOCAL_RANK); fewer visible GPUs than local ranks is an error."""
-    if not world.distributed or device.type != "cuda":
-        return device
-    if torch.cuda.device_count() < world.local_size:
-        raise PipelineError(f"DEVICE=cuda with {world.local_size} processes on this node, but only "
-                            f"{torch.cuda.device_count()} GPUs are visible: use NPROC={torch.cuda.device_count()} or fewer")
-    return torch.device("cuda", world.local_rank)
 
 
 def backend_name(device: torch.device, world: World) -> str | None:
@@ -108,7 +97,7 @@ def all_reduce_sum(tensor: torch.Tensor, world: World) -> torch.Tensor:
 
 
 def shard_batches(world: World) -> Callable[..., Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-    """Like pipeline.data.shuffled_batches, but each rank gets its slice of every global batch.
+    """Like pipeline.batches.shuffled_batches, but each rank gets its slice of every global batch.
 
     Every rank draws the same permutation (same seed, same generator state), cuts it into global
     batches of `batch_size`, and keeps slice `rank` of each (torch.tensor_split: sizes differ by at

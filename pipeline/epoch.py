@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 import torch
 from tqdm import tqdm
 
 from pipeline import distributed
-from pipeline.data import Split
+from pipeline.datasets.spec import Split
 from pipeline.model import MLP
 from pipeline.step import Stepper
+
+class MetricNames(NamedTuple):
+    """The held-out metrics' record keys, which name the split: test_loss/test_accuracy (MNIST),
+    val_log_loss/val_accuracy (Otto)."""
+
+    loss: str
+    accuracy: str
+
 
 # (split, batch size, shuffling generator) -> one epoch of (images, labels) batches on the split's device
 BatchSource = Callable[[Split, int, torch.Generator], Iterable[tuple[torch.Tensor, torch.Tensor]]]
@@ -48,20 +57,21 @@ def train_epoch(stepper: Stepper, split: Split, batch_size: int, shuffle, epoch:
     return stepper.loss_sum.item() / samples, samples
 
 
-def epoch_record(epoch, train_loss, names, loss, accuracy, seconds, samples) -> dict[str, float]:
+def epoch_record(epoch: int, train_loss: float, names: MetricNames, loss: float, accuracy: float, seconds: float,
+                 samples: int) -> dict[str, float]:
     return {
         "epoch": epoch,
         "train_loss": train_loss,
-        names[0]: loss,
-        names[1]: accuracy,
+        names.loss: loss,
+        names.accuracy: accuracy,
         "seconds": seconds,
         "samples": samples,
         "samples_per_second": samples / seconds,
     }
 
 
-def summary_line(record: dict[str, float], names: tuple[str, str], epochs: float) -> str:
-    loss, accuracy = names
+def summary_line(record: dict[str, float], names: MetricNames, epochs: float) -> str:
+    loss, accuracy = names.loss, names.accuracy
     return (
         f"epoch {record['epoch']}/{epochs:g}  train_loss {record['train_loss']:.4f}  "
         f"{loss} {record[loss]:.4f}  {accuracy} {100 * record[accuracy]:.2f}%  "

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from pipeline.config import Recipe
-from pipeline.data import DatasetSpec, Split
+from pipeline.datasets.spec import DatasetSpec, Split
 from pipeline.model import MLP, linear_layers
 
 

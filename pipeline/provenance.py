@@ -1,5 +1,5 @@
 """Library versions and hardware, saved next to every number and artifact (the torch side of
-pipeline.handoff.cpu)."""
+handoff.cpu)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import platform
 import numpy
 import torch
 
-from pipeline.handoff.cpu import cpu_flags, cpu_model
+from handoff.cpu import cpu_flags, cpu_model
 
 
 def library_versions(*modules: str) -> dict[str, str | None]:

@@ -16,22 +16,22 @@ from typing import Any
 import torch
 
 from pipeline.checkpoint import load_plain
-from pipeline.handoff import sources
-from pipeline.handoff.atomic import atomic_path
-from pipeline.handoff.errors import PipelineError
+from handoff.atomic import atomic_path
+from handoff.errors import PipelineError
 
 FORMAT = "mnist-pipeline/train-state-v1"
 KEEP = 2  # checkpoints kept: the newest is enough to resume, one more in case it is unreadable
-TRAIN_PROGRAM = sources.REPO / "pipeline" / "train.py"
+REPO = Path(__file__).resolve().parents[1]
+TRAINING_CODE = ("pipeline", "handoff")  # the training stage and the hand-off it imports
 _NAME = re.compile(r"^epoch-(\d{3,})\.pt$")
 
 
 def code_digest() -> str:
-    """sha256 over the training stage's sources (the files `make train` depends on, found by
-    pipeline.handoff.sources): a checkpoint from other code is stale."""
+    """sha256 over the training code (every module of `pipeline` and `handoff`): a checkpoint from
+    other code is stale. A superset of what `make train` depends on, so it can only refuse more."""
     digest = hashlib.sha256()
-    for path in sources.closure([TRAIN_PROGRAM]):
-        digest.update(str(path.relative_to(sources.REPO)).encode() + b"\0" + path.read_bytes())
+    for path in sorted(p for package in TRAINING_CODE for p in (REPO / package).rglob("*.py")):
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 

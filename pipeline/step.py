@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.config import Recipe
-from pipeline.handoff.errors import PipelineError
+from handoff.errors import PipelineError
 from pipeline.model import MLP
 
 WARMUP_STEPS = 3  # per batch size: enough for kernel selection and allocator pools (and, on CUDA, graph capture)
@@ -188,12 +188,6 @@ def make_stepper(model, optimizer, scheduler, recipe: Recipe, autocast_dtype: to
         torch.cuda.synchronize(device)
     stepper.warmup_seconds = time.perf_counter() - started
     return stepper
-
-
-def check_capture(capture: str, device: torch.device) -> None:
-    """CUDA graphs need CUDA: asking for them elsewhere is an error, like DEVICE=cuda without CUDA."""
-    if capture == "cuda-graph" and device.type != "cuda":
-        raise PipelineError(f"CAPTURE=cuda-graph needs a CUDA device, but training runs on {device}; use CAPTURE=off")
 
 
 def place_lr_on_device(optimizer: torch.optim.Optimizer, device: torch.device) -> None:

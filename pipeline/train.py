@@ -9,8 +9,8 @@ Usage:
     make train DATASET=otto OTTO_CSV=train.csv.zip
     make train NPROC=2                                           # torchrun, DDP (pipeline.distributed)
 
-The device and the precision are decided once, before training, and printed with the reason
-(pipeline.device, pipeline.precision); `train_metrics.json` records both.
+The device, the capture mode and the precision are decided once, before training, and printed in
+one line with the reasons (pipeline.placement); `train_metrics.json` records them.
 
 Writes, atomically, <artifacts>/model.pt (see pipeline.checkpoint) and
 <artifacts>/train_metrics.json, and records both in <artifacts>/manifest.json. Prints one summary
@@ -37,40 +37,21 @@ from torch.nn.parallel import DistributedDataParallel
 from pipeline import distributed, resume
 from pipeline.checkpoint import save_checkpoint
 from pipeline.config import Recipe, TrainConfig
-from pipeline.data import Dataset, DataSource, Split, load_dataset, shuffled_batches
-from pipeline.device import resolve_device
-from pipeline.epoch import BatchSource, copy_state, epoch_record, summary_line, train_epoch, warmup_batches
+from pipeline.datasets.spec import Dataset, DataSource, Split
+from pipeline.datasets.registry import load_dataset
+from pipeline.batches import shuffled_batches
+from pipeline.epoch import BatchSource, MetricNames, copy_state, epoch_record, summary_line, train_epoch, warmup_batches
 from pipeline.evaluation import evaluate
-from pipeline.handoff import artifacts
-from pipeline.handoff.atomic import ensure_writable, write_json
-from pipeline.handoff.cli import run_cli
-from pipeline.handoff.errors import PipelineError
-from pipeline.handoff.lock import exclusive_lock
-from pipeline.handoff.manifest import record
+from handoff import artifacts
+from handoff.atomic import ensure_writable, write_json
+from handoff.cli import run_cli
+from handoff.lock import exclusive_lock
+from handoff.manifest import record
 from pipeline.model import MLP, initialize
 from pipeline.normalization import InputNorm, input_norm
-from pipeline.precision import Precision, resolve_precision
+from pipeline.placement import Placement, resolve_placement
 from pipeline.provenance import hardware, library_versions
-from pipeline.step import Stepper, build_optimizer, build_scheduler, check_capture, make_stepper, place_lr_on_device
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where and how a run computes: decided once, at the edge, from the config and the hardware."""
-
-    device: torch.device
-    precision: Precision
-    capture: str  # "off" | "cuda-graph"
-
-
-def resolve_placement(config: TrainConfig, recipe: Recipe, world: distributed.World) -> Placement:
-    """The device (this rank's GPU under DDP), the capture mode it allows and the precision it runs
-    natively; a combination that cannot run is a PipelineError, before any file is touched."""
-    device = distributed.rank_device(resolve_device(config.device), world)
-    check_capture(config.capture, device)
-    if world.distributed and config.capture != "off":
-        raise PipelineError(f"CAPTURE={config.capture} runs in one process; use NPROC=1 with it")
-    return Placement(device, resolve_precision(recipe.precision, device), config.capture)
+from pipeline.step import Stepper, build_optimizer, build_scheduler, make_stepper, place_lr_on_device
 
 
 @dataclass
@@ -88,7 +69,7 @@ class Run:
     shuffle: torch.Generator  # batch order, drawn on the CPU
     steps_per_epoch: int
     total_steps: int  # a fractional last epoch runs that share of its batches
-    names: tuple[str, str]  # the held-out loss and accuracy keys of the records (test_loss, test_accuracy)
+    names: MetricNames  # the held-out loss and accuracy keys of the records (test_loss, test_accuracy)
 
     @property
     def epochs(self) -> int:
@@ -131,9 +112,9 @@ def train(config: TrainConfig, data: Dataset, checkpoint_dir: Path | None = None
     checkpoints and returns a result; the other ranks return None.
     """
     recipe = recipe or config.resolved_recipe
-    placement = placement or resolve_placement(config, recipe, world)
+    placement = placement or resolve_placement(config.device, config.capture, recipe.precision, world)
     say = print if world.is_main else _silent
-    say(placement.precision.summary(), flush=True)
+    say(placement.summary(), flush=True)
     run = build_run(config, recipe, data, placement)
     fingerprint = _fingerprint(config, data, run) if checkpoint_dir else None
     progress = _start(checkpoint_dir, fingerprint, run, world, say)
@@ -153,7 +134,7 @@ def train(config: TrainConfig, data: Dataset, checkpoint_dir: Path | None = None
             _keep_best(run, progress, epoch)
             if checkpoint_dir:
                 _checkpoint(checkpoint_dir, fingerprint, run, progress, epoch)
-        if until is not None and distributed.broadcast(world.is_main and progress.history[-1][run.names[1]] >= until, world):
+        if until is not None and distributed.broadcast(world.is_main and progress.history[-1][run.names.accuracy] >= until, world):
             break  # rank 0 decides: only it evaluated
     if not world.is_main:
         return None
@@ -179,7 +160,7 @@ def build_run(config: TrainConfig, recipe: Recipe, data: Dataset, placement: Pla
         held_out_split=norm.apply(data.held_out).to(placement.device),
         model=model, optimizer=optimizer, scheduler=build_scheduler(recipe, optimizer, total_steps),
         shuffle=torch.Generator().manual_seed(config.seed), steps_per_epoch=steps_per_epoch, total_steps=total_steps,
-        names=(data.spec.loss_metric, data.spec.accuracy_metric),
+        names=MetricNames(data.spec.loss_metric, data.spec.accuracy_metric),
     )
 
 
@@ -218,7 +199,7 @@ def _stepper(run: Run, world: distributed.World) -> Stepper:
 
 def _keep_best(run: Run, progress: Progress, epoch: int) -> None:
     """keep_best: remember this epoch's weights if its held-out loss is the lowest so far."""
-    loss = progress.history[-1][run.names[0]]
+    loss = progress.history[-1][run.names.loss]
     if run.recipe.keep_best and (progress.best is None or loss < progress.best["loss"]):
         progress.best = {"epoch": epoch, "loss": loss, "model": copy_state(run.model)}
 
@@ -232,7 +213,7 @@ def _final_model(run: Run, progress: Progress) -> MLP:
     """The kept epoch's weights on the CPU, taking raw inputs (normalisation folded in)."""
     if progress.best is not None:
         run.model.load_state_dict(progress.best["model"])
-        print(f"keeping epoch {progress.best['epoch']}: the lowest {run.names[0]} ({progress.best['loss']:.4f})", flush=True)
+        print(f"keeping epoch {progress.best['epoch']}: the lowest {run.names.loss} ({progress.best['loss']:.4f})", flush=True)
     return run.norm.fold_into(run.model.cpu())
 
 def metrics_record(config: TrainConfig, data: Dataset, run: Run, progress: Progress, model: MLP, stepper: Stepper,
@@ -244,10 +225,10 @@ def metrics_record(config: TrainConfig, data: Dataset, run: Run, progress: Progr
     return {
         "dataset": data.name,
         "held_out": data.spec.held_out,
-        "accuracy_metric": run.names[1],  # which keys below hold the held-out accuracy and loss
-        "loss_metric": run.names[0],
-        run.names[1]: accuracy,
-        run.names[0]: loss,
+        "accuracy_metric": run.names.accuracy,  # which keys below hold the held-out accuracy and loss
+        "loss_metric": run.names.loss,
+        run.names.accuracy: accuracy,
+        run.names.loss: loss,
         "best_epoch": progress.best["epoch"] if progress.best is not None else None,
         "data": data.info,
         "train_seconds": progress.train_seconds,
@@ -261,7 +242,7 @@ def metrics_record(config: TrainConfig, data: Dataset, run: Run, progress: Progr
         "train_samples": len(run.train_split),
         "samples_trained": samples,
         "samples_per_second": samples / progress.train_seconds,
-        # Data parallelism (README "Several processes"): the recipe's batch is the global batch,
+        # Data parallelism (docs/training.md, "Several processes"): the recipe's batch is the global batch,
         # split over the ranks; the learning rate and schedule are the recipe's, not rescaled.
         "world_size": world.size,
         "backend": distributed.backend_name(device, world),
@@ -303,7 +284,8 @@ def run(config: TrainConfig) -> None:
     """The CLI: one run per ARTIFACTS folder at a time, resumable, outputs recorded in the manifest.
     Under torchrun every rank runs this; rank 0 holds the lock and writes every file."""
     world = distributed.World.from_env()
-    placement = resolve_placement(config, config.resolved_recipe, world)  # bad flags fail before any file is touched
+    # bad flags fail before any file is touched
+    placement = resolve_placement(config.device, config.capture, config.resolved_recipe.precision, world)
     out = Path(config.artifacts)
     ensure_writable(out)
     distributed.init(world, placement.device)

@@ -27,7 +27,8 @@ from export.tune import run as tune_run
 from export.variants import VariantsConfig
 from export.variants import run as variants_run
 from pipeline.config import TrainConfig
-from pipeline.data import Dataset, DataSource, load_dataset
+from pipeline.datasets.spec import Dataset, DataSource
+from pipeline.datasets.registry import load_dataset
 from pipeline.datasets.mnist import fetch_mnist, load_mnist
 from pipeline.datasets.otto_synthetic import write_synthetic_otto
 from pipeline.train import save, train
@@ -74,10 +75,16 @@ def mnist(data_dir) -> Dataset:
     return load_mnist(data_dir)
 
 
+def child_env() -> dict[str, str]:
+    """This process's environment without pytest-xdist's worker variables: a pytest started from a
+    test (the bench's smoke runs, make bench) would take them for its own and switch its benchmarks off."""
+    return {key: value for key, value in os.environ.items() if not key.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
+
+
 @pytest.fixture
 def cli_env(mnist_mirror) -> dict[str, str]:
     """Environment for subprocesses: the repo importable, the mirror named."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**child_env(), "PYTHONPATH": str(REPO)}
     if mnist_mirror is not None:
         env["MNIST_MIRROR"] = str(mnist_mirror)
     return env
@@ -104,10 +111,10 @@ def running_server(bundle: Path, *args: str, grpc_port: int = 0, startup_s: floa
     """`mlp-serve` on a free loopback port, torch blocked (gRPC on `grpc_port`, 0: off); yields
     "127.0.0.1:<port>" once ready. The server must exit 0 when terminated (SIGTERM drains)."""
     port = free_port()
-    command = [sys.executable, "-m", "deploy.server", "--bundle", str(bundle), "--port", str(port),
+    command = [sys.executable, "-m", "deploy.serve", "--bundle", str(bundle), "--port", str(port),
                "--grpc-port", str(grpc_port), *args]
     with tempfile.TemporaryFile() as log:
-        server = subprocess.Popen(command, env=torch_blocked(dict(os.environ)), cwd=REPO, stdout=log, stderr=log)
+        server = subprocess.Popen(command, env=torch_blocked(child_env()), cwd=REPO, stdout=log, stderr=log)
         try:
             _wait_ready(server, port, log, startup_s)
             yield f"127.0.0.1:{port}"
@@ -165,7 +172,7 @@ def exported(tmp_path_factory, mnist, data_dir):
 @pytest.fixture(scope="session")
 def mnist_bundle(exported) -> Path:
     """`make deploy` on the `exported` artifacts: the bundle folder."""
-    from deploy.build import DeployConfig, run  # tritonclient: not on the GPU machine, whose run needs no bundle
+    from deploy.build.__main__ import DeployConfig, run  # tritonclient: not on the GPU machine, whose run needs no bundle
 
     run(DeployConfig(artifacts=str(exported), max_batch=MNIST_BUNDLE_MAX_BATCH))
     return exported / "deploy"
@@ -200,24 +207,24 @@ def web_runtime() -> Path:
     return WEB_RUNTIME.parents[1]  # node_modules
 
 
-def web_bundle(artifacts: Path, copy_to: Path, node_modules: Path, **source: str) -> Path:
+def web_bundle(artifacts: Path, copy_to: Path, node_modules: Path) -> Path:
     """`make deploy VARIANT=int8 web` on a copy of `artifacts` (the session's bundles stay as they are):
     a bundle holding fp32 and int8, with its page."""
-    from deploy.build import DeployConfig
-    from deploy.build import run as build_run
+    from deploy.build.__main__ import DeployConfig
+    from deploy.build.__main__ import run as build_run
     from web.build import WebConfig
     from web.build import run as web_run
     shutil.copytree(artifacts, copy_to, ignore=shutil.ignore_patterns("deploy", "data"))
     build_run(DeployConfig(artifacts=str(copy_to), variant="int8", max_batch=MNIST_BUNDLE_MAX_BATCH))
-    web_run(WebConfig(artifacts=str(copy_to), node_modules=str(node_modules), **source))
+    web_run(WebConfig(artifacts=str(copy_to), node_modules=str(node_modules)))
     return copy_to / "deploy"
 
 
 @pytest.fixture(scope="session")
-def mnist_web_bundle(tmp_path_factory, exported, data_dir, web_runtime) -> Path:
-    return web_bundle(exported, tmp_path_factory.mktemp("web") / "artifacts", web_runtime, data_dir=str(data_dir))
+def mnist_web_bundle(tmp_path_factory, exported, web_runtime) -> Path:
+    return web_bundle(exported, tmp_path_factory.mktemp("web") / "artifacts", web_runtime)
 
 
 @pytest.fixture(scope="session")
-def otto_web_bundle(tmp_path_factory, otto_artifacts, otto_csv, web_runtime) -> Path:
-    return web_bundle(otto_artifacts, tmp_path_factory.mktemp("otto-web") / "artifacts", web_runtime, otto_csv=str(otto_csv))
+def otto_web_bundle(tmp_path_factory, otto_artifacts, web_runtime) -> Path:
+    return web_bundle(otto_artifacts, tmp_path_factory.mktemp("otto-web") / "artifacts", web_runtime)

@@ -1,4 +1,4 @@
-"""deploy.batcher in one process: batched answers equal unbatched ones, the delay and row bounds hold,
+"""deploy.serve.batcher in one process: batched answers equal unbatched ones, the delay and row bounds hold,
 the queue is bounded, errors reach every request of their batch, stop() answers what is queued."""
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ import time
 import numpy as np
 import pytest
 
-from deploy.batcher import Batcher, BatchPolicy, QueueFull
+from deploy.batch_policy import BatchPolicy
 from deploy.bundle import load_bundle
+from deploy.serve.batcher import Batcher, QueueFull
+from deploy.serve.statistics import Statistics
 from export.parity import ABS_TOL
 
 
@@ -25,6 +27,12 @@ def rows(mnist):
     return mnist.held_out.inputs[:64].numpy()
 
 
+def make_batcher(run, **limits) -> tuple[Batcher, Statistics]:
+    """A batcher reporting to Triton's statistics (as the server's does, beside its metrics)."""
+    statistics = Statistics()
+    return Batcher(run, BatchPolicy(**limits), statistics.record), statistics
+
+
 def run_together(batcher: Batcher, requests: list[np.ndarray]) -> list[np.ndarray]:
     """Submit every request at once from one event loop; their answers in order."""
     async def submit() -> list[np.ndarray]:
@@ -33,14 +41,14 @@ def run_together(batcher: Batcher, requests: list[np.ndarray]) -> list[np.ndarra
 
 
 def test_batched_answers_equal_unbatched_ones(bundle, rows):
-    batcher = Batcher(bundle.run, BatchPolicy(max_batch_rows=64, max_queue_delay_us=200_000, max_queue_size=128))
+    batcher, stats = make_batcher(bundle.run, max_batch=64, max_queue_delay_us=200_000, max_queue_size=128)
     batcher.start()
     requests = [rows[i:i + 1] for i in range(48)] + [rows[48:64]]  # 48 single rows and one of 16
     try:
         answers = run_together(batcher, requests)
     finally:
         batcher.stop()
-    assert batcher.stats.execution_count == 1 and list(batcher.stats.batches) == [64]
+    assert stats.execution_count == 1 and list(stats.batches) == [64]
     alone = [bundle.run(r) for r in requests]  # the oracle: each request in its own ORT call
     for got, expected in zip(answers, alone):
         assert got.shape == expected.shape
@@ -49,7 +57,7 @@ def test_batched_answers_equal_unbatched_ones(bundle, rows):
 
 
 def test_a_full_batch_runs_without_waiting_for_the_delay(bundle, rows):
-    batcher = Batcher(bundle.run, BatchPolicy(max_batch_rows=4, max_queue_delay_us=30_000_000, max_queue_size=8))
+    batcher, stats = make_batcher(bundle.run, max_batch=4, max_queue_delay_us=30_000_000, max_queue_size=8)
     batcher.start()
     started = time.monotonic()
     try:
@@ -57,17 +65,17 @@ def test_a_full_batch_runs_without_waiting_for_the_delay(bundle, rows):
     finally:
         batcher.stop()
     assert len(answers) == 4 and time.monotonic() - started < 20  # the 30 s delay was not waited out
-    assert batcher.stats.execution_count == 1
+    assert stats.execution_count == 1
 
 
 def test_batching_off_runs_every_request_alone(bundle, rows):
-    batcher = Batcher(bundle.run, BatchPolicy(max_batch_rows=1, max_queue_delay_us=0, max_queue_size=64))
+    batcher, stats = make_batcher(bundle.run, max_batch=1, max_queue_delay_us=0, max_queue_size=64)
     batcher.start()
     try:
         run_together(batcher, [rows[i:i + 1] for i in range(10)] + [rows[10:15]])  # a 5-row request still runs
     finally:
         batcher.stop()
-    assert batcher.stats.execution_count == 11 and batcher.stats.inference_count == 15
+    assert stats.execution_count == 11 and stats.inference_count == 15
 
 
 def test_the_queue_is_bounded_and_stop_answers_what_is_queued(rows):
@@ -77,7 +85,7 @@ def test_the_queue_is_bounded_and_stop_answers_what_is_queued(rows):
         release.wait(60)  # holds the inference thread until the test lets go
         return inputs.reshape(len(inputs), -1)[:, :10]
 
-    batcher = Batcher(slow_run, BatchPolicy(max_batch_rows=1, max_queue_delay_us=0, max_queue_size=2))
+    batcher, stats = make_batcher(slow_run, max_batch=1, max_queue_delay_us=0, max_queue_size=2)
     batcher.start()
 
     async def scenario() -> list:
@@ -100,11 +108,11 @@ def test_the_queue_is_bounded_and_stop_answers_what_is_queued(rows):
 
     answers = asyncio.run(scenario())
     assert [a.shape for a in answers] == [(1, 10)] * 3  # stop() ran what was queued before ending
-    assert not batcher.alive and batcher.stats.execution_count == 3
+    assert not batcher.alive and stats.execution_count == 3
 
 
 def test_flush_stops_waiting_for_the_delay(bundle, rows):
-    batcher = Batcher(bundle.run, BatchPolicy(max_batch_rows=64, max_queue_delay_us=600_000_000, max_queue_size=8))
+    batcher, stats = make_batcher(bundle.run, max_batch=64, max_queue_delay_us=600_000_000, max_queue_size=8)
     batcher.start()
 
     async def scenario() -> np.ndarray:
@@ -125,7 +133,7 @@ def test_an_error_reaches_every_request_of_its_batch(rows):
     def failing(inputs: np.ndarray) -> np.ndarray:
         raise RuntimeError(f"bad batch of {len(inputs)}")
 
-    batcher = Batcher(failing, BatchPolicy(max_batch_rows=8, max_queue_delay_us=100_000, max_queue_size=8))
+    batcher, stats = make_batcher(failing, max_batch=8, max_queue_delay_us=100_000, max_queue_size=8)
     batcher.start()
 
     async def submit() -> list:
@@ -137,12 +145,12 @@ def test_an_error_reaches_every_request_of_its_batch(rows):
     finally:
         batcher.stop()
     assert survived and [str(r) for r in results] == ["bad batch of 3"] * 3
-    assert (batcher.stats.fail[0], batcher.stats.success[0], batcher.stats.inference_count) == (3, 0, 0)
+    assert (stats.fail[0], stats.success[0], stats.inference_count) == (3, 0, 0)
 
 
 def test_requests_from_two_event_loops_share_a_batch(bundle, rows):
     # 8 rows fill the batch long before the ten-minute delay: one execution, whatever the speed
-    batcher = Batcher(bundle.run, BatchPolicy(max_batch_rows=8, max_queue_delay_us=600_000_000, max_queue_size=8))
+    batcher, stats = make_batcher(bundle.run, max_batch=8, max_queue_delay_us=600_000_000, max_queue_size=8)
     batcher.start()
     answers: dict[str, list[np.ndarray]] = {}
 
@@ -158,4 +166,4 @@ def test_requests_from_two_event_loops_share_a_batch(bundle, rows):
     finally:
         batcher.stop()
     np.testing.assert_allclose(np.concatenate(answers["a"] + answers["b"]), bundle.run(rows[:8]), rtol=0, atol=ABS_TOL)
-    assert batcher.stats.execution_count == 1  # each loop was woken for its half of one batch
+    assert stats.execution_count == 1  # each loop was woken for its half of one batch

@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from bench.report import main as report_main
+from bench.report.__main__ import main as report_main
 from conftest import REPO
 
 
 def bench_smoke(selection: str, json_file, exported, data_dir, cli_env) -> dict:
     """`make bench` (-m "not study") or `make bench-study` (-m study), in smoke mode: its JSON."""
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", str(REPO / "bench"), "-q", "-p", "no:cacheprovider", "--bench-smoke", "-m", selection,
+        [sys.executable, "-m", "pytest", str(REPO / "bench" / "suites"), "-q", "-p", "no:cacheprovider", "--bench-smoke", "-m", selection,
          "--bench-artifacts", str(exported), "--bench-data-dir", str(data_dir), f"--benchmark-json={json_file}"],
         capture_output=True, text=True, env=cli_env, cwd=REPO, check=False,
     )
@@ -81,7 +81,7 @@ def test_bench_suite_and_report_run_in_smoke_mode(exported, data_dir, cli_env, t
 
 def test_the_training_targets_by_hand():
     """The report's two training ratios from one round's timings, computed by hand."""
-    from bench.report_training import step_floor, time_to_speedup
+    from bench.report.training import step_floor, time_to_speedup
 
     # A 2048³ GEMM (17.18 GFLOP) in 40 ms is 429.5 GFLOP/s; a batch-1024 step of 6 x 680,880 FLOPs
     # a sample is 4.183 GFLOP, 9.740 ms at that rate; the step took 15 ms: 1.540x its floor.

@@ -1,4 +1,4 @@
-"""bench.cuda_backends: skipped with a reason without CUDA; on a GPU, graph replay matches eager and
+"""bench.suites.cuda_backends: skipped with a reason without CUDA; on a GPU, graph replay matches eager and
 TF32 stays scoped to its own calls. A tiny random MLP, not real MNIST: these tests exercise the
 mechanism (capture, replay, flag restore), not accuracy."""
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench import cuda_backends
+from bench.suites import cuda_backends
 from export.backends import disable_tf32, eager
 from export.head import SoftmaxHead
 from pipeline.model import MLP

@@ -17,18 +17,19 @@ import pytest
 import yaml
 
 from conftest import MNIST_BUNDLE_MAX_BATCH, REPO
-from deploy.build import DeployConfig
-from deploy.build import run as build_run
+from deploy.build.__main__ import DeployConfig
+from deploy.build.__main__ import run as build_run
+from deploy.batch_policy import BatchPolicy
 from deploy.bundle import load_bundle
-from deploy.triton import LABELS_FILE, read_config
-from pipeline.handoff.digest import sha256_file
-from pipeline.handoff.errors import PipelineError
-from pipeline.handoff.manifest import read_manifest, record
-from pipeline.handoff.ort_options import options_for_batch, session_options
+from deploy.build.triton import LABELS_FILE, read_config
+from handoff.digest import sha256_file
+from handoff.errors import PipelineError
+from handoff.manifest import read_manifest, record
+from handoff.ort_options import options_for_batch, session_options
 
 # Every module of deploy/ and of the hand-off package: each must import where torch cannot.
 TORCH_FREE_MODULES = tuple(".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
-                           for folder in ("deploy", "pipeline/handoff") for path in sorted((REPO / folder).glob("*.py")))
+                           for folder in ("deploy", "handoff", "web", "tools") for path in sorted((REPO / folder).rglob("*.py")))
 
 
 def copy_artifacts(exported, folder):
@@ -148,7 +149,7 @@ def test_triton_config_parses_with_tritons_schema_and_matches_the_graph(mnist_bu
     deploy = read_manifest(mnist_bundle)["config"]["deploy"]  # what mlp-serve batches with, by default
     batching = config.dynamic_batching
     assert (batching.max_queue_delay_microseconds, batching.default_queue_policy.max_queue_size) == \
-        (deploy["max_queue_delay_us"], deploy["max_queue_size"]) == (DeployConfig.max_queue_delay_us, DeployConfig.max_queue_size)
+        (deploy["max_queue_delay_us"], deploy["max_queue_size"]) == (BatchPolicy.max_queue_delay_us, BatchPolicy.max_queue_size)
     assert [(g.kind, g.count) for g in config.instance_group] == [(2, 1)]  # KIND_CPU
     labels = (mnist_bundle / "triton" / "mnist_mlp" / LABELS_FILE).read_text().splitlines()
     assert config.output[0].label_filename == LABELS_FILE and labels == [str(d) for d in range(10)]

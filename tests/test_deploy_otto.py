@@ -14,12 +14,12 @@ import pytest
 import tritonclient.http as triton_http
 
 from conftest import REPO, running_server
-from deploy.build import DeployConfig
-from deploy.build import run as build_run
+from deploy.build.__main__ import DeployConfig
+from deploy.build.__main__ import run as build_run
 from deploy.bundle import load_bundle
-from deploy.contract import ExitCode
-from deploy.triton import read_config
-from pipeline.handoff.otto_csv import CLASSES, FEATURES, read_otto_csv
+from deploy.errors import ExitCode
+from deploy.build.triton import read_config
+from handoff.otto_csv import CLASSES, FEATURES, read_otto_csv
 
 ROWS = 5
 

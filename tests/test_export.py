@@ -17,8 +17,8 @@ from export.backends import eager, onnxruntime, torchscript
 from export.head import load_head
 from export.parity import ParityConfig
 from export.parity import run as parity_run
-from pipeline.handoff.digest import sha256_file
-from pipeline.handoff.manifest import record
+from handoff.digest import sha256_file
+from handoff.manifest import record
 
 # Make the project unimportable in a child process: importing a name mapped to None fails.
 BLOCK_PROJECT = "import sys; sys.modules.update(pipeline=None, export=None)\n"

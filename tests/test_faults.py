@@ -23,10 +23,10 @@ from pipeline import resume
 from pipeline.checkpoint import load_checkpoint
 from pipeline.config import TrainConfig
 from pipeline.datasets.mnist import MNIST_FILES, load_mnist, raw_dir
-from pipeline.handoff.digest import sha256_file
-from pipeline.handoff.errors import PipelineError
-from pipeline.handoff.lock import exclusive_lock
-from pipeline.handoff.manifest import record
+from handoff.digest import sha256_file
+from handoff.errors import PipelineError
+from handoff.lock import exclusive_lock
+from handoff.manifest import record
 from pipeline.model import MLP
 from pipeline.train import save, train
 
@@ -166,7 +166,7 @@ def test_second_training_run_on_the_same_artifacts_refuses(data_dir, cli_env, tm
 
 def test_lock_is_released_when_its_holder_dies(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; sys.path.insert(0, sys.argv[1]); from pipeline.handoff.lock import exclusive_lock\n"
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from handoff.lock import exclusive_lock\n"
         "with exclusive_lock(__import__('pathlib').Path(sys.argv[2]), 'test'):\n"
         "    print('held', flush=True); time.sleep(60)"), str(REPO), str(tmp_path / ".lock")],
         stdout=subprocess.PIPE, text=True)
@@ -277,7 +277,7 @@ def test_bad_checkpoint_is_refused(trained, damage):
 def test_export_without_a_checkpoint_says_to_train(cli_env, tmp_path):
     code, _, stderr = finish(cli("export", "--artifacts", str(tmp_path), env=cli_env))
     assert code == 2
-    assert last_line(stderr) == f"error: {tmp_path / 'model.pt'}: not found; run the stage that makes it (`make train export`)"
+    assert last_line(stderr) == f"error: {tmp_path / 'model.pt'}: not found; run `make train`"
     assert not (tmp_path / "model.onnx").exists()
 
 

@@ -86,18 +86,18 @@ def test_the_gpu_check_runs_every_gpu_test():
 def test_preflight_refuses_a_machine_without_cuda():
     if subprocess.run([sys.executable, "-c", "import torch; assert not torch.cuda.is_available()"]).returncode != 0:
         pytest.skip("this machine has CUDA")
-    run = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_preflight.py"), "--stage", "1"], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, str(REPO / "bench" / "gpu" / "preflight.py"), "--stage", "1"], capture_output=True, text=True)
     assert run.returncode == 1 and "preflight: torch sees no CUDA device" in run.stderr
     import onnxruntime as ort
 
-    from bench.gpu_preflight import cuda_provider_problems
+    from bench.gpu.preflight import cuda_provider_problems
     if "CUDAExecutionProvider" in ort.get_available_providers():  # onnxruntime-gpu without a GPU: listed, not loadable
         assert "CUDAExecutionProvider does not load" in cuda_provider_problems(ort)[0]
 
 
 def test_the_summary_finds_the_gpu_rows_under_their_backend_names():
     """The targets' rows as a GPU run records them (an oracle written by hand), then as skips."""
-    from bench.gpu_summary import bench_rows
+    from bench.gpu.summary import bench_rows
 
     def row(backend: str, batch: int, p50_ms: float, per_second: float) -> dict:
         latency = {"p50": p50_ms, "p90": p50_ms, "p99": 2 * p50_ms}
@@ -110,6 +110,6 @@ def test_the_summary_finds_the_gpu_rows_under_their_backend_names():
     assert [t[1] for t in targets] == ["25.00 M samples/s", "p50 20.0 µs, p99 40.0 µs", "p50 30.0 µs, p99 60.0 µs"]
     assert targets[0][3] == "met" and len(table) == 2 + 3
     skipped = {"benchmarks": [], "skipped": [
-        {"test": "bench/test_inference.py::test_inference[8192-eager-cudagraph-cuda]", "reason": "another row's reason"},
-        {"test": "bench/test_inference.py::test_inference[8192-eager-cuda]", "reason": "no CUDA device"}]}
+        {"test": "bench/suites/test_inference.py::test_inference[8192-eager-cudagraph-cuda]", "reason": "another row's reason"},
+        {"test": "bench/suites/test_inference.py::test_inference[8192-eager-cuda]", "reason": "no CUDA device"}]}
     assert bench_rows(skipped)[0][0][1] == "unmeasured: no CUDA device"

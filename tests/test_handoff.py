@@ -8,10 +8,10 @@ import json
 import pytest
 
 from conftest import REPO
-from pipeline.handoff import artifacts, timing
-from pipeline.handoff.errors import PipelineError
-from pipeline.handoff.reports import read_parity, read_train, read_tuning, read_variants
-from pipeline.handoff.sources import closure, imports
+from handoff import artifacts, timing
+from handoff.errors import PipelineError
+from handoff.reports import read_parity, read_train, read_tuning, read_variants
+from tools.stage_sources import closure, imports
 
 
 def test_a_ratio_compares_each_sides_fastest_round():
@@ -53,14 +53,14 @@ def test_a_missing_or_foreign_report_is_one_line_naming_its_stage(tmp_path):
     with pytest.raises(PipelineError, match=rf"^{tmp_path / artifacts.ORT_TUNING}: not found; run `make tune`$"):
         read_tuning(tmp_path)
     (tmp_path / artifacts.PARITY).write_text(json.dumps({"passed": True}))
-    with pytest.raises(PipelineError, match=r"parity.json: not a report this code reads \(KeyError: 'labelled_set'\); re-run `make export`"):
+    with pytest.raises(PipelineError, match=r"parity.json: not a report this code reads \(KeyError: 'labelled_set'\); delete it and run `make export`"):
         read_parity(tmp_path)
 
 
 def test_a_stage_depends_on_the_files_its_program_imports(tmp_path):
     train = {str(p.relative_to(REPO)) for p in closure([REPO / "pipeline" / "train.py"])}
-    assert {"pipeline/train.py", "pipeline/__init__.py", "pipeline/datasets/mnist.py", "pipeline/handoff/manifest.py"} <= train
-    assert not {"pipeline/handoff/ort_options.py", "pipeline/datasets/otto_synthetic.py"} & train
+    assert {"pipeline/train.py", "pipeline/__init__.py", "pipeline/datasets/mnist.py", "handoff/manifest.py"} <= train
+    assert not {"handoff/ort_options.py", "pipeline/datasets/otto_synthetic.py"} & train
     program = tmp_path / "program.py"  # an import inside a function counts; `from a import module` names the module
-    program.write_text("import os\n\ndef f():\n    from pipeline.handoff import timing\n    from pipeline.handoff.errors import first_line\n")
-    assert imports(program) == [(1, "os"), (4, "pipeline.handoff.timing"), (5, "pipeline.handoff.errors")]
+    program.write_text("import os\n\ndef f():\n    from handoff import timing\n    from handoff.errors import first_line\n")
+    assert imports(program) == [(1, "os"), (4, "handoff.timing"), (5, "handoff.errors")]

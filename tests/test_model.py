@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.checkpoint import architecture_of
-from pipeline.data import Split
+from pipeline.datasets.spec import Split
 from pipeline.model import MLP, forward_macs, initialize, linear_layers
 from pipeline.normalization import InputNorm
 

@@ -19,7 +19,7 @@ from conftest import OTTO_ROWS as ROWS
 from conftest import REPO
 from pipeline.checkpoint import load_checkpoint
 from pipeline.datasets.otto import SPLIT_SEED, VALIDATION_FRACTION, stratified_split
-from pipeline.handoff.otto_csv import CLASSES, FEATURES
+from handoff.otto_csv import CLASSES, FEATURES
 
 
 def test_split_is_stratified_seeded_and_a_partition(otto):
@@ -88,7 +88,7 @@ def test_parity_ran_on_validation_rows_and_random_counts(otto_artifacts, otto):
 def test_bench_measures_otto_inference_and_train_step(otto_artifacts, otto_csv, cli_env, tmp_path):
     results = tmp_path / "results.json"
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", str(REPO / "bench"), "-q", "-p", "no:cacheprovider", "--bench-smoke",
+        [sys.executable, "-m", "pytest", str(REPO / "bench" / "suites"), "-q", "-p", "no:cacheprovider", "--bench-smoke",
          "--bench-artifacts", str(otto_artifacts), "--bench-dataset", "otto", f"--benchmark-json={results}"],
         capture_output=True, text=True, env={**cli_env, "OTTO_CSV": str(otto_csv)}, cwd=REPO, check=False,
     )

@@ -1,4 +1,4 @@
-"""Otto CSV reading (`pipeline.handoff.otto_csv`) and the synthetic train.csv (`otto_synthetic`).
+"""Otto CSV reading (`handoff.otto_csv`) and the synthetic train.csv (`otto_synthetic`).
 
 Speed is measured, not asserted (no test may depend on the machine): on the 2-core dev machine,
 with a benchmark running beside it, read_otto_csv loads a 61,878-row synthetic train.csv
@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from pipeline.datasets.otto_synthetic import REAL_COUNTS, class_sizes, main, synthetic_otto, write_synthetic_otto
-from pipeline.handoff.errors import PipelineError
-from pipeline.handoff.otto_csv import (
+from handoff.errors import PipelineError
+from handoff.otto_csv import (
     CLASSES,
     FEATURES,
     ID_COLUMN,
@@ -384,7 +384,7 @@ def test_reader_and_generator_work_where_torch_cannot_be_imported(tmp_path, no_t
         f"""
 import runpy, sys
 from sitecustomize import BLOCKER
-from pipeline.handoff.otto_csv import read_otto_csv
+from handoff.otto_csv import read_otto_csv
 
 sys.argv = ["otto_synthetic", {str(out)!r}, "--rows", "50", "--seed", "3"]
 try:

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from conftest import REPO
-from pipeline.handoff.errors import PipelineError
-from pipeline.precision import FORCE_NOT_NATIVE_ENV, native_bf16, resolve_precision
+from handoff.errors import PipelineError
+from pipeline.placement import FORCE_NOT_NATIVE_ENV, native_bf16, resolve_precision
 
 CPU = torch.device("cpu")
 NATIVE_HERE, EVIDENCE_HERE = native_bf16(CPU)
@@ -61,7 +61,7 @@ def test_unknown_precision_is_refused():
 
 
 def test_cli_prints_the_choice_once_and_records_it(data_dir, cli_env, tmp_path):
-    """A tiny emulated-bf16 run: the warning, one precision line, and train_metrics.json's entry."""
+    """A tiny emulated-bf16 run: the warning, one placement line with the reasons, and train_metrics.json's entry."""
     env = {**cli_env, FORCE_NOT_NATIVE_ENV: "1"}
     run = subprocess.run(
         [sys.executable, "-m", "pipeline.train", "--device", "cpu", "--precision", "bfloat16", "--epochs", "1",
@@ -73,9 +73,9 @@ def test_cli_prints_the_choice_once_and_records_it(data_dir, cli_env, tmp_path):
         "warning: PRECISION=bfloat16 without native bf16 (PIPELINE_NO_NATIVE_BF16=1 says to treat this machine "
         "as having no native bf16): emulated, several times slower than PRECISION=off or auto"
     ]
-    assert [line for line in run.stdout.splitlines() if line.startswith("precision:")] == [
-        "precision: bfloat16 (PRECISION=bfloat16 asks for it; "
-        "PIPELINE_NO_NATIVE_BF16=1 says to treat this machine as having no native bf16)"
+    assert [line for line in run.stdout.splitlines() if line.startswith("placement:")] == [
+        "placement: cpu (DEVICE=cpu); bfloat16 (PRECISION=bfloat16 asks for it; "
+        "PIPELINE_NO_NATIVE_BF16=1 says to treat this machine as having no native bf16); capture off"
     ]
     recorded = json.loads((tmp_path / "train_metrics.json").read_text())["precision"]
     assert recorded == {"requested": "bfloat16", "dtype": "bfloat16", "native": False,

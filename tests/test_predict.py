@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from conftest import MNIST_BUNDLE_MAX_BATCH, REPO
-from deploy.build import DeployConfig
-from deploy.build import run as build_run
-from deploy.contract import ExitCode
+from deploy.build.__main__ import DeployConfig
+from deploy.build.__main__ import run as build_run
+from deploy.errors import ExitCode
 
 IMAGES = 100  # the first test images, written out as PNG files
 

@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from deploy.bundle import load_bundle
-from deploy.http_app import HttpApp
-from deploy.protocol import ProtocolError, encode_response, parse_infer
-from deploy.service import ModelService, ServingLimits
+from deploy.serve.http_app import HttpApp
+from deploy.serve.protocol import ProtocolError, encode_response, parse_infer
+from deploy.batch_policy import BatchPolicy
+from deploy.serve.service import ModelService, ServingLimits
 
 MAX_BATCH = 4
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -71,7 +72,7 @@ def near_requests(draw) -> tuple[bytes, str | None]:
 @pytest.fixture(scope="module")
 def service(mnist_bundle):
     bundle = load_bundle(mnist_bundle)
-    service = ModelService(bundle, ServingLimits(MAX_BATCH, 0, 64, 1 << 16), "test")
+    service = ModelService(bundle, ServingLimits(BatchPolicy(MAX_BATCH, 0, 64), 1 << 16), "test")
     service.start()
     yield service
     service.stop()
@@ -141,7 +142,7 @@ def test_the_http_app_never_answers_5xx(service, method, path, headers, drawn, c
 
 
 def test_a_fault_of_the_server_is_a_logged_json_500_and_readiness_follows_the_inference_thread(mnist_bundle, caplog):
-    service = ModelService(load_bundle(mnist_bundle), ServingLimits(MAX_BATCH, 0, 64, 1 << 16), "test")
+    service = ModelService(load_bundle(mnist_bundle), ServingLimits(BatchPolicy(MAX_BATCH, 0, 64), 1 << 16), "test")
 
     def broken(inputs: np.ndarray) -> np.ndarray:
         raise RuntimeError("the session is gone")

@@ -1,9 +1,9 @@
-"""bench.serve_report's verdicts against hand-made points: each target judged from the right rows,
+"""bench.serve.report's verdicts against hand-made points: each target judged from the right rows,
 refused encodings left out of "the best peer", the gRPC explanation only when gRPC trails."""
 
 from __future__ import annotations
 
-from bench.serve_report import render, targets
+from bench.serve.report import render, targets
 
 
 def point(server: str, encoding: str, clients: int, req_per_s: float, setting: str = "defaults", **extra) -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -18,11 +17,11 @@ import pytest
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
-from conftest import MNIST_BUNDLE_MAX_BATCH, REPO, running_server, torch_blocked
-from deploy.build import DeployConfig
-from deploy.build import run as build_run
+from conftest import child_env, MNIST_BUNDLE_MAX_BATCH, REPO, running_server, torch_blocked
+from deploy.build.__main__ import DeployConfig
+from deploy.build.__main__ import run as build_run
 from deploy.bundle import load_bundle
-from deploy.contract import ExitCode
+from deploy.errors import ExitCode
 
 MAX_REQUEST_BYTES = 1 << 20  # 1 MiB: a full batch of 64 images fits in binary (200 kB) and in JSON (~0.6 MB)
 CLIENTS, REQUESTS_PER_CLIENT = 8, 200
@@ -176,8 +175,8 @@ def test_the_int8_variant_is_served_as_the_bundle_predicts_it(exported, images, 
         probs = client.infer("mnist_mlp", [tensor]).as_numpy("probs")
     np.testing.assert_allclose(probs, load_bundle(out / "deploy", "int8").predict(inputs), rtol=0, atol=1e-6)
     assert np.abs(probs - load_bundle(out / "deploy", "fp32").predict(inputs)).max() > 1e-6  # int8 indeed, not fp32
-    refused = subprocess.run([sys.executable, "-m", "deploy.server", "--bundle", str(out / "deploy"), "--variant", "fp16"],
-                             env=torch_blocked(dict(os.environ)), cwd=REPO, capture_output=True, text=True, timeout=120)
+    refused = subprocess.run([sys.executable, "-m", "deploy.serve", "--bundle", str(out / "deploy"), "--variant", "fp16"],
+                             env=torch_blocked(child_env()), cwd=REPO, capture_output=True, text=True, timeout=120)
     assert refused.returncode == ExitCode.BAD_MODEL and "no variant 'fp16' in this bundle; it has fp32, int8" in refused.stderr
 
 

@@ -16,9 +16,9 @@ import pytest
 import tritonclient.grpc as triton_grpc
 from tritonclient.utils import InferenceServerException
 
-from bench import serve_robustness
-from bench.serve_load import infer_requests, parse_head
-from bench.serve_proc import wait_listening
+from bench.serve import robustness as serve_robustness
+from bench.serve.load import infer_requests, parse_head
+from bench.serve.proc import wait_listening
 from conftest import free_port, running_server
 from deploy.bundle import load_bundle
 

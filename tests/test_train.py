@@ -11,9 +11,9 @@ import torch
 
 from conftest import DEVICES
 from pipeline.config import RECIPES, TrainConfig
-from pipeline.device import resolve_device
-from pipeline.handoff.errors import PipelineError
-from pipeline.precision import native_bf16
+from pipeline.placement import resolve_device
+from handoff.errors import PipelineError
+from pipeline.placement import native_bf16
 from pipeline.train import train
 
 

@@ -18,9 +18,9 @@ from export import quantize
 from export.tune import main as tune_main
 from export.variant_gate import TOLERANCES, check
 from export.variants import main as variants_main
-from pipeline.handoff.artifacts import VARIANT_FILES
-from pipeline.handoff.manifest import verify
-from pipeline.handoff.ort_options import DEFAULT_OPTIONS, SEARCH_SPACE, options_for_batch, session_options
+from handoff.artifacts import VARIANT_FILES
+from handoff.manifest import verify
+from handoff.ort_options import DEFAULT_OPTIONS, SEARCH_SPACE, options_for_batch, session_options
 
 
 def _probs(path, inputs):

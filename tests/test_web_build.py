@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO, running_server
 from deploy.bundle import verify_bundle
 from digit_reference import digit_input, render_strokes
-from pipeline.handoff.manifest import read_manifest
+from handoff.manifest import read_manifest
 from web.evaluation import encode_inputs
 
 PREPROCESS = REPO / "web" / "page" / "preprocess.js"

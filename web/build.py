@@ -2,12 +2,12 @@
 
 Usage:
     python -m web.build [--artifacts DIR] [--eval-rows N] [--node-modules web/node_modules]
-                        [--data-dir D] [--mnist-mirror M] [--otto-csv F]
     make web                                   # the same, for $(ARTIFACTS), after `make deploy`
 
-Reads the verified bundle <artifacts>/deploy (every variant it holds), the held-out rows of its
-dataset, and onnxruntime-web's plain wasm build from node_modules (pinned by web/package-lock.json:
-`npm ci` in web/). Writes <artifacts>/deploy/web/, replaced as a whole, and lists every file in the
+Reads the verified bundle <artifacts>/deploy (every variant it holds, and the model contract from
+its model.onnx), the held-out rows the parity gate judged (<artifacts>/held_out.npz) and its
+tolerance (parity.json), and onnxruntime-web's plain wasm build from node_modules (pinned by
+web/package-lock.json: `npm ci` in web/). Torch-free, like the bundle it goes into. Writes <artifacts>/deploy/web/, replaced as a whole, and lists every file in the
 bundle's manifest.json (section "web"). The folder is self-contained: `make serve` serves it at `/`
 with the cross-origin isolation headers that give ONNX Runtime Web threads; any static server serves
 it single-threaded.
@@ -30,16 +30,16 @@ from typing import Any
 
 import onnxruntime as ort
 
-from deploy.build import replace_folder
-from export.parity import ABS_TOL
-from pipeline.config import DATA_DIR_FIELD, MNIST_MIRROR_FIELD, OTTO_CSV_FIELD
-from pipeline.data import DataSource, load_dataset
-from pipeline.handoff.artifacts import BUNDLE, MANIFEST, REFERENCE_VARIANT, WEB, WEB_SPEC
-from pipeline.handoff.atomic import write_json
-from pipeline.handoff.cli import run_cli
-from pipeline.handoff.errors import PipelineError
-from pipeline.handoff.manifest import read_manifest, record, verify
-from pipeline.handoff.otto_csv import FEATURES
+from deploy.bundle import rebuild_hint
+from handoff.artifacts import BUNDLE, MANIFEST, ONNX, REFERENCE_VARIANT, WEB, WEB_INDEX, WEB_SPEC
+from handoff.atomic import replace_folder, write_json
+from handoff.cli import run_cli
+from handoff.contract import InputFormat, load_contract
+from handoff.errors import PipelineError
+from handoff.held_out import read_held_out
+from handoff.manifest import read_manifest, record, verify
+from handoff.otto_csv import FEATURES
+from handoff.reports import read_parity
 from web.evaluation import evaluation_files
 
 PRODUCER = "python -m web.build"
@@ -50,10 +50,7 @@ RUNTIME_PACKAGE = "onnxruntime-web"
 # a model this small a GPU dispatch costs more than the math). The bundle finds its .wasm beside itself.
 RUNTIME_FILES = ("ort.wasm.bundle.min.mjs", "ort-wasm-simd-threaded.wasm")
 MNIST_DIGIT_BOX = 20 / 28  # MNIST's digits were scaled into 20 x 20 of the 28 x 28 frame
-TARGETS = {  # the page's verdicts against Python's ONNX Runtime
-    REFERENCE_VARIANT: {"min_agreement": 1.0, "max_abs": ABS_TOL},  # the parity gate's tolerance
-    "variant": {"min_agreement": 0.999},
-}
+VARIANT_MIN_AGREEMENT = 0.999  # a lower-precision variant in the browser against Python's run of the same file
 
 
 @dataclass(frozen=True)
@@ -62,9 +59,6 @@ class WebConfig:
     eval_rows: int = field(default=0, metadata={"help": "held-out rows shipped for the evaluation panel (0: all)"})
     node_modules: str = field(default=str(Path(__file__).resolve().parent / "node_modules"),
                               metadata={"help": "where `npm ci` put onnxruntime-web"})
-    data_dir: str | None = field(default=None, metadata=DATA_DIR_FIELD)
-    mnist_mirror: str | None = field(default=None, metadata=MNIST_MIRROR_FIELD)
-    otto_csv: str | None = field(default=None, metadata=OTTO_CSV_FIELD)
 
     def __post_init__(self) -> None:
         if self.eval_rows < 0:
@@ -86,32 +80,33 @@ def runtime(node_modules: Path) -> tuple[str, list[Path]]:
 
 def input_spec(model: dict[str, Any]) -> dict[str, Any]:
     """How the page takes one sample, from the contract: a drawing for images, else one field per value."""
-    if model["input_format"] == "grayscale-image":
+    if model["input_format"] == InputFormat.GRAYSCALE_IMAGE:
         height, width = model["input_shape"][-2:]
         return {"kind": "drawing", "height": height, "width": width, "box": round(MNIST_DIGIT_BOX * min(height, width))}
     size = 1
     for dim in model["input_shape"]:
         size *= dim
-    names = list(FEATURES) if model["input_format"] == "otto-csv" else [f"x{i}" for i in range(size)]
+    names = list(FEATURES) if model["input_format"] == InputFormat.OTTO_CSV else [f"x{i}" for i in range(size)]
     return {"kind": "fields", "fields": names}
 
 
-def held_out(config: WebConfig, dataset: str):
-    """(float32 inputs, labels, split name, every row?): the first `eval_rows` held-out rows (all when 0)."""
-    data = load_dataset(dataset, DataSource.of(config))
-    total = len(data.held_out.labels)
-    rows = min(config.eval_rows or total, total)
-    return data.held_out.inputs[:rows].numpy(), data.held_out.labels[:rows].numpy(), data.spec.held_out, rows == total
+def held_out(config: WebConfig):
+    """(float32 inputs, labels, split name, every row?): the first `eval_rows` rows the parity gate
+    judged (all when 0)."""
+    rows = read_held_out(Path(config.artifacts))
+    total = len(rows.labels)
+    count = min(config.eval_rows or total, total)
+    return rows.inputs[:count], rows.labels[:count], rows.split, count == total
 
 
 def page_files(config: WebConfig, bundle: Path, manifest: dict[str, Any]) -> tuple[dict[str, bytes | Path], dict[str, Any]]:
     """(path in web/ -> bytes or a file to copy, page.json) for the page."""
-    model, variants = manifest["model"], manifest["variants"]
+    model, variants = asdict(load_contract(bundle / ONNX)), manifest["variants"]
     version, runtime_files = runtime(Path(config.node_modules))
     files: dict[str, bytes | Path] = {p.name: p for p in sorted(PAGE_SOURCES.iterdir()) if p.suffix in PAGE_SUFFIXES}
     files.update({f"ort/{p.name}": p for p in runtime_files})
     files.update({f"models/{v['file']}": bundle / v["file"] for v in variants.values()})
-    inputs, labels, split, every_row = held_out(config, model["dataset"])
+    inputs, labels, split, every_row = held_out(config)
     evaluation, spec = evaluation_files(inputs, labels, len(model["classes"]),
                                         {name: bundle / v["file"] for name, v in variants.items()}, model["input_name"])
     files.update(evaluation)
@@ -122,11 +117,17 @@ def page_files(config: WebConfig, bundle: Path, manifest: dict[str, Any]) -> tup
         "default_variant": manifest["default_variant"],
         "reference_variant": REFERENCE_VARIANT,
         "variants": {name: {"file": f"models/{v['file']}", "card_accuracy": v["accuracy"]} for name, v in variants.items()},
-        "evaluation": {**spec, "split": split, "every_row": every_row, "targets": TARGETS,
+        "evaluation": {**spec, "split": split, "every_row": every_row, "targets": targets(Path(config.artifacts)),
                        "reference_runtime": f"onnxruntime {ort.__version__} (Python, CPU, one row a call)"},
         "runtime": {"package": RUNTIME_PACKAGE, "version": version, "module": f"ort/{RUNTIME_FILES[0]}"},
     }
     return files, page
+
+
+def targets(artifacts: Path) -> dict[str, dict[str, float]]:
+    """The page's verdicts against Python's ONNX Runtime: fp32 within the parity gate's own tolerance."""
+    return {REFERENCE_VARIANT: {"min_agreement": 1.0, "max_abs": read_parity(artifacts).abs_tolerance},
+            "variant": {"min_agreement": VARIANT_MIN_AGREEMENT}}
 
 
 def _check_accuracy(spec: dict[str, Any], variants: dict[str, Any], full: bool) -> None:
@@ -169,8 +170,8 @@ def run(config: WebConfig) -> None:
     bundle = Path(config.artifacts) / BUNDLE
     if not (bundle / MANIFEST).is_file():
         raise PipelineError(f"{bundle}: no deploy bundle; build one first (`make deploy`)")
-    manifest = read_manifest(bundle)
-    verify(bundle, [name for name in manifest["artifacts"] if not name.startswith(f"{WEB}/")])  # the page is rebuilt anyway
+    manifest = read_manifest(bundle, rebuild_hint(bundle))
+    verify(bundle, [name for name in manifest["artifacts"] if not name.startswith(f"{WEB}/")], rebuild_hint(bundle))
     files, page = page_files(config, bundle, manifest)
     building = Path(tempfile.mkdtemp(dir=bundle, prefix=f".{WEB}.building."))
     building.chmod(0o755)
@@ -181,10 +182,10 @@ def run(config: WebConfig) -> None:
     finally:
         shutil.rmtree(building, ignore_errors=True)
     record(bundle, [f"{WEB}/{name}" for name in sorted(names)], PRODUCER,
-           web={"page": f"{WEB}/index.html", "onnxruntime_web": page["runtime"]["version"], "bytes": page["bytes"],
+           web={"page": f"{WEB}/{WEB_INDEX}", "onnxruntime_web": page["runtime"]["version"], "bytes": page["bytes"],
                 "evaluation_rows": page["evaluation"]["rows"], "config": asdict(config)})
-    mib = {k: f"{v / 2**20:.2f} MiB" for k, v in page["bytes"].items()}
-    print(f"{bundle / WEB}: {len(names)} files for {', '.join(page['variants'])}; {mib} "
+    megabytes = ", ".join(f"{part} {count / 1e6:.2f} MB" for part, count in page["bytes"].items())
+    print(f"{bundle / WEB}: {len(names)} files for {', '.join(page['variants'])}; {megabytes} "
           f"(onnxruntime-web {page['runtime']['version']}); recorded in {bundle / MANIFEST}")
 
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.handoff.errors import PipelineError
-from pipeline.handoff.ort_options import cpu_session
+from handoff.errors import PipelineError
+from handoff.ort_options import cpu_session
 
 GZIP_LEVEL = 9
 

@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.data import Dataset, DatasetSpec, DataSource, Split
-from pipeline.handoff.atomic import atomic_path
-from pipeline.handoff.errors import PipelineError
-from pipeline.handoff.idx import IMAGES_MAGIC, LABELS_MAGIC, IdxFile, check_idx, read_idx
+from pipeline.datasets.spec import Dataset, DatasetSpec, DataSource, Split
+from handoff.atomic import atomic_path
+from handoff.contract import InputFormat
+from handoff.errors import PipelineError
+from handoff.idx import IMAGES_MAGIC, LABELS_MAGIC, IdxFile, check_idx, read_idx
 
 # sha256 of the decompressed files, as published with the offline copy (shared/data/mnist/README.md).
 MNIST_FILES = {
@@ -134,7 +135,7 @@ SPEC = DatasetSpec(
     input_contract="values in [0, 1] (torchvision ToTensor scale)",
     input_transform="none",
     input_range=(0.0, 1.0),
-    input_format="grayscale-image",
+    input_format=InputFormat.GRAYSCALE_IMAGE,
     per_feature_norm=False,
     held_out="test",
     accuracy_metric="test_accuracy",

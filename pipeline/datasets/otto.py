@@ -1,7 +1,7 @@
 """Otto Group Product Classification (Kaggle, 2015): 93 count features, 9 product classes.
 
 The data is Kaggle's and is not shipped: point `OTTO_CSV` at `train.csv`, `train.csv.gz` or
-Kaggle's `train.csv.zip` (read and validated by `pipeline.handoff.otto_csv`). Kaggle's test set
+Kaggle's `train.csv.zip` (read and validated by `handoff.otto_csv`). Kaggle's test set
 has no labels, so the held-out split is a seeded, stratified 20% of `train.csv`: every class
 keeps its share, and the split depends only on the file and `SPLIT_SEED`, never on the training
 seed, so train, parity and bench all see the same validation rows.
@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.data import Dataset, DatasetSpec, DataSource, Split
-from pipeline.handoff.digest import sha256_file
-from pipeline.handoff.errors import PipelineError
-from pipeline.handoff.otto_csv import CLASSES, FEATURES, read_otto_csv
+from pipeline.datasets.spec import Dataset, DatasetSpec, DataSource, Split
+from handoff.digest import sha256_file
+from handoff.contract import InputFormat
+from handoff.errors import PipelineError
+from handoff.otto_csv import CLASSES, FEATURES, read_otto_csv
 
 VALIDATION_FRACTION = 0.2
 SPLIT_SEED = 2015  # fixed: the split is part of the dataset, not of a training run
@@ -82,7 +83,7 @@ SPEC = DatasetSpec(
     input_contract="raw non-negative counts in the column order feat_1..feat_93",
     input_transform="log1p",
     input_range=(0.0, None),
-    input_format="otto-csv",
+    input_format=InputFormat.OTTO_CSV,
     per_feature_norm=True,
     held_out="validation",
     accuracy_metric="val_accuracy",

@@ -49,8 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.handoff.atomic import atomic_path
-from pipeline.handoff.errors import PipelineError
+from handoff.atomic import atomic_path
+from handoff.errors import PipelineError
 
 N_FEATURES = 93
 N_CLASSES = 9

@@ -1,0 +1,1 @@
+"""report.md and report.png from the suites' JSON (`python -m bench.report`)."""

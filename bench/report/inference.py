@@ -1,0 +1,100 @@
+"""The inference half of report.md: every runtime, variant and peer, with the distance to the
+hardware (effective GOP/s against this CPU's fp32 GEMM rate) and the targets of the inference
+work: the best ONNX artifact against eager PyTorch and against every peer, at batch 1 and 1024,
+timed in alternating rounds (bench/suites/test_targets.py) and given with their spread over the rounds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.report.training import rows
+from handoff.cpu import INT8_DOT_FLAGS
+from handoff.timing import paired_ratio
+
+# Targets (the report checks them; tests never check speed). Batch 1: p50 latency at least 5x
+# lower than eager's. Batch 1024: throughput over eager, higher where the CPU has int8 dot products.
+BATCH1_MIN_SPEEDUP = 5.0
+LARGE_BATCH = 1024
+LARGE_MIN_SPEEDUP = {"vnni": 2.5, "none": 1.5}
+OURS = ("ort-",)  # our ONNX artifacts; compiled-* and openvino-* are the peers
+PEERS = ("compiled-", "openvino-")
+EAGER = "eager-cpu"
+
+
+def _gops(r: dict) -> float:
+    return 2 * r["forward_macs"] * r["samples_per_second"] / 1e9
+
+
+def inference_table(results: dict) -> list[str]:
+    found = rows(results, "inference")
+    gemm = results["machine_info"]["fp32_gemm_gflops"]
+    eager = {(r["device"], r["batch_size"]): r for r in found if r["backend"].startswith("eager-") and r["backend"].count("-") == 1}
+    lines = [
+        "| device | backend | variant | batch | samples/s | p50 µs | p99 µs | GOP/s | of fp32 GEMM | throughput vs eager "
+        "| p50 vs eager | accuracy | agreement with fp32 |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(found, key=lambda r: (r["device"], r["batch_size"], -r["samples_per_second"])):
+        base = eager.get((r["device"], r["batch_size"]))
+        speedup = f"{r['samples_per_second'] / base['samples_per_second']:.2f}x" if base else "n/a"
+        latency = f"{base['latency_ms']['p50'] / r['latency_ms']['p50']:.2f}x" if base else "n/a"
+        lines.append(
+            f"| {r['device']} | {r['backend']} | {r.get('variant', 'fp32')} | {r['batch_size']} | {r['samples_per_second']:,.0f} "
+            f"| {1e3 * r['latency_ms']['p50']:,.1f} | {1e3 * r['latency_ms']['p99']:,.1f} | {_gops(r):.1f} "
+            f"| {100 * _gops(r) / gemm:.0f}% | {speedup} | {latency} | {_pct(r.get('accuracy'))} | {_pct(r.get('agreement'))} |"
+        )
+    lines += ["", f"GOP/s counts the forward pass's multiply-adds twice, whatever the precision; \"of fp32 GEMM\" divides "
+              f"it by this CPU's measured fp32 GEMM rate ({gemm:.0f} GFLOP/s), so int8 can pass 100%. Accuracy and "
+              "agreement: all held-out rows, one call, against float32 ONNX Runtime on the CPU.",
+              "", "Each row is its own pytest-benchmark run, at another time than its eager row, and its ratios "
+              "compare medians; the inference targets above time both sides in the same alternating rounds and "
+              "compare each side's fastest round, so the same pair can read differently in the two (the targets' "
+              "ratio is the one that holds from run to run: docs/benchmarks.md, \"Method\")."]
+    return lines
+
+
+def targets(results: dict) -> list[str]:
+    """The best ONNX artifact against eager and each peer on the CPU, with the targets' verdicts."""
+    has_dot = [f for f in results["machine_info"]["cpu_flags"]["present"] if f in INT8_DOT_FLAGS]
+    need = {1: BATCH1_MIN_SPEEDUP, LARGE_BATCH: LARGE_MIN_SPEEDUP["vnni" if has_dot else "none"]}
+    measured = {r["batch_size"]: r for r in rows(results, "targets_inference")}
+    lines = []
+    for batch, metric in ((1, "p50 latency"), (LARGE_BATCH, "throughput")):
+        record = measured.get(batch)
+        times = record["seconds_per_call"] if record else {}
+        ours = [name for name in times if name.startswith(OURS)]
+        if not ours or EAGER not in times:
+            lines.append(f"- Batch {batch}: not measured in this run.")
+            continue
+        best = min(ours, key=lambda name: min(times[name]))  # each one's fastest round, as the ratios take it
+        ratio = paired_ratio(times[EAGER], times[best])
+        verdict = "met" if ratio.value >= need[batch] else "MISSED"
+        with_dot = f" with {', '.join(has_dot)}" if batch > 1 and has_dot else ""
+        lines.append(f"- Batch {batch}: best artifact `{best}` ({record['variants'][best]}), {metric} {ratio.text()} "
+                     f"eager's (target >= {need[batch]:g}x{with_dot}): {verdict}.")
+        for peer in (name for name in times if name.startswith(PEERS)):
+            peer_ratio = paired_ratio(times[peer], times[best])
+            lines.append(f"  - vs peer `{peer}`: {peer_ratio.text()}"
+                         f"{'' if peer_ratio.value >= 1 else ' — the peer is FASTER here'}")
+        lines += _tuned_lines(times)
+    if measured:
+        rounds = next(iter(measured.values()))["seconds_per_call"]
+        lines.append(f"- Timed in {len(next(iter(rounds.values())))} alternating rounds in one process; a ratio compares "
+                     "each side's fastest round (the range of the round-by-round ratios in brackets).")
+    return lines
+
+
+def _tuned_lines(times: dict[str, list[float]]) -> list[str]:
+    """Where `make tune` changed a variant's options for this batch: their speed over ORT's defaults,
+    timed in the same rounds; the best artifact above was chosen among both."""
+    lines = []
+    for defaults in (name for name in times if name.startswith("ort-defaults-")):
+        tuned = defaults.replace("ort-defaults-", "ort-tuned-", 1)
+        speedup = paired_ratio(times[defaults], times[tuned])
+        lines.append(f"  - `make tune`'s options for `{tuned}`: {speedup.text()} the speed of ORT's defaults here: "
+                     + ("they win" if speedup.value > 1 else "ORT's defaults win, so the tuned options do not count"))
+    return lines
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"

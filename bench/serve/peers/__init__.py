@@ -1,0 +1,1 @@
+"""Peer model servers (MLServer, KServe) run beside deploy/serve/__main__.py by `make bench-serve`."""

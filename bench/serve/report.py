@@ -1,0 +1,245 @@
+"""serve.md and serve.png from `make bench-serve`'s serve.json (bench.serve), torch-free.
+
+    python -m bench.serve.report artifacts/bench/serve.json      # rewrites serve.md and serve.png beside it
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from handoff.artifacts import SERVE_PLOT, SERVE_REPORT  # noqa: E402
+from handoff.atomic import atomic_path  # noqa: E402
+
+OURS = ("mlp-serve", "batching on")
+PEERS = ("mlserver", "mlserver-adaptive", "kserve")
+# (name, target, how it is judged)
+TARGETS = [
+    ("binary, 64 clients: ≥ 5x the best peer's req/s", 5.0),
+    ("binary, 64 clients: p99 ≤ 50 ms", 50.0),
+    ("JSON, 64 clients: ≥ 3x the best peer's req/s", 3.0),
+    ("one client, binary: p50 ≤ 0.5 ms", 0.5),
+    ("server CPU per request at 64 clients (binary) ≤ 0.3 ms", 0.3),
+    ("gRPC, 64 clients: ≥ the HTTP binary req/s", 1.0),
+]
+
+
+def point_line(p: dict) -> str:
+    """One line per point, for the run's log."""
+    head = f"{p['server']:18} {p['setting']:28} {p['encoding']:6} {p['clients']:3} clients: "
+    if "refused" in p:
+        return head + f"refused ({p['refused'][:80]})"
+    return head + (f"{p['req_per_s']:8.0f} req/s  p50 {p['p50_ms']:7.2f} ms  p99 {p['p99_ms']:7.2f} ms  "
+                   f"server CPU {p['server_cpu_per_request_ms']:.3f} ms/req  client CPU {p['client_cpu_per_request_ms']:.3f} ms/req  "
+                   f"non-200 {p['requests'] - p['ok']}  wrong {p['wrong']}")
+
+
+def _find(points: list[dict], server: str, setting: str | None, encoding: str, clients: int) -> dict | None:
+    for p in points:
+        if (p["server"], p["encoding"], p["clients"]) == (server, encoding, clients) and setting in (None, p["setting"]) \
+                and "refused" not in p:
+            return p
+    return None
+
+
+def _best_peer(points: list[dict], encoding: str, clients: int) -> dict | None:
+    found = [p for peer in PEERS if (p := _find(points, peer, None, encoding, clients))]
+    return max(found, key=lambda p: p["req_per_s"], default=None)
+
+
+def _clean(p: dict) -> bool:
+    """Every answer of the point a 200 with the fp32 model's class: a target met with errors is not met."""
+    return p["ok"] == p["requests"] and p["wrong"] == 0
+
+
+def targets(points: list[dict]) -> list[tuple[str, str, bool | None]]:
+    """(target, measured, met) for each target; met None when a side was not measured; never met on
+    a point of ours that had a bad answer."""
+    ours = {(e, c): _find(points, *OURS, e, c) for e in ("binary", "json", "grpc") for c in (1, 64)}
+    rows = []
+
+    def ratio(encoding: str, needed: float) -> tuple[str, bool | None]:
+        mine, peer = ours[(encoding, 64)], _best_peer(points, encoding, 64)
+        if not mine or not peer:
+            return "not measured", None
+        value = mine["req_per_s"] / peer["req_per_s"]
+        return f"{value:.1f}x ({mine['req_per_s']:.0f} vs {peer['server']} {peer['req_per_s']:.0f} req/s)", value >= needed
+
+    b64, b1, g64 = ours[("binary", 64)], ours[("binary", 1)], ours[("grpc", 64)]
+    rows.append((TARGETS[0][0], *ratio("binary", TARGETS[0][1])))
+    rows.append((TARGETS[1][0], *((f"{b64['p99_ms']:.1f} ms", b64["p99_ms"] <= 50) if b64 else ("not measured", None))))
+    rows.append((TARGETS[2][0], *ratio("json", TARGETS[2][1])))
+    rows.append((TARGETS[3][0], *((f"{b1['p50_ms']:.2f} ms", b1["p50_ms"] <= 0.5) if b1 else ("not measured", None))))
+    rows.append((TARGETS[4][0], *((f"{b64['server_cpu_per_request_ms']:.3f} ms", b64["server_cpu_per_request_ms"] <= 0.3)
+                                  if b64 else ("not measured", None))))
+    rows.append((TARGETS[5][0], *((f"{g64['req_per_s']:.0f} vs {b64['req_per_s']:.0f} req/s ({g64['req_per_s'] / b64['req_per_s']:.2f}x)",
+                                   g64["req_per_s"] >= b64["req_per_s"]) if g64 and b64 else ("not measured", None))))
+    sources = [ours[("binary", 64)], ours[("binary", 64)], ours[("json", 64)], ours[("binary", 1)], ours[("binary", 64)], ours[("grpc", 64)]]
+    return [(name, measured + ("" if p is None or _clean(p) else " (with bad answers)"), met and (p is None or _clean(p)))
+            for (name, measured, met), p in zip(rows, sources)]
+
+
+def _grpc_miss(points: list[dict]) -> list[str]:
+    """Why gRPC trails HTTP, from the floor: grpcio answering a constant, no parsing, no model."""
+    grpc, http, floor = _find(points, *OURS, "grpc", 64), _find(points, *OURS, "binary", 64), _find(points, "floor", None, "grpc", 64)
+    if not (grpc and http and floor) or grpc["req_per_s"] >= http["req_per_s"]:
+        return []
+    bound = "grpcio alone stays below HTTP" if floor["req_per_s"] < http["req_per_s"] else "grpcio alone keeps up with HTTP"
+    return ["", f"gRPC misses by {1 - grpc['req_per_s'] / http['req_per_s']:.0%}; {bound}: answering a constant "
+            f"(no parsing, no model) it reached {floor['req_per_s']:.0f} req/s at 64 clients, {floor['req_per_s'] / http['req_per_s']:.2f}x "
+            f"of mlp-serve's HTTP binary figure, at {floor['server_cpu_per_request_ms']:.3f} ms server and "
+            f"{floor['client_cpu_per_request_ms']:.3f} ms client CPU per call (HTTP binary: {http['server_cpu_per_request_ms']:.3f} "
+            f"and {http['client_cpu_per_request_ms']:.3f} ms, model and batching included). mlp-serve's gRPC reached "
+            f"{grpc['req_per_s'] / floor['req_per_s']:.0%} of that floor."]
+
+
+def _cell(p: dict | None) -> str:
+    if p is None:
+        return "–"
+    if "refused" in p:
+        return "refused"
+    bad = p["requests"] - p["ok"] + (p["wrong"] if p["server"] != "floor" else 0)  # the floor's answers are constants
+    return f"{p['req_per_s']:.0f} ({p['p50_ms']:.2f} / {p['p99_ms']:.1f})" + (f", **{bad} bad**" if bad else "")
+
+
+def _series(points: list[dict]) -> list[tuple[str, str, str]]:
+    seen = []
+    for p in points:
+        key = (p["server"], p["setting"], p["encoding"])
+        if key not in seen:
+            seen.append(key)
+    return seen
+
+
+def render(result: dict) -> str:
+    points, m, config = result["points"], result["machine"], result["config"]
+    clients = sorted({p["clients"] for p in points})
+    lines = [
+        "# Serving: mlp-serve beside MLServer and KServe (`make bench-serve`)", "",
+        f"**Machine:** {m['cpu']}, {m['cores']} cores; flags {', '.join(m['flags'])}; without {', '.join(m['absent']) or '–'}. "
+        "Load generator and servers share these "
+        "cores (loopback). **Load:** closed loop, batch 1 per request, real held-out inputs, "
+        f"{config['seconds']:g} s per point after {config['warmup_s']:g} s of warm-up; every answer's class checked "
+        "against the fp32 model's (\"bad\" = non-200 or another class).", "",
+        "## Targets", "", "| target | measured | met |", "|---|---|---|",
+        *[f"| {name} | {measured} | {'yes' if met else 'not measured' if met is None else '**no**'} |"
+          for name, measured, met in targets(points)], *_grpc_miss(points), "",
+        "## Requests/s (p50 / p99 ms) by concurrent clients", "",
+        "| server | setting | encoding | " + " | ".join(_clients(c) for c in clients) + " |",
+        "|---|---|---|" + "---|" * len(clients),
+    ]
+    for server, setting, encoding in _series(points):
+        row = [_cell(_find_any(points, server, setting, encoding, c)) for c in clients]
+        lines.append(f"| {server} | {setting} | {encoding} | " + " | ".join(row) + " |")
+    lines += ["", "## CPU per request, ms (server process tree / load generator)", "",
+              "| server | setting | encoding | " + " | ".join(_clients(c) for c in clients) + " |",
+              "|---|---|---|" + "---|" * len(clients)]
+    for server, setting, encoding in _series(points):
+        cells = []
+        for c in clients:
+            p = _find_any(points, server, setting, encoding, c)
+            cells.append("–" if p is None or "refused" in p else
+                         f"{p['server_cpu_per_request_ms']:.3f} / {p['client_cpu_per_request_ms']:.3f}")
+        lines.append(f"| {server} | {setting} | {encoding} | " + " | ".join(cells) + " |")
+    lines += _context(result)
+    return "\n".join(lines) + "\n"
+
+
+def _clients(count: int) -> str:
+    return f"{count} client" + ("s" if count != 1 else "")
+
+
+def _find_any(points: list[dict], server: str, setting: str, encoding: str, clients: int) -> dict | None:
+    return next((p for p in points if (p["server"], p["setting"], p["encoding"], p["clients"]) == (server, setting, encoding, clients)), None)
+
+
+def _context(result: dict) -> list[str]:
+    mt, points = result["model_time"], result["points"]
+    refusals = {(p["server"], p["encoding"]): p["refused"] for p in points if "refused" in p}
+    lines = ["", "## The distance to the limit", "",
+             f"- The model alone (the served ONNX Runtime session, fastest call): batch 1 {mt['batch_1_us']:.0f} µs; "
+             f"batch 64 {mt['batch_64_us']:.0f} µs, {mt['batch_64_us_per_row']:.1f} µs a row.",
+             "- `floor` is the same HTTP and gRPC stacks answering a constant (bench/serve/stack_floor.py): what any Python "
+             "server on them pays before parsing a byte or running the model.",
+             "- The peers run with their own defaults, as a new user would start them (KServe logs four lines per request, "
+             "MLServer one), and an ONNX Runtime session with default options (bench/serve/peers/).",
+             "- Load generator (bench/serve/load.py: raw HTTP/1.1 on uvloop, grpc.aio for gRPC): its CPU per request is the "
+             "second number of the CPU table. Cores kept busy at 64 clients (server + generator, of "
+             f"{result['machine']['cores']}):"]
+    for encoding in ("binary", "json", "grpc"):
+        p = _find(points, *OURS, encoding, 64)
+        floor = _find(points, "floor", None, encoding, 64)
+        if p:
+            lines.append(f"  - mlp-serve {encoding}: {p['server_cpu_s'] / p['seconds']:.2f} + {p['client_cpu_s'] / p['seconds']:.2f}"
+                         + (f"; {p['req_per_s'] / floor['req_per_s']:.0%} of the floor's req/s" if floor else ""))
+    if refusals:
+        lines += ["", "## Encodings refused", ""]
+        lines += [f"- {server}, {encoding}: {message}" for (server, encoding), message in refusals.items()]
+    lines += _robustness(result.get("robustness"))
+    lines += ["", "## Versions", ""]
+    lines += [f"- {name}: " + ", ".join(f"{k} {v}" for k, v in v.items()) for name, v in result["versions"].items()]
+    return lines
+
+
+def _robustness(r: dict | None) -> list[str]:
+    if not r:
+        return []
+    lines = ["", "## Robustness (bench/serve/robustness.py)", ""]
+    for key in ("overload", "overload_small_queue"):
+        o = r[key]
+        lines.append(f"- {o['clients']} clients for {o['seconds']:g} s, queue bound {o['queue_size']}: {o['requests']} answers, "
+                     f"statuses {o['statuses']}, wrong classes {o['wrong']}, p99 of the 200s {o['p99_ms']:.1f} ms: "
+                     + (("**nothing but right answers" + (" and clean 503s**" if "503" in o["statuses"] else "**"))
+                        if o["clean"] else "**something else came back**"))
+    s = r["stalled"]
+    lines.append(f"- {s['stalled_clients']} connections that sent half a request and stalled: {s['clients']} other clients "
+                 f"p99 {s['beside_stalled']['p99_ms']:.2f} ms beside them vs {s['alone']['p99_ms']:.2f} ms alone, "
+                 f"{s['beside_stalled']['req_per_s']:.0f} vs {s['alone']['req_per_s']:.0f} req/s; "
+                 f"{s['still_open_unanswered']} stalled connections still open, unanswered.")
+    d = r["drain"]
+    lines.append(f"- SIGTERM with {d['in_flight']} requests waiting in the queue (behind a one-minute queue delay): "
+                 f"{d['answered_200']} answered 200 (statuses {d['statuses']}) {d['seconds_from_sigterm_to_all_answered']:.2f} s "
+                 f"after the signal, exit code {d['exit_code']}.")
+    m = r["memory"]
+    lines.append("- RSS: " + ", ".join(f"{v['rss_mib']:.1f} MiB after {v['requests']} requests" for v in m["checkpoints"].values())
+                 + f" (growth {m['growth_mib']:+.1f} MiB).")
+    return lines
+
+
+def plot(result: dict, out: Path) -> None:
+    points = result["points"]
+    fig, ax = plt.subplots(figsize=(9, 5))
+    colors = iter(plt.get_cmap("tab20").colors)
+    for server, setting, encoding in _series(points):
+        measured = [p for p in points if (p["server"], p["setting"], p["encoding"]) == (server, setting, encoding)
+                    and "refused" not in p]
+        if len(measured) > 1:
+            ax.plot([p["clients"] for p in measured], [p["req_per_s"] for p in measured], marker="o", color=next(colors),
+                    label=f"{server} ({setting}), {encoding}", linestyle="-" if server == "mlp-serve" else "--")
+    ax.set(xscale="log", yscale="log", xlabel="concurrent clients (batch 1 each)", ylabel="requests/s",
+           title=f"Serving on {result['machine']['cpu']} ({result['machine']['cores']} cores)")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def write(serve_json: Path) -> None:
+    """serve.md and serve.png for the serve.json at `serve_json` (ARTIFACTS/bench/serve.json)."""
+    result = json.loads(Path(serve_json).read_text())
+    artifacts = Path(serve_json).parent.parent
+    with atomic_path(artifacts / SERVE_REPORT) as tmp:
+        tmp.write_text(render(result))
+    plot(result, artifacts / SERVE_PLOT)
+    print(f"{artifacts / SERVE_REPORT}, {artifacts / SERVE_PLOT}")
+
+
+if __name__ == "__main__":
+    write(Path(sys.argv[1]))

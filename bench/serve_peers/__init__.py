@@ -1,1 +1,0 @@
-"""Peer model servers (MLServer, KServe) run beside deploy/server.py by `make bench-serve`."""

@@ -1,0 +1,111 @@
+"""The ratios the targets judge, timed so that they hold from run to run: every side of a ratio is
+timed in the same alternating rounds, in this one process (handoff.timing), and each ratio
+is kept round by round, so the report gives its median and its spread.
+
+  inference (CPU, batch 1 and 1024)  our ONNX artifacts (every variant that passed its gate, with
+      the options `make tune` chose and, where those differ from ORT's defaults, with the defaults
+      too: a tuned option counts only if it also wins here, in the same rounds), eager PyTorch and
+      the peers (torch.compile, OpenVINO), on the same real held-out inputs
+  training (each device)  one training step of each recipe as `pipeline.train` runs it (the batch
+      gathered from the resident data, forward, backward, optimizer step) and one GEMM in the fast
+      recipe's precision, which gives the compute floor of its step
+
+The report turns them into the targets: the best artifact against eager and each peer, the fast
+step against its floor, and the time to accuracy (the steps each recipe needed in its run, at the
+step time measured here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import pytest
+import torch
+
+from bench.suites.measuring import batch_indices, real_inputs, training_run
+from bench.suites.hardware import GEMM_SIZE, gemm_call
+from bench.suites.runtimes import RUNTIMES
+from pipeline.config import RECIPES
+from handoff.artifacts import REFERENCE_VARIANT
+from handoff.ort_options import DEFAULT_OPTIONS, options_for_batch
+from handoff.reports import read_variants
+from handoff.timing import interleaved
+from pipeline.model import forward_macs
+from pipeline.step import Stepper
+
+TARGET_BATCHES = (1, 1024)  # batch 1: latency; 1024: throughput (bench/report/inference.py)
+CONTENDERS = ("eager", "ort", "compiled", "openvino:")  # runtime ids (bench.suites.runtimes) by prefix; CPU ones only
+ROUNDS, SECONDS = 7, 0.03  # alternating rounds, and timed work per call per round (5 calls at least)
+SMOKE_ROUNDS, SMOKE_SECONDS = 2, 0.001
+
+
+def _rounds(settings) -> tuple[int, float]:
+    return (SMOKE_ROUNDS, SMOKE_SECONDS) if settings.smoke else (ROUNDS, SECONDS)
+
+
+def contenders(batch: int, passed: set[str], tuning) -> list[str]:
+    """Runtime ids: eager, the peers, and ours for every variant that passed its gate; with ORT's
+    defaults beside a variant's tuned options where `make tune` changed them for this batch."""
+    ids = []
+    for runtime, devices in RUNTIMES.items():
+        variant = runtime.partition(":")[2] or REFERENCE_VARIANT
+        if "cpu" not in devices or not runtime.startswith(CONTENDERS) or (runtime.startswith("ort") and variant not in passed):
+            continue
+        ids.append(runtime)
+        if runtime.startswith("ort-tuned:") and options_for_batch(tuning.records(variant), batch) != DEFAULT_OPTIONS:
+            ids.append(f"ort-defaults:{variant}")
+    return ids
+
+
+@pytest.mark.parametrize("target_batch", TARGET_BATCHES)
+def test_inference_targets(benchmark, target_batch, backend_for, tuning, dataset, settings):
+    cpu = torch.device("cpu")
+    passed = {name for name, entry in read_variants(settings.artifacts).variants.items() if entry.passed}
+    built = [backend_for(runtime, cpu) for runtime in contenders(target_batch, passed, tuning)]
+    inputs = real_inputs(dataset, target_batch)
+    calls = {b.name: b.prepare(inputs) for b in built if b.skipped is None}
+    times = benchmark.pedantic(interleaved, args=(calls, *_rounds(settings)), rounds=1, iterations=1)
+    benchmark.group = "targets"
+    benchmark.extra_info.update(
+        kind="targets_inference", device="cpu", batch_size=target_batch, dataset=dataset.name,
+        variants={b.name: b.details.get("variant", REFERENCE_VARIANT) for b in built},
+        seconds_per_call=times,  # backend -> the median of each round
+        skipped={b.name: b.skipped for b in built if b.skipped is not None}, smoke=settings.smoke,
+    )
+
+
+def test_training_targets(benchmark, device, dataset, settings):
+    steps = {name: _loop_step(name, dataset, device) for name in RECIPES[dataset.name]}
+    calls = {name: step for name, (step, _) in steps.items()}
+    fast_dtype = steps["fast"][1]["precision"]["dtype"]
+    calls["gemm"] = gemm_call(getattr(torch, fast_dtype), device)  # the floor, in the fast step's precision
+    times = benchmark.pedantic(interleaved, args=(calls, *_rounds(settings)), rounds=1, iterations=1)
+    benchmark.group = f"targets {device.type}"
+    benchmark.extra_info.update(
+        kind="targets_training", device=device.type, dataset=dataset.name,
+        seconds_per_call=times,  # seed, fast (one training step each), gemm: the median of each round
+        batch_size={name: info["batch_size"] for name, (_, info) in steps.items()},
+        precision={name: info["precision"] for name, (_, info) in steps.items()},
+        forward_macs={name: info["forward_macs"] for name, (_, info) in steps.items()},
+        gemm_flops=2 * GEMM_SIZE**3, smoke=settings.smoke,
+    )
+
+
+def _loop_step(recipe_name: str, dataset, device: torch.device):
+    """(a call doing one training step as pipeline.train runs it, what it is): the run training
+    builds (model, optimizer, precision, the data normalised and resident on the device), a batch
+    gathered by index each call (the scheduler's O(1) step left out)."""
+    run = training_run(recipe_name, dataset, device)
+    stepper = Stepper(run.model, run.optimizer, None, run.recipe, run.placement.precision.autocast_dtype)
+    indices = itertools.cycle(batch_indices(run))
+
+    def step() -> None:
+        index = next(indices)
+        stepper(run.train_split.inputs[index], run.train_split.labels[index])
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    info = {"batch_size": run.recipe.batch_size, "precision": dataclasses.asdict(run.placement.precision),
+            "forward_macs": forward_macs(run.model)}
+    return step, info

@@ -1,0 +1,1 @@
+"""The predictor (`mlp-predict`, `python -m deploy.predict`): files in, classes out, from a bundle."""

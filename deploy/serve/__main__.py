@@ -1,0 +1,195 @@
+"""mlp-serve: a bundle behind the Open Inference Protocol (KServe V2 / Triton), HTTP/REST and gRPC,
+with dynamic batching; torch-free.
+
+Usage:
+    mlp-serve [--bundle DIR] [--variant NAME] [--host H] [--port 8000] [--grpc-port 8001]
+              [--max-batch N] [--max-queue-delay-us US] [--max-queue-size N] [--no-dynamic-batching]
+              [--max-request-bytes B] [--body-timeout-s S] [--workers N]
+    make serve HOST=127.0.0.1 PORT=8000 GRPC_PORT=8001        # serves $(ARTIFACTS)/deploy until Ctrl-C
+
+HTTP (deploy.serve.http_app) and gRPC (deploy.serve.grpc_service, --grpc-port 0 turns it off) share one dynamic
+batcher (deploy.serve.batcher): one inference thread runs the queued requests together, up to --max-batch
+rows per ONNX Runtime call, after waiting at most --max-queue-delay-us for them; beyond
+--max-queue-size queued requests a new one gets 503 / UNAVAILABLE. The defaults of the three are the
+bundle's (`make deploy` writes them; its Triton config.pbtxt has the same). The sessions use the
+options `make tune` chose per batch size with spinning off (SERVING_ORT_OPTIONS: why). SIGTERM or
+Ctrl-C stops accepting, runs the queue at once, answers every request already in, and exits 0.
+--workers N runs N such processes on the same ports (SO_REUSEPORT; the kernel spreads connections),
+each with its own sessions and batcher: docs/deploy.md says when that pays and when Triton or KServe
+is the better tool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.metadata
+import logging
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import uvicorn
+
+try:  # uvloop: libuv's event loop, the fast one; it does not exist on Windows, where asyncio's runs
+    from uvloop import run as run_loop
+except ImportError:  # pragma: no cover - Windows only
+    from asyncio import run as run_loop
+
+from deploy.batch_policy import BatchPolicy
+from deploy.bundle import Bundle, load_bundle, rebuild_hint
+from deploy.errors import DeployError
+from deploy.serve.grpc_service import grpc_server
+from deploy.serve.http_app import HttpApp
+from deploy.serve.pages import PageFile, load_pages
+from deploy.serve.service import SERVER_NAME, ModelService, ServingLimits
+from deploy.serve.workers import run_workers
+from handoff.errors import PipelineError
+from handoff.manifest import read_manifest
+
+SERVER_VERSION = importlib.metadata.version("mnist-pipeline")  # the console script exists only when installed
+DEFAULT_MAX_REQUEST_BYTES = 64 << 20  # 64 MiB: a max batch of MNIST in binary is 25.7 MB, in JSON about 2x that
+# `make tune` measures one session in a loop, where spinning threads win; a server waits on sockets
+# between batches, and spinning threads burned most of a core doing nothing (docs/deploy.md).
+SERVING_ORT_OPTIONS = {"allow_spinning": False}
+DRAIN_S = 30  # longest wait for in-flight requests after SIGTERM
+log = logging.getLogger(SERVER_NAME)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, with SIGTERM/SIGINT handled in the event loop: it drains, then returns, so the
+    process exits 0 (uvicorn's own handler re-raises the signal after draining, which kills it)."""
+
+    def __init__(self, config: uvicorn.Config, on_exit) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stop, sig)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    def _stop(self, sig: int) -> None:
+        log.info("%s: draining in-flight requests", signal.Signals(sig).name)
+        self.handle_exit(sig, None)  # uvicorn's own: a second Ctrl-C forces the exit
+        self._on_exit()
+
+
+def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def grpc_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 literal needs brackets
+
+
+async def serve(service: ModelService, args: argparse.Namespace, pages: dict[str, PageFile] | None = None) -> None:
+    """Serve HTTP (and gRPC, and the bundle's page) until SIGTERM/SIGINT, then drain both and stop the batcher."""
+    grpc = grpc_server(service, grpc_address(args.host, args.grpc_port), args.reuse_port) if args.grpc_port else None
+    stopping: list[asyncio.Future] = []
+
+    def on_exit() -> None:
+        service.drain()  # queued requests run now, not after the queue delay
+        if grpc is not None and not stopping:
+            stopping.append(asyncio.ensure_future(grpc.stop(DRAIN_S)))
+
+    app = HttpApp(service, args.body_timeout_s, pages)
+    config = uvicorn.Config(app, loop="none", http="httptools", lifespan="off", access_log=False,
+                            log_level="warning", timeout_graceful_shutdown=DRAIN_S, backlog=4096)
+    sock = listening_socket(args.host, args.port, args.reuse_port)
+    service.start()
+    watcher = asyncio.ensure_future(app.bodies.watch())
+    try:
+        if grpc is not None:
+            await grpc.start()
+        log.info("serving http://%s:%d%s", args.host, args.port, f" and gRPC on {args.host}:{args.grpc_port}" if grpc else "")
+        log.info("the browser page: %s", f"http://{args.host}:{args.port}/" if pages else "none in this bundle (`make web` builds one)")
+        await _Server(config, on_exit).serve(sockets=[sock])
+        on_exit()
+        await asyncio.gather(*stopping)
+    finally:
+        watcher.cancel()
+        service.stop()  # every queued request has its answer before the thread ends
+    log.info("stopped")
+
+
+def batching_flags(args: argparse.Namespace) -> dict[str, int | None]:
+    return {"max_batch": args.max_batch, "max_queue_delay_us": args.max_queue_delay_us, "max_queue_size": args.max_queue_size}
+
+
+def limits_from(args: argparse.Namespace, bundle_path: Path) -> ServingLimits:
+    """The command line's limits, the bundle's where it gives none (deploy.batch_policy's for a bundle
+    that predates batching)."""
+    recorded = read_manifest(bundle_path, rebuild_hint(bundle_path))["config"]["deploy"]
+    return ServingLimits(BatchPolicy.resolve(batching_flags(args), recorded), args.max_request_bytes, args.dynamic_batching)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=SERVER_NAME, description=__doc__.strip().splitlines()[0])
+    add = parser.add_argument
+    add("--bundle", default="artifacts/deploy", help="deploy bundle folder (default: %(default)s)")
+    add("--variant", default=None, help="model variant in the bundle, e.g. fp32 or int8 (default: the bundle's default_variant)")
+    add("--host", default="127.0.0.1", help="address to bind (default: %(default)s; 0.0.0.0 for all)")
+    add("--port", type=int, default=8000, help="HTTP port (default: %(default)s)")
+    add("--grpc-port", type=int, default=8001, help="gRPC port, 0 for none (default: %(default)s, Triton's)")
+    add("--max-batch", type=int, default=None, help="rows per request beyond which it is refused with 413, and per "
+                                                    "ONNX Runtime call (default: the bundle's)")
+    add("--max-queue-delay-us", type=int, default=None, help="longest wait to fill a batch, µs (default: the bundle's)")
+    add("--max-queue-size", type=int, default=None, help="queued requests beyond which new ones get 503 (default: the bundle's)")
+    add("--dynamic-batching", action=argparse.BooleanOptionalAction, default=True,
+        help="run queued requests together (default: on; off runs each request alone)")
+    add("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES, help="(default: %(default)s)")
+    add("--body-timeout-s", type=float, default=15.0,
+        help="a request whose body has not all arrived this long after it began gets 408 and is closed (default: %(default)s)")
+    add("--workers", type=int, default=1, help="server processes sharing the ports (default: %(default)s)")
+    add("--reuse-port", action="store_true", help="bind with SO_REUSEPORT (what each of --workers N does)")
+    args = parser.parse_args(argv)
+    try:
+        BatchPolicy.resolve(batching_flags(args))  # the limits' one validation, before anything is loaded
+    except PipelineError as err:
+        parser.error(str(err))
+    if args.max_request_bytes < 1 or args.workers < 1 or args.body_timeout_s <= 0:
+        parser.error("--max-request-bytes and --workers must be at least 1, --body-timeout-s above 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.workers > 1:
+        return run_workers([sys.executable, "-m", "deploy.serve", *argv, "--workers", "1", "--reuse-port"], args.workers)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    try:
+        bundle: Bundle = load_bundle(Path(args.bundle), args.variant, SERVING_ORT_OPTIONS)
+        limits = limits_from(args, Path(args.bundle))
+        pages = load_pages(Path(args.bundle))
+    except DeployError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return int(err.code)
+    policy = limits.policy
+    log.info("%s (max batch %d, queue delay %d µs, queue size %d)", bundle.summary(), policy.max_batch,
+             policy.max_queue_delay_us, policy.max_queue_size)
+    try:
+        run_loop(serve(ModelService(bundle, limits, SERVER_VERSION), args, pages))
+    except OSError as err:  # a port in use, an address not of this machine
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
