@@ -40,10 +40,13 @@ PY="${PY:-python3}"
 export MNIST_MIRROR="${MNIST_MIRROR:-$PWD/.mnist}" PYTHONUNBUFFERED=1
 mkdir -p "$out"
 
-if [ -n "${GPU_CHECK_DRY_RUN:-}" ]; then  # the CPU, one epoch, smoke-mode benches
-  dev=cpu capture=off sizes="EPOCHS=1" batches=1,64 smoke=--bench-smoke
+if [ -n "${GPU_CHECK_DRY_RUN:-}" ]; then  # the CPU, one epoch (the graph run's on 4,096 rows), smoke-mode benches
+  # (torch.compile left out: on the CPU it compiles C++ with Inductor, nothing of the GPU's Triton path)
+  dev=cpu capture=off sizes="EPOCHS=1" graph_sizes="TRAIN_SAMPLES=4096" batches=1,64 smoke=--bench-smoke tune_s=0.002 \
+    stage2_runtimes="ort"
 else
-  dev=cuda capture=cuda-graph sizes="" batches=1,64,1024,8192 smoke=""
+  dev=cuda capture=cuda-graph sizes="" graph_sizes="" batches=1,64,1024,8192 smoke="" tune_s=0.05 \
+    stage2_runtimes="ort or compiled"
 fi
 make_flags=(PY="$PY" DEVICE="$dev" $sizes)
 # The bench's pytest and the GPU tests: the test files that hold `gpu` tests (the others import
@@ -55,8 +58,8 @@ stage_1() {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null || echo "nvidia-smi: none"
   # The fast recipe with its step replayed as a CUDA graph (capture is reported as warm-up, not
   # training time), then the same without capture, exported through the CUDA parity gate (TF32 off).
-  time make train "${make_flags[@]}" CAPTURE="$capture" ARTIFACTS="$work/graph"
-  time make train export tune "${make_flags[@]}" ARTIFACTS="$work" TUNE_SECONDS=0.05 TUNE_BATCH_SIZES=1,1024
+  time make train "${make_flags[@]}" $graph_sizes CAPTURE="$capture" ARTIFACTS="$work/graph"
+  time make train export tune "${make_flags[@]}" ARTIFACTS="$work" TUNE_SECONDS="$tune_s" TUNE_BATCH_SIZES=1,1024
   # torch's inference paths and the training step on the device (ONNX Runtime's CUDA rows are stage 2's).
   time "$PY" -m pytest bench/suites/test_inference.py bench/suites/test_train_step.py -q -p no:cacheprovider $smoke \
     -k "$dev and not ort and not compiled and not openvino" --bench-artifacts "$work" --bench-device "$dev" \
@@ -81,12 +84,12 @@ stage_2() {
     export PYTHONPATH="$site"${PYTHONPATH:+:$PYTHONPATH}
   fi
   "$PY" bench/gpu/preflight.py --stage 2 ${GPU_CHECK_DRY_RUN:+--dry-run}
-  make train export tune "${make_flags[@]}" ARTIFACTS="$work" TUNE_SECONDS=0.05 TUNE_BATCH_SIZES=1,1024  # stage 1's, if gone
+  make train export tune "${make_flags[@]}" ARTIFACTS="$work" TUNE_SECONDS="$tune_s" TUNE_BATCH_SIZES=1,1024  # stage 1's, if gone
   # The gates again, now with ORT's CUDA provider (stage 1 had none: make would see nothing to do),
   # then ORT (CUDA provider, FP16, CUDA graphs, I/O binding) and torch.compile on the device.
   time "$PY" -m export.parity --artifacts "$work" --device "$dev"
   time "$PY" -m export.variants --artifacts "$work" --device "$dev"
-  time "$PY" -m pytest bench/suites/test_inference.py -q -p no:cacheprovider $smoke -k "$dev and (ort or compiled)" \
+  time "$PY" -m pytest bench/suites/test_inference.py -q -p no:cacheprovider $smoke -k "$dev and ($stage2_runtimes)" \
     --bench-artifacts "$work" --bench-device "$dev" --bench-batch-sizes "$batches" --benchmark-json="$out/bench_stage2.json"
   "$PY" bench/gpu/summary.py --artifacts "$work" --bench "$out/bench_stage2.json" --out "$out/stage2.md"
 }

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import onnx
-import onnxscript
 import torch
 
 from export.head import SoftmaxHead, contract_text, example_batch
 from export.recorded_warnings import recording_warnings
 from pipeline.datasets.registry import dataset_spec
+from pipeline.provenance import module_version
 from handoff.atomic import atomic_path
 from handoff.contract import OUTPUT_NAME, contract_metadata
 from handoff.errors import PipelineError, first_line
@@ -92,6 +92,6 @@ def metadata_props(payload: dict[str, Any], checkpoint_sha256: str) -> dict[str,
         "output_contract": contract["output"],
         "torch_version": str(torch.__version__),
         "onnx_version": onnx.__version__,
-        "onnxscript_version": onnxscript.__version__,
+        "onnxscript_version": module_version("onnxscript"),
         "opset": str(OPSET),
     }

@@ -4,7 +4,9 @@ handoff.cpu)."""
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import platform
+import sys
 
 import numpy
 import torch
@@ -14,18 +16,26 @@ from handoff.cpu import cpu_flags, cpu_model
 
 def library_versions(*modules: str) -> dict[str, str | None]:
     """Python, torch, torchvision, numpy and CUDA versions, plus those of the named modules."""
-    import torchvision
-
     versions = {
         "python": platform.python_version(),
         "torch": str(torch.__version__),  # TorchVersion would not load with weights_only=True
-        "torchvision": str(torchvision.__version__),
+        "torchvision": module_version("torchvision"),
         "numpy": numpy.__version__,
         "cuda": torch.version.cuda,
     }
-    for name in modules:
-        versions[name] = str(importlib.import_module(name).__version__)
-    return versions
+    return versions | {name: module_version(name) for name in modules}
+
+
+def module_version(module: str) -> str:
+    """A module's version without importing it where its distribution has its name (importing
+    torchvision only to read its version cost 2.5 s of every training run and parity gate)."""
+    loaded = sys.modules.get(module)
+    if loaded is not None:
+        return str(loaded.__version__)
+    try:
+        return importlib.metadata.version(module)
+    except importlib.metadata.PackageNotFoundError:  # e.g. onnxruntime, installed as onnxruntime-gpu
+        return str(importlib.import_module(module).__version__)
 
 
 def cpu_dispatch() -> dict[str, object]:

@@ -128,13 +128,11 @@ def train(config: TrainConfig, data: Dataset, checkpoint_dir: Path | None = None
         seconds = time.perf_counter() - started  # train_epoch ends by reading the loss: the device is done
         progress.train_seconds += seconds
         if world.is_main:  # rank 0 evaluates and checkpoints; the next epoch's first all-reduce waits for it
-            progress.history.append(epoch_record(epoch, train_loss, run.names, *evaluate(run.model, run.held_out_split),
-                                                 seconds, samples))
-            say(summary_line(progress.history[-1], run.names, recipe.epochs), flush=True)
-            _keep_best(run, progress, epoch)
+            _record_epoch(run, progress, epoch, train_loss, seconds, samples, say)
             if checkpoint_dir:
                 _checkpoint(checkpoint_dir, fingerprint, run, progress, epoch)
-        if until is not None and distributed.broadcast(world.is_main and progress.history[-1][run.names.accuracy] >= until, world):
+        reached = world.is_main and until is not None and progress.history[-1][run.names.accuracy] >= until
+        if until is not None and distributed.broadcast(reached, world):
             break  # rank 0 decides: only it evaluated
     if not world.is_main:
         return None
@@ -195,6 +193,14 @@ def _stepper(run: Run, world: distributed.World) -> Stepper:
         device = run.placement.device
         stepper.model = DistributedDataParallel(run.model, device_ids=[device] if device.type == "cuda" else None)
     return stepper
+
+
+def _record_epoch(run: Run, progress: Progress, epoch: int, train_loss: float, seconds: float, samples: int, say) -> None:
+    """Evaluate the epoch's weights on the held-out split, record and print the epoch, keep the best."""
+    loss, accuracy = evaluate(run.model, run.held_out_split)
+    progress.history.append(epoch_record(epoch, train_loss, run.names, loss, accuracy, seconds, samples))
+    say(summary_line(progress.history[-1], run.names, run.recipe.epochs), flush=True)
+    _keep_best(run, progress, epoch)
 
 
 def _keep_best(run: Run, progress: Progress, epoch: int) -> None:

@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,12 +31,15 @@ from pipeline.datasets.spec import Dataset, DataSource
 from pipeline.datasets.registry import load_dataset
 from pipeline.datasets.mnist import fetch_mnist, load_mnist
 from pipeline.datasets.otto_synthetic import write_synthetic_otto
+from handoff.lock import exclusive_lock
 from pipeline.train import save, train
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_BUNDLE_MAX_BATCH = 64  # small, so the server tests can exceed it cheaply
 OTTO_ROWS = 6000  # synthetic Otto rows: every class present, small enough to train in seconds
 OTTO_EPOCHS = 8  # val accuracy ~78%: rows confident enough that int8 agreement is not a coin toss
+# The thread counts torch (OpenMP, MKL) and Inductor's compile workers read at start-up.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TORCHINDUCTOR_COMPILE_THREADS")
 # `make tune` in miniature: the mechanism, not a measurement (tests never depend on this machine's speed)
 QUICK_TUNE = TuneConfig(batch_sizes="1,64", seconds=0.002, rounds=1)
 
@@ -48,6 +51,31 @@ DEVICES = [
         marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")],
     ),
 ]
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist, each worker and what it starts computes on its share of the cores: two
+    workers with two threads each on two cores made every test slower than one worker alone
+    (OpenMP's threads wait by spinning). Thread counts change how fast, never what is computed."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        threads = max(1, (os.cpu_count() or 1) // int(workers))
+        os.environ.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))  # the subprocesses' share
+        torch.set_num_threads(threads)
+
+
+# Files whose tests each take minutes: collected first, so the pytest-xdist workers start on them and
+# the short tests fill in around them (in collection order the last of them would run alone at the end).
+LONG_FIRST = ("test_gpu_check.py", "test_make.py", "test_bench_smoke.py", "test_distributed.py", "test_otto.py")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    items.sort(key=lambda item: LONG_FIRST.index(item.path.name) if item.path.name in LONG_FIRST else len(LONG_FIRST))
+
+
+def worker_threads() -> int:
+    """The threads this test process may use (what a bench run it starts is told: --bench-threads)."""
+    return torch.get_num_threads()
 
 
 def _mirror() -> Path | None:
@@ -62,12 +90,27 @@ def mnist_mirror() -> Path | None:
     return _mirror()
 
 
+def shared_folder(tmp_path_factory, name: str, build: Callable[[Path], object]) -> Path:
+    """A folder that `build` fills once per test run, whichever pytest-xdist worker asks first; the
+    others wait on a lock and reuse it (without xdist: once per session). Nothing else writes into
+    it: a test that changes such files works on a copy."""
+    root = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        root = root.parent  # the run's folder, which its workers share
+    folder = root / f"shared-{name}"
+    with exclusive_lock(root / f".shared-{name}.lock", f"fixture {name}", wait=True):
+        if not (folder / ".complete").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".complete").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory, mnist_mirror) -> Path:
-    """A verified copy of the four decompressed MNIST files, shared by the session."""
-    path = tmp_path_factory.mktemp("data")
-    fetch_mnist(path, mnist_mirror)
-    return path
+    """A verified copy of the four decompressed MNIST files, shared by the run."""
+    return shared_folder(tmp_path_factory, "mnist-data", lambda folder: fetch_mnist(folder, mnist_mirror))
 
 
 @pytest.fixture(scope="session")
@@ -163,24 +206,27 @@ def train_export_tune(config: TrainConfig, data: Dataset, **source: str) -> Path
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory, mnist, data_dir):
     """Artifacts folder with a one-epoch model, its exports, a passed parity gate (CPU), the int8 and
-    fp16 variants through theirs, and (quickly) tuned ORT options: `make train export tune`."""
-    out = tmp_path_factory.mktemp("artifacts")
-    config = TrainConfig(recipe="fast", epochs=1, device="cpu", artifacts=str(out))
-    return train_export_tune(config, mnist, data_dir=str(data_dir))
+    fp16 variants through theirs, (quickly) tuned ORT options, and its bundle: `make train export
+    tune deploy`, once per run."""
+    def build(out: Path) -> None:
+        from deploy.build.__main__ import DeployConfig, run  # tritonclient: not on the GPU machine, whose run needs no bundle
+
+        train_export_tune(TrainConfig(recipe="fast", epochs=1, device="cpu", artifacts=str(out)), mnist, data_dir=str(data_dir))
+        run(DeployConfig(artifacts=str(out), max_batch=MNIST_BUNDLE_MAX_BATCH))
+
+    return shared_folder(tmp_path_factory, "artifacts", build)
 
 
 @pytest.fixture(scope="session")
 def mnist_bundle(exported) -> Path:
     """`make deploy` on the `exported` artifacts: the bundle folder."""
-    from deploy.build.__main__ import DeployConfig, run  # tritonclient: not on the GPU machine, whose run needs no bundle
-
-    run(DeployConfig(artifacts=str(exported), max_batch=MNIST_BUNDLE_MAX_BATCH))
     return exported / "deploy"
 
 
 @pytest.fixture(scope="session")
 def otto_csv(tmp_path_factory) -> Path:
-    return write_synthetic_otto(tmp_path_factory.mktemp("otto") / "train.csv.zip", rows=OTTO_ROWS, seed=0)
+    folder = shared_folder(tmp_path_factory, "otto", lambda f: write_synthetic_otto(f / "train.csv.zip", rows=OTTO_ROWS, seed=0))
+    return folder / "train.csv.zip"
 
 
 @pytest.fixture(scope="session")
@@ -191,9 +237,11 @@ def otto(otto_csv) -> Dataset:
 @pytest.fixture(scope="session")
 def otto_artifacts(tmp_path_factory, otto, otto_csv) -> Path:
     """A short Otto run, exported, through the parity gate (CPU), with its variants and tuned options."""
-    out = tmp_path_factory.mktemp("otto-artifacts")
-    config = TrainConfig(dataset="otto", epochs=OTTO_EPOCHS, device="cpu", artifacts=str(out), otto_csv=str(otto_csv))
-    return train_export_tune(config, otto, otto_csv=str(otto_csv))
+    def build(out: Path) -> None:
+        config = TrainConfig(dataset="otto", epochs=OTTO_EPOCHS, device="cpu", artifacts=str(out), otto_csv=str(otto_csv))
+        train_export_tune(config, otto, otto_csv=str(otto_csv))
+
+    return shared_folder(tmp_path_factory, "otto-artifacts", build)
 
 
 # The browser page (`make web`): onnxruntime-web from web/node_modules (`npm ci` in web/; .ci/run does).
@@ -222,9 +270,10 @@ def web_bundle(artifacts: Path, copy_to: Path, node_modules: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def mnist_web_bundle(tmp_path_factory, exported, web_runtime) -> Path:
-    return web_bundle(exported, tmp_path_factory.mktemp("web") / "artifacts", web_runtime)
+    return shared_folder(tmp_path_factory, "web", lambda f: web_bundle(exported, f / "artifacts", web_runtime)) / "artifacts" / "deploy"
 
 
 @pytest.fixture(scope="session")
 def otto_web_bundle(tmp_path_factory, otto_artifacts, web_runtime) -> Path:
-    return web_bundle(otto_artifacts, tmp_path_factory.mktemp("otto-web") / "artifacts", web_runtime)
+    folder = shared_folder(tmp_path_factory, "otto-web", lambda f: web_bundle(otto_artifacts, f / "artifacts", web_runtime))
+    return folder / "artifacts" / "deploy"

@@ -8,15 +8,18 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from bench.report.__main__ import main as report_main
-from conftest import REPO
+from conftest import REPO, worker_threads
 
 
 def bench_smoke(selection: str, json_file, exported, data_dir, cli_env) -> dict:
     """`make bench` (-m "not study") or `make bench-study` (-m study), in smoke mode: its JSON."""
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", str(REPO / "bench" / "suites"), "-q", "-p", "no:cacheprovider", "--bench-smoke", "-m", selection,
+        [sys.executable, "-m", "pytest", str(REPO / "bench" / "suites"), "-q", "-p", "no:cacheprovider", "--bench-smoke",
+         # the targets' batch sizes only: torch.compile compiles once per size
+         f"--bench-threads={worker_threads()}", "--bench-batch-sizes=1,1024", "-m", selection,
          "--bench-artifacts", str(exported), "--bench-data-dir", str(data_dir), f"--benchmark-json={json_file}"],
         capture_output=True, text=True, env=cli_env, cwd=REPO, check=False,
     )
@@ -71,10 +74,13 @@ def test_bench_suite_and_report_run_in_smoke_mode(exported, data_dir, cli_env, t
 
     assert report_main(["--results", str(results), "--out", str(tmp_path)]) == 0  # study.json beside it joins in
     report = (tmp_path / "report.md").read_text()
-    assert "| cpu | ort-cpu | fp32 | 64 |" in report and "## Time to accuracy" in report and "SMOKE MODE" in report
+    assert "| cpu | ort-cpu | fp32 | 1024 |" in report and "## Time to accuracy" in report and "SMOKE MODE" in report
     assert "other conditions" not in report  # the study ran on this machine, as the bench did
-    assert "| cpu | ort-tuned-int8-cpu | int8 | 64 |" in report and "- Batch 1: best artifact `ort-" in report
+    assert "| cpu | ort-tuned-int8-cpu | int8 | 1024 |" in report and "- Batch 1: best artifact `ort-" in report
     assert "ORT options chosen by `make tune` for int8: batch 1:" in report
+    if not torch.cuda.is_available():  # the providers that really load, and one line for every CUDA case skipped
+        assert "- ORT providers that load here: CPUExecutionProvider" in report
+        assert report.count("no CUDA device") == 1 and "cases: no CUDA device (e.g. `" in report
     assert "x the compute floor" in report and "| dataloader |" in report and "the lecture's script trained" in report
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -5,6 +5,7 @@ real server, all torch-free."""
 from __future__ import annotations
 
 import csv
+import shutil
 import json
 import subprocess
 import sys
@@ -21,13 +22,19 @@ from deploy.errors import ExitCode
 from deploy.build.triton import read_config
 from handoff.otto_csv import CLASSES, FEATURES, read_otto_csv
 
+# One worker runs these (pytest-xdist --dist loadgroup): their servers' ports are picked free, then bound.
+pytestmark = pytest.mark.xdist_group("servers")
+
 ROWS = 5
 
 
 @pytest.fixture(scope="module")
-def otto_bundle(otto_artifacts):
-    build_run(DeployConfig(artifacts=str(otto_artifacts), variant="int8"))
-    return otto_artifacts / "deploy"
+def otto_bundle(otto_artifacts, tmp_path_factory):
+    """`make deploy VARIANT=int8` on a copy of the run's Otto artifacts (shared with other tests)."""
+    out = tmp_path_factory.mktemp("otto-bundle") / "artifacts"
+    shutil.copytree(otto_artifacts, out, ignore=shutil.ignore_patterns("deploy"))
+    build_run(DeployConfig(artifacts=str(out), variant="int8"))
+    return out / "deploy"
 
 
 @pytest.fixture(scope="module")

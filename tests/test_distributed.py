@@ -81,11 +81,12 @@ def test_two_processes_train_the_single_process_model(mnist, data_dir, cli_env, 
     assert not (tmp_path / "checkpoints").exists()
 
 
-RESUME_EPOCHS = 3  # of the full training set; rank 0 pauses after the first (tests/pause_after_checkpoint)
+RESUME_EPOCHS = 3  # of SMALL_SAMPLES rows; rank 0 pauses after the first (tests/pause_after_checkpoint)
 
 
 def resume_run_args(artifacts, data_dir) -> list[str]:
-    return ["--epochs", str(RESUME_EPOCHS), "--device", "cpu", "--artifacts", str(artifacts), "--data-dir", str(data_dir)]
+    return ["--epochs", str(RESUME_EPOCHS), "--train-samples", str(SMALL_SAMPLES), "--device", "cpu",
+            "--artifacts", str(artifacts), "--data-dir", str(data_dir)]
 
 
 def test_killed_two_process_run_resumes_with_the_same_command(data_dir, cli_env, tmp_path):

@@ -15,6 +15,9 @@ from conftest import MNIST_BUNDLE_MAX_BATCH, free_port, running_server
 from deploy.bundle import load_bundle
 from export.parity import ABS_TOL
 
+# One worker runs these (pytest-xdist --dist loadgroup): their servers' ports are picked free, then bound.
+pytestmark = pytest.mark.xdist_group("servers")
+
 
 @pytest.fixture(scope="module")
 def grpc_address(mnist_bundle):

@@ -16,7 +16,7 @@ import torch
 
 from conftest import OTTO_EPOCHS as EPOCHS
 from conftest import OTTO_ROWS as ROWS
-from conftest import REPO
+from conftest import REPO, worker_threads
 from pipeline.checkpoint import load_checkpoint
 from pipeline.datasets.otto import SPLIT_SEED, VALIDATION_FRACTION, stratified_split
 from handoff.otto_csv import CLASSES, FEATURES
@@ -89,6 +89,7 @@ def test_bench_measures_otto_inference_and_train_step(otto_artifacts, otto_csv, 
     results = tmp_path / "results.json"
     run = subprocess.run(
         [sys.executable, "-m", "pytest", str(REPO / "bench" / "suites"), "-q", "-p", "no:cacheprovider", "--bench-smoke",
+         f"--bench-threads={worker_threads()}",
          "--bench-artifacts", str(otto_artifacts), "--bench-dataset", "otto", f"--benchmark-json={results}"],
         capture_output=True, text=True, env={**cli_env, "OTTO_CSV": str(otto_csv)}, cwd=REPO, check=False,
     )

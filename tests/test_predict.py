@@ -100,6 +100,16 @@ def test_int8_and_fp32_variants_agree_and_an_absent_variant_is_refused(exported,
         assert done.returncode == ExitCode.BAD_MODEL and f"no variant {variant!r} in this bundle; it has {has} " in done.stderr
 
 
+def test_a_reader_that_stops_early_gets_no_traceback(mnist_bundle, data_dir, no_torch_env):
+    """`mlp-predict t10k-images-idx3-ubyte | head -3`: three lines, nothing on stderr, the exit code of
+    a filter ended by SIGPIPE."""
+    images = data_dir / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    done = subprocess.run(["bash", "-c", f"{sys.executable} -m deploy.predict --bundle {mnist_bundle} {images} | head -3; "
+                           "echo ${PIPESTATUS[0]} >&2"], capture_output=True, text=True, env=no_torch_env, cwd=REPO, timeout=120)
+    assert len(done.stdout.splitlines()) == 3 and done.stdout.startswith(f"{images}[0]: 7 ")
+    assert done.stderr == "141\n"
+
+
 def test_help_lists_every_exit_code(mnist_bundle, no_torch_env):
     done = predict(mnist_bundle, "--help", env=no_torch_env)
     for code in ExitCode:
@@ -132,6 +142,7 @@ def test_a_tampered_or_missing_model_is_refused(mnist_bundle, png_folder, no_tor
     model.write_bytes(bytes(data))
     done = predict(bundle, png_folder / "000.png", env=no_torch_env)
     assert done.returncode == ExitCode.BAD_MODEL and "does not match manifest.json" in done.stderr
+    assert f"remove {bundle} and run `make deploy`" in done.stderr  # what makes it whole: Make takes it as current
     model.unlink()
     assert predict(bundle, png_folder / "000.png", env=no_torch_env).returncode == ExitCode.BAD_MODEL
     missing = predict(tmp_path / "nowhere", png_folder / "000.png", env=no_torch_env)

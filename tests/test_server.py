@@ -23,6 +23,9 @@ from deploy.build.__main__ import run as build_run
 from deploy.bundle import load_bundle
 from deploy.errors import ExitCode
 
+# One worker runs these (pytest-xdist --dist loadgroup): their servers' ports are picked free, then bound.
+pytestmark = pytest.mark.xdist_group("servers")
+
 MAX_REQUEST_BYTES = 1 << 20  # 1 MiB: a full batch of 64 images fits in binary (200 kB) and in JSON (~0.6 MB)
 CLIENTS, REQUESTS_PER_CLIENT = 8, 200
 

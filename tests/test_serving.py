@@ -22,6 +22,9 @@ from bench.serve.proc import wait_listening
 from conftest import free_port, running_server
 from deploy.bundle import load_bundle
 
+# One worker runs these (pytest-xdist --dist loadgroup): their servers' ports are picked free, then bound.
+pytestmark = pytest.mark.xdist_group("servers")
+
 
 @pytest.fixture(scope="module")
 def requests(mnist_bundle, mnist):

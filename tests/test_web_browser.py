@@ -22,6 +22,9 @@ import pytest
 from conftest import REPO, running_server
 from digit_reference import digit_input, render_strokes
 
+# One worker runs these (pytest-xdist --dist loadgroup): one Chromium at a time.
+pytestmark = pytest.mark.xdist_group("browser")
+
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 # No background traffic (this machine's network is closed), no first-run or component downloads.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

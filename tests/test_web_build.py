@@ -90,6 +90,7 @@ def test_the_page_is_in_the_bundle_with_its_rows_and_references(mnist_web_bundle
     assert manifest["web"]["bytes"]["runtime"] > 10e6 and manifest["web"]["evaluation_rows"] == 10000
 
 
+@pytest.mark.xdist_group("servers")  # with the other server tests: one worker, so no two pick one free port
 def test_mlp_serve_serves_the_page_with_the_headers_for_threads(mnist_web_bundle):
     with running_server(mnist_web_bundle) as address:
         def get(path: str, headers: dict | None = None):
