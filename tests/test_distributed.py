@@ -81,7 +81,7 @@ def test_two_processes_train_the_single_process_model(mnist, data_dir, cli_env, 
     assert not (tmp_path / "checkpoints").exists()
 
 
-RESUME_EPOCHS = 3  # of SMALL_SAMPLES rows; rank 0 pauses after the first (tests/pause_after_checkpoint)
+RESUME_EPOCHS = 2  # of SMALL_SAMPLES rows; rank 0 pauses after the first (tests/pause_after_checkpoint)
 
 
 def resume_run_args(artifacts, data_dir) -> list[str]:

@@ -63,4 +63,4 @@ def test_a_stage_depends_on_the_files_its_program_imports(tmp_path):
     assert not {"handoff/ort_options.py", "pipeline/datasets/otto_synthetic.py"} & train
     program = tmp_path / "program.py"  # an import inside a function counts; `from a import module` names the module
     program.write_text("import os\n\ndef f():\n    from handoff import timing\n    from handoff.errors import first_line\n")
-    assert imports(program) == [(1, "os"), (4, "handoff.timing"), (5, "handoff.errors")]
+    assert imports(program) == ((1, "os"), (4, "handoff.timing"), (5, "handoff.errors"))

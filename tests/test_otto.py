@@ -89,7 +89,7 @@ def test_bench_measures_otto_inference_and_train_step(otto_artifacts, otto_csv, 
     results = tmp_path / "results.json"
     run = subprocess.run(
         [sys.executable, "-m", "pytest", str(REPO / "bench" / "suites"), "-q", "-p", "no:cacheprovider", "--bench-smoke",
-         f"--bench-threads={worker_threads()}",
+         f"--bench-threads={worker_threads()}", "--bench-batch-sizes=1,1024",  # the targets' sizes: one compile each
          "--bench-artifacts", str(otto_artifacts), "--bench-dataset", "otto", f"--benchmark-json={results}"],
         capture_output=True, text=True, env={**cli_env, "OTTO_CSV": str(otto_csv)}, cwd=REPO, check=False,
     )

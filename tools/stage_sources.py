@@ -12,6 +12,7 @@ Usage (standard library only, any python3; prints, writes nothing):
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ PACKAGES = ("handoff", "pipeline", "export", "deploy", "web", "bench", "tools") 
 REPO = Path(__file__).resolve().parents[1]
 
 
+@functools.cache
 def module_file(module: str) -> Path | None:
     """The file that defines `module` (a module or a package) if it is the project's, else None."""
     parts = module.split(".")
@@ -30,7 +32,8 @@ def module_file(module: str) -> Path | None:
     return None
 
 
-def imports(path: Path) -> list[tuple[int, str]]:
+@functools.cache  # each file is parsed once per run, whichever stages' closures share it
+def imports(path: Path) -> tuple[tuple[int, str], ...]:
     """(line, module) for every import in the file, at any depth (function bodies included).
     `from a import b` gives `a.b` where that is a project module (`from export import backends`),
     else `a` (`from a import function`)."""
@@ -41,7 +44,7 @@ def imports(path: Path) -> list[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             submodules = [f"{node.module}.{a.name}" for a in node.names if module_file(f"{node.module}.{a.name}")]
             found += [(node.lineno, name) for name in submodules or [node.module]]
-    return sorted(found)
+    return tuple(sorted(found))
 
 
 def _with_packages(module: str) -> list[str]:

@@ -60,7 +60,8 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         ort_tuning=_tuning_summary(settings.artifacts),
         cpu_flags=cpu_dispatch(),
         precision=_precision_choices(settings.device),
-        fp32_gemm_gflops=statistics.median(gemm_rates(torch.float32, torch.device("cpu"), 0.05 if settings.smoke else 1.0)),
+        fp32_gemm_gflops=statistics.median(
+            gemm_rates(torch.float32, torch.device("cpu"), settings.gemm_seconds, settings.gemm_size)),
         gpu=_gpu_info(),
     )
 

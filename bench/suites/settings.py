@@ -6,7 +6,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.suites.hardware import GEMM_SIZE
 from pipeline.datasets.spec import DataSource
+
+SMOKE_GEMM_SIZE = 256
+SMOKE_TRAIN_SAMPLES = 2048  # what a smoke-mode training run trains on: two steps of the fast recipe
 
 
 @dataclass(frozen=True)
@@ -18,6 +22,17 @@ class BenchSettings:
     batch_sizes: tuple[int, ...]
     threads: int
     smoke: bool
+
+    @property
+    def gemm_size(self) -> int:
+        """n of the n x n x n product that gives the GEMM rate: compute-bound in a measurement; small in
+        smoke mode, whose numbers are not measurements (2048³ takes 0.35 s on one AVX2 core)."""
+        return SMOKE_GEMM_SIZE if self.smoke else GEMM_SIZE
+
+    @property
+    def gemm_seconds(self) -> float:
+        """How long a GEMM rate is timed each time (bench.suites.hardware.gemm_rates)."""
+        return 0.05 if self.smoke else 1.0
 
 
 def add_options(parser) -> None:

@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from bench.suites.settings import SMOKE_TRAIN_SAMPLES
 from pipeline.config import RECIPES, TrainConfig
 from pipeline.datasets.spec import Split
 from pipeline.placement import native_bf16
@@ -23,7 +24,6 @@ from pipeline.train import train
 
 pytestmark = pytest.mark.study
 
-SMOKE_SAMPLES = 4096
 FAST = RECIPES["mnist"]["fast"]
 LECTURE_OPTIMISER = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.5, "nesterov": False, "weight_decay": 0.0,
                      "schedule": "constant"}
@@ -60,7 +60,7 @@ def test_ablation(benchmark, variant, device, mnist, settings):
     if variant == "other-precision":
         recipe = dataclasses.replace(recipe, precision="off" if native_bf16(device)[0] else "bfloat16")
     config = TrainConfig(recipe="fast", device="cpu", epochs=1 if settings.smoke else None,
-                         train_samples=SMOKE_SAMPLES if settings.smoke else None)
+                         train_samples=SMOKE_TRAIN_SAMPLES if settings.smoke else None)
     recipe = dataclasses.replace(recipe, epochs=config.resolved_recipe.epochs)
     batches = {"batches": dataloader_batches} if variant == "dataloader" else {}
     threads = torch.get_num_threads()

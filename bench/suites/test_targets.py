@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from bench.suites.measuring import batch_indices, real_inputs, training_run
-from bench.suites.hardware import GEMM_SIZE, gemm_call
+from bench.suites.hardware import gemm_call
 from bench.suites.runtimes import RUNTIMES
 from pipeline.config import RECIPES
 from handoff.artifacts import REFERENCE_VARIANT
@@ -79,7 +79,7 @@ def test_training_targets(benchmark, device, dataset, settings):
     steps = {name: _loop_step(name, dataset, device) for name in RECIPES[dataset.name]}
     calls = {name: step for name, (step, _) in steps.items()}
     fast_dtype = steps["fast"][1]["precision"]["dtype"]
-    calls["gemm"] = gemm_call(getattr(torch, fast_dtype), device)  # the floor, in the fast step's precision
+    calls["gemm"] = gemm_call(getattr(torch, fast_dtype), device, settings.gemm_size)  # the floor, in the fast step's precision
     times = benchmark.pedantic(interleaved, args=(calls, *_rounds(settings)), rounds=1, iterations=1)
     benchmark.group = f"targets {device.type}"
     benchmark.extra_info.update(
@@ -88,7 +88,7 @@ def test_training_targets(benchmark, device, dataset, settings):
         batch_size={name: info["batch_size"] for name, (_, info) in steps.items()},
         precision={name: info["precision"] for name, (_, info) in steps.items()},
         forward_macs={name: info["forward_macs"] for name, (_, info) in steps.items()},
-        gemm_flops=2 * GEMM_SIZE**3, smoke=settings.smoke,
+        gemm_flops=2 * settings.gemm_size**3, smoke=settings.smoke,
     )
 
 

@@ -24,6 +24,7 @@ import torch
 
 from bench.report.floor import training_floor_seconds
 from bench.suites.hardware import gemm_rates
+from bench.suites.settings import SMOKE_TRAIN_SAMPLES
 from pipeline.config import TrainConfig
 from pipeline.model import forward_macs
 from pipeline.placement import resolve_precision
@@ -37,7 +38,6 @@ RUNS = [("fast", 0, "off"), ("seed", 0, "off"), ("fast", 0, "cuda-graph"),
         pytest.param("fast", 1, "off", marks=pytest.mark.study), pytest.param("fast", 2, "off", marks=pytest.mark.study)]
 SEED_RECIPE_EPOCHS = 15  # the lecture's 9, continued: it reaches 97% at about epoch 11, and stops there
 GEMM_SECONDS = 0.5  # the GEMM rate is timed this long before and after each run (smoke: a tenth)
-SMOKE_SAMPLES = 4096
 
 
 def time_to(history: list[dict], target: float) -> dict:
@@ -61,14 +61,14 @@ def test_time_to_accuracy(benchmark, recipe_name, seed, capture, device, mnist, 
         device=device.type,
         capture=capture,
         epochs=1 if settings.smoke else (SEED_RECIPE_EPOCHS if recipe_name == "seed" else None),
-        train_samples=SMOKE_SAMPLES if settings.smoke else None,
+        train_samples=SMOKE_TRAIN_SAMPLES if settings.smoke else None,
     )
     dtype = resolve_precision(config.resolved_recipe.precision, device).autocast_dtype or torch.float32
     until = TARGET_OF[recipe_name] if recipe_name == "seed" else None  # a constant rate: stopping changes nothing before
     gemm_seconds = GEMM_SECONDS / 10 if settings.smoke else GEMM_SECONDS
-    rates = gemm_rates(dtype, device, gemm_seconds)
+    rates = gemm_rates(dtype, device, gemm_seconds, settings.gemm_size)
     result = benchmark.pedantic(train, args=(config, mnist), kwargs={"until": until}, rounds=1, iterations=1, warmup_rounds=0)
-    rates += gemm_rates(dtype, device, gemm_seconds)
+    rates += gemm_rates(dtype, device, gemm_seconds, settings.gemm_size)
     benchmark.group = f"time to accuracy {device.type}"
     benchmark.extra_info.update(
         kind="time_to_accuracy", recipe=recipe_name, seed=seed, device=device.type, capture=capture,
