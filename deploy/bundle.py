@@ -19,8 +19,8 @@ import numpy as np
 import onnxruntime as ort
 
 from deploy.errors import DeployError, ExitCode
-from handoff.contract import Contract, ContractError, read_contract
 from handoff.artifacts import MANIFEST, ONNX, REFERENCE_VARIANT, WEB
+from handoff.contract import Contract, ContractError, read_contract
 from handoff.errors import PipelineError, first_line
 from handoff.manifest import read_manifest, verify
 from handoff.ort_options import SessionPool, cpu_session

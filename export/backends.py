@@ -19,8 +19,8 @@ import onnxruntime as ort
 import torch
 
 from export.head import SoftmaxHead
-from handoff.contract import OUTPUT_NAME
 from export.recorded_warnings import recording_warnings
+from handoff.contract import OUTPUT_NAME
 from handoff.errors import PipelineError, first_line
 from handoff.ort_options import SessionPool, bound_call, describe, pinned, session_options
 

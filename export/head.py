@@ -21,7 +21,6 @@ from pipeline.checkpoint import load_checkpoint
 from pipeline.model import MLP
 
 
-
 class SoftmaxHead(nn.Module):
     def __init__(self, model: MLP) -> None:
         super().__init__()

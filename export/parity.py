@@ -28,19 +28,19 @@ import torch
 
 from export import backends
 from export.head import SoftmaxHead, load_head
-from handoff.contract import OUTPUT_NAME
 from export.parity_record import record_parity
 from export.parity_report import render_markdown
-from pipeline.config import DATA_DIR_FIELD, MNIST_MIRROR_FIELD, OTTO_CSV_FIELD
-from pipeline.datasets.spec import DataSource
-from pipeline.datasets.registry import dataset_spec, load_dataset
-from pipeline.placement import resolve_device
 from handoff import artifacts
 from handoff.atomic import atomic_path, write_json
 from handoff.cli import run_cli
+from handoff.contract import OUTPUT_NAME
 from handoff.errors import PipelineError
 from handoff.held_out import HeldOut, write_held_out
 from handoff.manifest import verify
+from pipeline.config import DATA_DIR_FIELD, MNIST_MIRROR_FIELD, OTTO_CSV_FIELD
+from pipeline.datasets.registry import dataset_spec, load_dataset
+from pipeline.datasets.spec import DataSource
+from pipeline.placement import resolve_device
 
 BATCH_SIZES = (1, 7, 64, 1000)  # the export traced batch 8; these sizes check the dynamic batch dim
 RANDOM_INPUTS = 256  # seeded inputs in the contract's range, plus the dataset's extremes (e.g. all zeros)

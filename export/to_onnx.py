@@ -12,11 +12,11 @@ import torch
 
 from export.head import SoftmaxHead, contract_text, example_batch
 from export.recorded_warnings import recording_warnings
-from pipeline.datasets.registry import dataset_spec
-from pipeline.provenance import module_version
 from handoff.atomic import atomic_path
 from handoff.contract import OUTPUT_NAME, contract_metadata
 from handoff.errors import PipelineError, first_line
+from pipeline.datasets.registry import dataset_spec
+from pipeline.provenance import module_version
 
 OPSET = 21  # ONNX opset: ONNX Runtime >= 1.18, TensorRT 10 and Triton's ORT backend all run it
 MODEL_VERSION = 1  # bump when the input/output contract changes

@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from pipeline.datasets.registry import dataset_spec
 from handoff import artifacts
 from handoff.artifacts import VARIANT_FILES
 from handoff.atomic import atomic_path, write_json
@@ -36,6 +35,7 @@ from handoff.manifest import record, verify
 from handoff.ort_options import DEFAULT_OPTIONS, SEARCH_SPACE, bound_call, cpu_session, describe, save_optimized
 from handoff.reports import read_variants
 from handoff.timing import interleaved, paired_ratio
+from pipeline.datasets.registry import dataset_spec
 
 
 @dataclass(frozen=True)

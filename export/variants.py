@@ -32,10 +32,6 @@ import torch
 
 from export import backends, quantize
 from export.variant_gate import TOLERANCES, check, outputs_by_batch, stricter
-from pipeline.config import DATA_DIR_FIELD, MNIST_MIRROR_FIELD, OTTO_CSV_FIELD
-from pipeline.datasets.spec import DataSource
-from pipeline.datasets.registry import load_dataset
-from pipeline.placement import resolve_device
 from handoff import artifacts
 from handoff.artifacts import REFERENCE_VARIANT, VARIANT_FILES
 from handoff.atomic import write_json
@@ -43,6 +39,10 @@ from handoff.cli import run_cli
 from handoff.errors import PipelineError
 from handoff.manifest import record, verify
 from handoff.reports import read_parity
+from pipeline.config import DATA_DIR_FIELD, MNIST_MIRROR_FIELD, OTTO_CSV_FIELD
+from pipeline.datasets.registry import load_dataset
+from pipeline.datasets.spec import DataSource
+from pipeline.placement import resolve_device
 
 CPU_ONLY = ("int8", "int8-dynamic")
 # The deployable variants: a miss fails the stage. int8-dynamic is the baseline static int8 is

@@ -15,6 +15,7 @@ from pipeline.datasets.spec import Split
 from pipeline.model import MLP
 from pipeline.step import Stepper
 
+
 class MetricNames(NamedTuple):
     """The held-out metrics' record keys, which name the split: test_loss/test_accuracy (MNIST),
     val_log_loss/val_accuracy (Otto)."""

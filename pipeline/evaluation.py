@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.datasets.spec import Split
 from pipeline.batches import ordered_batches
+from pipeline.datasets.spec import Split
 from pipeline.model import MLP
 
 EVAL_BATCH = 2000  # held-out batch for evaluation: large enough to be GEMM-efficient

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from pipeline.checkpoint import load_plain
 from handoff.atomic import atomic_path
 from handoff.errors import PipelineError
+from pipeline.checkpoint import load_plain
 
 FORMAT = "mnist-pipeline/train-state-v1"
 KEEP = 2  # checkpoints kept: the newest is enough to resume, one more in case it is unreadable

@@ -22,8 +22,8 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 
-from pipeline.config import Recipe
 from handoff.errors import PipelineError
+from pipeline.config import Recipe
 from pipeline.model import MLP
 
 WARMUP_STEPS = 3  # per batch size: enough for kernel selection and allocator pools (and, on CUDA, graph capture)

@@ -34,19 +34,19 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from pipeline import distributed, resume
-from pipeline.checkpoint import save_checkpoint
-from pipeline.config import Recipe, TrainConfig
-from pipeline.datasets.spec import Dataset, DataSource, Split
-from pipeline.datasets.registry import load_dataset
-from pipeline.batches import shuffled_batches
-from pipeline.epoch import BatchSource, MetricNames, copy_state, epoch_record, summary_line, train_epoch, warmup_batches
-from pipeline.evaluation import evaluate
 from handoff import artifacts
 from handoff.atomic import ensure_writable, write_json
 from handoff.cli import run_cli
 from handoff.lock import exclusive_lock
 from handoff.manifest import record
+from pipeline import distributed, resume
+from pipeline.batches import shuffled_batches
+from pipeline.checkpoint import save_checkpoint
+from pipeline.config import Recipe, TrainConfig
+from pipeline.datasets.registry import load_dataset
+from pipeline.datasets.spec import Dataset, DataSource, Split
+from pipeline.epoch import BatchSource, MetricNames, copy_state, epoch_record, summary_line, train_epoch, warmup_batches
+from pipeline.evaluation import evaluate
 from pipeline.model import MLP, initialize
 from pipeline.normalization import InputNorm, input_norm
 from pipeline.placement import Placement, resolve_placement

@@ -26,12 +26,12 @@ from export.tune import TuneConfig
 from export.tune import run as tune_run
 from export.variants import VariantsConfig
 from export.variants import run as variants_run
+from handoff.lock import exclusive_lock
 from pipeline.config import TrainConfig
-from pipeline.datasets.spec import Dataset, DataSource
-from pipeline.datasets.registry import load_dataset
 from pipeline.datasets.mnist import fetch_mnist, load_mnist
 from pipeline.datasets.otto_synthetic import write_synthetic_otto
-from handoff.lock import exclusive_lock
+from pipeline.datasets.registry import load_dataset
+from pipeline.datasets.spec import Dataset, DataSource
 from pipeline.train import save, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -206,21 +206,23 @@ def train_export_tune(config: TrainConfig, data: Dataset, **source: str) -> Path
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory, mnist, data_dir):
     """Artifacts folder with a one-epoch model, its exports, a passed parity gate (CPU), the int8 and
-    fp16 variants through theirs, (quickly) tuned ORT options, and its bundle: `make train export
-    tune deploy`, once per run."""
+    fp16 variants through theirs, and (quickly) tuned ORT options: `make train export tune`, once per run."""
     def build(out: Path) -> None:
-        from deploy.build.__main__ import DeployConfig, run  # tritonclient: not on the GPU machine, whose run needs no bundle
-
         train_export_tune(TrainConfig(recipe="fast", epochs=1, device="cpu", artifacts=str(out)), mnist, data_dir=str(data_dir))
-        run(DeployConfig(artifacts=str(out), max_batch=MNIST_BUNDLE_MAX_BATCH))
 
     return shared_folder(tmp_path_factory, "artifacts", build)
 
 
 @pytest.fixture(scope="session")
-def mnist_bundle(exported) -> Path:
-    """`make deploy` on the `exported` artifacts: the bundle folder."""
-    return exported / "deploy"
+def mnist_bundle(tmp_path_factory, exported) -> Path:
+    """`make deploy` on a copy of the `exported` artifacts (which others copy while it builds): the bundle folder."""
+    def build(folder: Path) -> None:
+        from deploy.build.__main__ import DeployConfig, run  # tritonclient: not on the GPU machine, whose run needs no bundle
+
+        shutil.copytree(exported, folder / "artifacts")
+        run(DeployConfig(artifacts=str(folder / "artifacts"), max_batch=MNIST_BUNDLE_MAX_BATCH))
+
+    return shared_folder(tmp_path_factory, "bundle", build) / "artifacts" / "deploy"
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from handoff.errors import PipelineError
 from pipeline.batches import shuffled_batches
 from pipeline.datasets import mnist as mnist_data
 from pipeline.datasets.mnist import MNIST_FILES, fetch_mnist, load_mnist, raw_dir
-from handoff.errors import PipelineError
 
 TRAIN_LABEL_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

@@ -17,11 +17,11 @@ import pytest
 import yaml
 
 from conftest import MNIST_BUNDLE_MAX_BATCH, REPO
+from deploy.batch_policy import BatchPolicy
 from deploy.build.__main__ import DeployConfig
 from deploy.build.__main__ import run as build_run
-from deploy.batch_policy import BatchPolicy
-from deploy.bundle import load_bundle
 from deploy.build.triton import LABELS_FILE, read_config
+from deploy.bundle import load_bundle
 from handoff.digest import sha256_file
 from handoff.errors import PipelineError
 from handoff.manifest import read_manifest, record

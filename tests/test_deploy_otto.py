@@ -5,8 +5,8 @@ real server, all torch-free."""
 from __future__ import annotations
 
 import csv
-import shutil
 import json
+import shutil
 import subprocess
 import sys
 
@@ -17,9 +17,9 @@ import tritonclient.http as triton_http
 from conftest import REPO, running_server
 from deploy.build.__main__ import DeployConfig
 from deploy.build.__main__ import run as build_run
+from deploy.build.triton import read_config
 from deploy.bundle import load_bundle
 from deploy.errors import ExitCode
-from deploy.build.triton import read_config
 from handoff.otto_csv import CLASSES, FEATURES, read_otto_csv
 
 # One worker runs these (pytest-xdist --dist loadgroup): their servers' ports are picked free, then bound.

@@ -14,14 +14,14 @@ import pytest
 import torch
 
 from conftest import REPO
-from pipeline import resume
-from pipeline.checkpoint import load_checkpoint
-from pipeline.config import TrainConfig
-from pipeline.batches import shuffled_batches
-from pipeline.distributed import World, shard_batches
-from pipeline.placement import rank_device
 from handoff.errors import PipelineError
 from handoff.lock import exclusive_lock
+from pipeline import resume
+from pipeline.batches import shuffled_batches
+from pipeline.checkpoint import load_checkpoint
+from pipeline.config import TrainConfig
+from pipeline.distributed import World, shard_batches
+from pipeline.placement import rank_device
 from pipeline.train import train
 from test_faults import SMALL_SAMPLES, Pause, finish, small_run_args
 

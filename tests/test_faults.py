@@ -18,15 +18,15 @@ import pytest
 import torch
 
 from conftest import REPO
+from handoff.digest import sha256_file
+from handoff.errors import PipelineError
+from handoff.lock import exclusive_lock
+from handoff.manifest import record
 from pipeline import checkpoint as checkpoint_module
 from pipeline import resume
 from pipeline.checkpoint import load_checkpoint
 from pipeline.config import TrainConfig
 from pipeline.datasets.mnist import MNIST_FILES, load_mnist, raw_dir
-from handoff.digest import sha256_file
-from handoff.errors import PipelineError
-from handoff.lock import exclusive_lock
-from handoff.manifest import record
 from pipeline.model import MLP
 from pipeline.train import save, train
 

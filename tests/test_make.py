@@ -10,9 +10,9 @@ import sys
 
 from conftest import REPO
 from deploy.bundle import verify_bundle
+from handoff import artifacts
 from pipeline.checkpoint import load_checkpoint
 from pipeline.evaluation import evaluate
-from handoff import artifacts
 
 
 def test_make_help_lists_the_verbs_and_reading_the_makefile_writes_nothing(tmp_path):

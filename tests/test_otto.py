@@ -17,9 +17,9 @@ import torch
 from conftest import OTTO_EPOCHS as EPOCHS
 from conftest import OTTO_ROWS as ROWS
 from conftest import REPO, worker_threads
+from handoff.otto_csv import CLASSES, FEATURES
 from pipeline.checkpoint import load_checkpoint
 from pipeline.datasets.otto import SPLIT_SEED, VALIDATION_FRACTION, stratified_split
-from handoff.otto_csv import CLASSES, FEATURES
 
 
 def test_split_is_stratified_seeded_and_a_partition(otto):

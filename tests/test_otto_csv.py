@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.datasets.otto_synthetic import REAL_COUNTS, class_sizes, main, synthetic_otto, write_synthetic_otto
 from handoff.errors import PipelineError
 from handoff.otto_csv import (
     CLASSES,
@@ -29,6 +28,7 @@ from handoff.otto_csv import (
     class_counts,
     read_otto_csv,
 )
+from pipeline.datasets.otto_synthetic import REAL_COUNTS, class_sizes, main, synthetic_otto, write_synthetic_otto
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = 2000  # small enough to be quick, large enough for proportions and sparsity to be meaningful

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from deploy.batch_policy import BatchPolicy
 from deploy.bundle import load_bundle
 from deploy.serve.http_app import HttpApp
 from deploy.serve.protocol import ProtocolError, encode_response, parse_infer
-from deploy.batch_policy import BatchPolicy
 from deploy.serve.service import ModelService, ServingLimits
 
 MAX_BATCH = 4

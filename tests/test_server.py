@@ -17,7 +17,7 @@ import pytest
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
-from conftest import child_env, MNIST_BUNDLE_MAX_BATCH, REPO, running_server, torch_blocked
+from conftest import MNIST_BUNDLE_MAX_BATCH, REPO, child_env, running_server, torch_blocked
 from deploy.build.__main__ import DeployConfig
 from deploy.build.__main__ import run as build_run
 from deploy.bundle import load_bundle

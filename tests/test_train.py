@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from conftest import DEVICES
-from pipeline.config import RECIPES, TrainConfig
-from pipeline.placement import resolve_device
 from handoff.errors import PipelineError
-from pipeline.placement import native_bf16
+from pipeline.config import RECIPES, TrainConfig
+from pipeline.placement import native_bf16, resolve_device
 from pipeline.train import train
 
 

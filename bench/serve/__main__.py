@@ -42,8 +42,8 @@ from deploy.serve.__main__ import SERVING_ORT_OPTIONS
 from handoff.artifacts import BUNDLE, ONNX, SERVE_RESULTS
 from handoff.atomic import write_json
 from handoff.cli import run_cli
-from handoff.held_out import read_held_out
 from handoff.cpu import cpu_flags, cpu_model
+from handoff.held_out import read_held_out
 
 MODEL_NAME = "mnist_mlp"
 

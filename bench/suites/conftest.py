@@ -18,7 +18,6 @@ targets judge are timed in alternating rounds (handoff.timing; bench/suites/test
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -33,13 +32,12 @@ from bench.suites.settings import BenchSettings, add_options, settings_of
 from export import backends
 from export.head import load_head
 from export.parity import verify_exports
-from pipeline.datasets.spec import Dataset
-from pipeline.datasets.registry import load_dataset
 from handoff import artifacts
 from handoff.errors import PipelineError
 from handoff.manifest import verify
 from handoff.reports import TuningReport, read_tuning
-
+from pipeline.datasets.registry import load_dataset
+from pipeline.datasets.spec import Dataset
 
 
 def pytest_addoption(parser):

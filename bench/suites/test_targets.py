@@ -23,14 +23,14 @@ import itertools
 import pytest
 import torch
 
-from bench.suites.measuring import batch_indices, real_inputs, training_run
 from bench.suites.hardware import gemm_call
+from bench.suites.measuring import batch_indices, real_inputs, training_run
 from bench.suites.runtimes import RUNTIMES
-from pipeline.config import RECIPES
 from handoff.artifacts import REFERENCE_VARIANT
 from handoff.ort_options import DEFAULT_OPTIONS, options_for_batch
 from handoff.reports import read_variants
 from handoff.timing import interleaved
+from pipeline.config import RECIPES
 from pipeline.model import forward_macs
 from pipeline.step import Stepper
 

@@ -21,6 +21,7 @@ from handoff.errors import PipelineError
 from handoff.manifest import verify
 from handoff.reports import TrainReport, TuningReport, VariantEntry, VariantsReport, read_tuning, read_variants
 
+
 def read_variant_records(out: Path, variant: str) -> tuple[VariantsReport, TuningReport]:
     """(variants.json, ort_tuning.json), verified; refuses a `variant` that is unknown or failed its gate."""
     verify(out, [artifacts.VARIANTS, artifacts.ORT_TUNING])  # a missing one names the make target that writes it

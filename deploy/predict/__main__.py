@@ -24,8 +24,8 @@ import numpy as np
 
 from deploy.bundle import load_bundle
 from deploy.errors import DeployError, ExitCode
-from handoff.contract import InputFormat
 from deploy.predict.inputs import Inputs, read_inputs
+from handoff.contract import InputFormat
 
 EXIT_PIPE_CLOSED = 128 + 13  # what a shell reports for a process ended by SIGPIPE
 CHUNK_ROWS = 4096  # rows per ONNX Runtime call: bounds peak memory on large IDX or CSV files

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.datasets.spec import Dataset, DatasetSpec, DataSource, Split
 from handoff.atomic import atomic_path
 from handoff.contract import InputFormat
 from handoff.errors import PipelineError
 from handoff.idx import IMAGES_MAGIC, LABELS_MAGIC, IdxFile, check_idx, read_idx
+from pipeline.datasets.spec import Dataset, DatasetSpec, DataSource, Split
 
 # sha256 of the decompressed files, as published with the offline copy (shared/data/mnist/README.md).
 MNIST_FILES = {

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.datasets.spec import Dataset, DatasetSpec, DataSource, Split
-from handoff.digest import sha256_file
 from handoff.contract import InputFormat
+from handoff.digest import sha256_file
 from handoff.errors import PipelineError
 from handoff.otto_csv import CLASSES, FEATURES, read_otto_csv
+from pipeline.datasets.spec import Dataset, DatasetSpec, DataSource, Split
 
 VALIDATION_FRACTION = 0.2
 SPLIT_SEED = 2015  # fixed: the split is part of the dataset, not of a training run

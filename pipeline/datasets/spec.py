@@ -24,7 +24,6 @@ import torch
 from torch.utils.data import TensorDataset
 
 
-
 class Split(TensorDataset):
     """(inputs, labels) of one split; a `Dataset`, so `DataLoader(split, ...)` works as in the lecture.
 
