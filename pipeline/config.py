@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from handoff.errors import PipelineError
 from pipeline.datasets.registry import DATASETS
 
-PRECISIONS = ("auto", "bfloat16", "off")  # resolved against the hardware by pipeline.precision
+PRECISIONS = ("auto", "bfloat16", "off")  # resolved against the hardware by pipeline.placement
 CAPTURES = ("off", "cuda-graph")
 
 
@@ -39,7 +39,7 @@ class Recipe:
     label_smoothing: float = 0.0
     normalize_inputs: bool = False  # standardise with train-set mean/std, folded into layer 1 at save
     init: str = "torch"  # "torch": nn.Linear's default (the lecture's) | "kaiming" (pipeline.model.initialize)
-    precision: str = "off"  # "auto" | "bfloat16" | "off" (float32), resolved by pipeline.precision
+    precision: str = "off"  # "auto" | "bfloat16" | "off" (float32), resolved by pipeline.placement
     keep_best: bool = False  # keep the epoch with the lowest held-out log loss (early stopping), not the last
 
 

@@ -7,7 +7,7 @@ The bundle's contract names the format (`input_format`, stamped on model.onnx at
       Pixels are scaled to [0, 1] exactly as torchvision's ToTensor does (uint8 / 255).
   otto-csv (Otto): CSV files with the training columns feat_1..feat_93 (`id` optional, `target`
       ignored if present), read by the same reader training uses.
-Every problem is a `DeployError` whose exit code says which kind it is (handoff.contract.ExitCode).
+Every problem is a `DeployError` whose exit code says which kind it is (deploy.errors.ExitCode).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ model settings that point at it and starts the server:
     <folder>/<model_name>/model-settings.json:
         {"name": "<model_name>", "implementation": "mlserver_onnx.OnnxModel",
          "parameters": {"uri": "/abs/path/model.onnx"}}
-    PYTHONPATH=bench/serve_peers .peers/mlserver/bin/mlserver start <folder>
+    PYTHONPATH=bench/serve/peers .peers/mlserver/bin/mlserver start <folder>
 
 MLServer's REST API takes JSON only (Content-Type application/json or none): a request with
 binary tensor data (tritonclient's default) is refused with 422. Its gRPC API takes
