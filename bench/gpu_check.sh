@@ -9,8 +9,8 @@
 # DEVELOPERS: the device tool gives a session 15 minutes of device time in all (the machine's start,
 # 1-2 minutes, every call and every idle wait count; a machine goes back 30 s after a call).
 #  0. Here first (no device time): `cp -r ../shared/data/mnist .mnist` (git-ignored: it must be
-#     carried), and the dry run, `GPU_CHECK_DRY_RUN=1 bash bench/gpu_check.sh 1` (tests/test_gpu_check.py
-#     runs both stages in `make test`, with the Python packages the device lacks blocked).
+#     carried), and the dry run of both stages with the Python packages the device lacks blocked:
+#     `make test-all PYTEST_ARGS=tests/test_gpu_check.py` (a slow test: `make test` runs the rest of that file).
 #  1. Stage 1, one call: run(command="bash bench/gpu_check.sh 1", carry=[".mnist"], timeout_s=330).
 #     330 s: start + stage 1 + one rerun of it fit in 15 minutes. Read $OUT's gpu_check.log and
 #     stage1.md (files_at); fix what failed and rerun once, at once (the machine is still warm).

@@ -66,7 +66,7 @@ def pytest_configure(config) -> None:
 
 # Files whose tests each take minutes: collected first, so the pytest-xdist workers start on them and
 # the short tests fill in around them (in collection order the last of them would run alone at the end).
-LONG_FIRST = ("test_gpu_check.py", "test_make.py", "test_bench_smoke.py", "test_distributed.py", "test_otto.py")
+LONG_FIRST = ("test_make.py", "test_bench_smoke.py", "test_distributed.py", "test_gpu_check.py", "test_otto.py")
 
 
 def pytest_collection_modifyitems(config, items) -> None:

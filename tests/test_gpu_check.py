@@ -44,6 +44,7 @@ def gpu_check(stage: str, env: dict[str, str]) -> str:
     return run.stdout
 
 
+@pytest.mark.slow  # 2.5 minutes on one core: the step before any device time (the script's header), not every CI run
 def test_the_gpu_check_runs_end_to_end_on_the_cpu(tmp_path, cli_env):
     out, parts = tmp_path / "out", tmp_path / "parts"
     env = {**cli_env, "GPU_CHECK_DRY_RUN": "1", "PY": sys.executable, "OUT": str(out), "GPU_CHECK_WORK": str(tmp_path / "run"),
