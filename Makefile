@@ -53,6 +53,8 @@ ARTIFACTS ?= artifacts$(if $(filter-out mnist,$(DATASET)),/$(DATASET))
 DATA_DIR ?=
 ## MNIST_MIRROR: a folder holding the four MNIST .gz files, for machines without internet
 MNIST_MIRROR ?=
+## AUTOTUNE: time the AOTInductor package matmul kernels while compiling it: on or off (empty: on)
+AUTOTUNE ?=
 ## CALIBRATION_ROWS: training rows the int8 calibration sees (empty: 1024)
 CALIBRATION_ROWS ?=
 ## CALIBRATION_METHOD: minmax, percentile or entropy (empty: minmax)
@@ -83,6 +85,8 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 ## GRPC_PORT: the gRPC port of make serve (0: none)
 GRPC_PORT ?= 8001
+## CPP_LATENCY_ROWS: single-image calls the C++ loader times for its batch-1 p50 (make cpp)
+CPP_LATENCY_ROWS ?= 2000
 ## BENCH_FLAGS: more options for the bench pytest, e.g. --bench-threads 1 or --bench-batch-sizes 1,64
 BENCH_FLAGS ?=
 ## SERVE_BENCH_FLAGS: more flags for python -m bench.serve, e.g. --seconds 2 --peers ""
@@ -140,8 +144,10 @@ TRAIN_LAUNCH := $(if $(filter-out 1,$(NPROC) $(NNODES)),$(PY) -m torch.distribut
 	$(if $(RDZV_ENDPOINT),--nnodes $(NNODES) --rdzv-backend c10d --rdzv-endpoint $(RDZV_ENDPOINT) --rdzv-id $(RDZV_ID),--standalone) \
 	--nproc-per-node $(NPROC),$(PY))
 
-# Flags of the variants stage (int8 calibration), the tuning stage and the bundle; an empty
+# Flags of the export stage (the AOTInductor compile), the variants stage (int8 calibration), the
+# tuning stage and the bundle; an empty
 # variable passes nothing, so each default lives in one place, the program's config.
+EXPORT_FLAGS := $(strip $(call flag,autotune,$(AUTOTUNE)))
 VARIANT_FLAGS := $(strip $(call flag,calibration-rows,$(CALIBRATION_ROWS)) $(call flag,calibration-method,$(CALIBRATION_METHOD)) \
 	$(call flag,per-channel,$(PER_CHANNEL)) $(call flag,first-layer,$(FIRST_LAYER)) $(call flag,reduce-range,$(REDUCE_RANGE)))
 TUNE_FLAGS := $(strip $(call flag,variants,$(TUNE_VARIANTS)) $(call flag,batch-sizes,$(TUNE_BATCH_SIZES)) \
@@ -153,6 +159,7 @@ DEPLOY_FLAGS := $(strip --variant $(VARIANT) $(call flag,max-batch,$(MAX_BATCH))
 # stage's recipe ends with $(call keep_stamp,<stage>): its stamps for other values go, so going
 # back to one re-runs it; a failed stage keeps them, so the outputs it left whole stay current.
 FLAGS_OF_train := $(MODEL_FLAGS) $(if $(OTTO_CSV),--otto-csv $(OTTO_CSV))
+FLAGS_OF_export := $(EXPORT_FLAGS)
 FLAGS_OF_variants := $(VARIANT_FLAGS)
 FLAGS_OF_tune := $(TUNE_FLAGS)
 FLAGS_OF_deploy := $(DEPLOY_FLAGS)
@@ -171,7 +178,7 @@ BENCH_PYTEST_FLAGS = --bench-artifacts $(ARTIFACTS) --bench-dataset $(DATASET) -
 	$(call data_flags,bench-) $(BENCH_FLAGS)
 TEST_FLAGS = -m "not slow" $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
-.PHONY: help setup train export tune deploy web serve bench bench-study bench-serve bench-compare test test-all test-no-bf16 clean
+.PHONY: help setup train export tune deploy web serve cpp bench bench-study bench-serve bench-compare test test-all test-no-bf16 clean
 
 # The peer servers' own virtual environments (MLServer, KServe), for bench-serve only.
 include bench/serve/peers/peers.mk
@@ -188,7 +195,7 @@ setup: $(PY_DEPS) ## create .venv and install the pinned dependencies (re-runs w
 
 train: $(ARTIFACTS)/model.pt ## train the MLP: DATASET=mnist|otto RECIPE=fast|seed EPOCHS= SEED= DEVICE= PRECISION= HIDDEN= NPROC=
 
-export: $(ARTIFACTS)/manifest.json $(ARTIFACTS)/variants.json ## TorchScript + ONNX (softmax head) through the parity gate, then int8/fp16 variants through theirs
+export: $(ARTIFACTS)/manifest.json $(ARTIFACTS)/variants.json ## TorchScript, ExportedProgram, AOTInductor package and ONNX (softmax head) through the parity gate, then int8/fp16 variants through theirs
 
 tune: $(ARTIFACTS)/ort_tuning.json ## choose ONNX Runtime session options per variant and batch size by measurement (TUNE_SECONDS=...)
 
@@ -198,6 +205,9 @@ web: $(PAGE) ## the page that runs the bundle in the browser (ONNX Runtime Web) 
 
 serve: $(BUNDLE_AND_PAGE) ## serve the bundle (Open Inference Protocol, HTTP on HOST:PORT, gRPC on GRPC_PORT; the page at / once make web has run) until Ctrl-C
 	$(PY) -m deploy.serve --bundle $(BUNDLE) --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT)
+
+cpp: $(CPP_LOADER) $(ARTIFACTS)/parity.json ## the C++ loader (libtorch from the torch wheel): model.aoti.pt2 and model.torchscript.pt on the MNIST test set -> bench/cpp.json
+	$(CPP_RUN)
 
 bench-serve: $(BENCH_DIR)/serve.md ## mlp-serve beside MLServer and KServe (each in its own venv under .peers/), 1/8/64 clients, robustness -> bench/serve.md
 
@@ -244,13 +254,17 @@ $(ARTIFACTS)/model.pt $(ARTIFACTS)/train_metrics.json &: $(call stamp,train) $(c
 	$(TRAIN_LAUNCH) -m pipeline.train $(TRAIN_FLAGS) $(call data_flags)
 	@$(call keep_stamp,train)
 
-$(ARTIFACTS)/model.torchscript.pt $(ARTIFACTS)/model.onnx $(ARTIFACTS)/export_report.json &: \
-		$(ARTIFACTS)/model.pt $(call sources,export) $(PY_DEPS)
-	$(PY) -m export --artifacts $(ARTIFACTS)
+# model.torchscript.pt is written too while this torch has TorchScript, but is no target: a torch
+# without it must not make the export stale forever (export_report.json says which were written).
+TORCH_EXPORTS := $(ARTIFACTS)/model.pt2 $(ARTIFACTS)/model.aoti.pt2
+$(TORCH_EXPORTS) $(ARTIFACTS)/model.onnx $(ARTIFACTS)/export_report.json &: \
+		$(ARTIFACTS)/model.pt $(call stamp,export) $(call sources,export) $(PY_DEPS)
+	$(PY) -m export --artifacts $(ARTIFACTS) --device $(DEVICE) $(EXPORT_FLAGS)
+	@$(call keep_stamp,export)
 
 # parity.md is written too but is no target, so a failed gate leaves it behind to read.
-$(ARTIFACTS)/parity.json $(ARTIFACTS)/held_out.npz $(ARTIFACTS)/manifest.json &: \
-		$(ARTIFACTS)/model.torchscript.pt $(ARTIFACTS)/model.onnx $(ARTIFACTS)/export_report.json $(call sources,parity)
+$(ARTIFACTS)/parity.json $(ARTIFACTS)/held_out.npz $(ARTIFACTS)/held_out_probs.idx $(ARTIFACTS)/manifest.json &: \
+		$(TORCH_EXPORTS) $(ARTIFACTS)/model.onnx $(ARTIFACTS)/export_report.json $(call sources,parity)
 	$(PY) -m export.parity --artifacts $(ARTIFACTS) --device $(DEVICE) $(call data_flags)
 
 # Variants hang off parity.json, not manifest.json: this stage and the next add their files to
@@ -294,7 +308,24 @@ $(BENCH_DIR)/study.json: $(ARTIFACTS)/ort_tuning.json $(call sources,bench) $(PY
 		--benchmark-json=$@.partial --benchmark-save=study
 	@mv $@.partial $@
 
-$(BENCH_DIR)/report.md $(BENCH_DIR)/report.png &: $(BENCH_DIR)/results.json $(wildcard $(BENCH_DIR)/study.json) $(call sources,report)
+# The C++ loader, built against the installed torch wheel's libtorch (cpp/flags.py), and its run on
+# the MNIST test set's IDX files (the files training verified): accuracy, agreement with the gate's
+# reference probabilities, batch-1 p50. The report puts that latency beside Python's.
+## CPP_LOADER: where make cpp builds the C++ loader
+CPP_LOADER ?= build/cpp/mlp-load
+MNIST_RAW = $(or $(DATA_DIR),$(ARTIFACTS)/data)/MNIST/raw
+CPP_RUN = test "$(DATASET)" = mnist || { echo "make cpp: the C++ loader reads MNIST IDX files; DATASET=$(DATASET)" >&2; exit 2; }; \
+	mkdir -p $(BENCH_DIR) && $(CPP_LOADER) --images $(MNIST_RAW)/t10k-images-idx3-ubyte --labels $(MNIST_RAW)/t10k-labels-idx1-ubyte \
+	--reference $(ARTIFACTS)/held_out_probs.idx --latency-rows $(CPP_LATENCY_ROWS) --json $(BENCH_DIR)/cpp.json \
+	$(ARTIFACTS)/model.aoti.pt2 $(wildcard $(ARTIFACTS)/model.torchscript.pt)
+$(CPP_LOADER): cpp/mlp_load.cpp cpp/flags.py $(PY_DEPS)
+	@mkdir -p $(@D)
+	$(CXX) -std=c++20 -O2 -o $@.partial $< $$($(PY) cpp/flags.py) && mv $@.partial $@
+$(BENCH_DIR)/cpp.json: $(CPP_LOADER) $(ARTIFACTS)/parity.json
+	$(CPP_RUN)
+
+$(BENCH_DIR)/report.md $(BENCH_DIR)/report.png &: $(BENCH_DIR)/results.json $(wildcard $(BENCH_DIR)/study.json) \
+		$(if $(filter mnist,$(DATASET)),$(BENCH_DIR)/cpp.json) $(call sources,report)
 	$(PY) -m bench.report --results $< --out $(@D)
 
 # mlp-serve (deploy/serve/, in `serve`'s sources) beside the peers, in one run.

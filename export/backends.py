@@ -1,4 +1,5 @@
-"""Runtimes that compute the exported function: eager PyTorch, TorchScript, ONNX Runtime.
+"""Runtimes that compute the exported function: eager PyTorch, TorchScript, the ExportedProgram,
+the AOTInductor package, ONNX Runtime.
 
 Each backend maps a float32 numpy batch (N x <input shape>) to float32 probabilities (N x <classes>) on the
 host (`run`, for the parity gate), and can `prepare` a batch for benchmarking: the input is moved to
@@ -18,8 +19,10 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from export.aoti_package import DEVICE_KEY, open_package, package_metadata
 from export.head import SoftmaxHead
 from export.recorded_warnings import recording_warnings
+from handoff import artifacts
 from handoff.contract import OUTPUT_NAME
 from handoff.errors import PipelineError, first_line
 from handoff.ort_options import SessionPool, bound_call, describe, pinned, session_options
@@ -57,9 +60,41 @@ def torchscript(path: Path, device: torch.device) -> Backend:
     return torch_module(f"torchscript-{device.type}", module, device, details={"warnings": recorded})
 
 
-def torch_module(name: str, module: torch.nn.Module, device: torch.device, details: dict | None = None) -> Backend:
-    """A backend for any torch module already on `device` in eval mode (eager, TorchScript,
-    torch.compile): `run` copies the result back to the host, a prepared call synchronises CUDA."""
+def exported_program(path: Path, device: torch.device) -> Backend:
+    """`model.pt2` as torch.export.load gives it back, on `device` (no eval(): the head has no
+    dropout or batch norm, and an exported module has no train mode to leave)."""
+    with recording_warnings() as recorded:
+        try:
+            module = torch.export.load(str(path)).module().to(device)
+        except Exception as err:  # a corrupt or foreign archive raises several types: all mean "unusable"
+            raise PipelineError(f"{path}: not a loadable ExportedProgram ({first_line(err)})") from err
+    return torch_module(f"exported-{device.type}", module, device, details={"warnings": recorded})
+
+
+def aoti(path: Path, device: torch.device) -> Backend:
+    """`model.aoti.pt2` through AOTInductor's C++ runner (export/aoti_package.py), called on a
+    one-tensor list: the public wrapper's pytree flattening left out, a cost a C++ caller does not
+    pay. A package compiled for another device is skipped; one compiled for a CPU with instructions
+    this one lacks is refused."""
+    name = f"aoti-{device.type}"
+    metadata = package_metadata(path)
+    if metadata.get(DEVICE_KEY) != device.type:
+        return Backend(name, device.type, skipped=f"{path.name} is compiled for {metadata.get(DEVICE_KEY)}, not {device.type}")
+    with recording_warnings() as recorded:
+        try:
+            module = open_package(path)
+        except PipelineError:
+            raise  # refused: another CPU's package
+        except Exception as err:  # the loader raises RuntimeError for any unusable package
+            raise PipelineError(f"{path}: not a loadable AOTInductor package ({first_line(err)})") from err
+    return torch_module(name, module, device, details={"warnings": recorded, "cpu_isa": metadata.get("AOTI_CPU_ISA")})
+
+
+def torch_module(name: str, module: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
+                 details: dict | None = None) -> Backend:
+    """A backend for any torch module (or callable) already on `device` in eval mode (eager,
+    TorchScript, ExportedProgram, AOTInductor, torch.compile): `run` copies the result back to the
+    host, a prepared call synchronises CUDA."""
 
     @torch.inference_mode()
     def run(inputs: np.ndarray) -> np.ndarray:
@@ -161,17 +196,14 @@ def onnx_io(path: Path) -> dict[str, list]:
     }
 
 
-def all_backends(
-    head: SoftmaxHead, torchscript_path: Path, onnx_path: Path, devices: list[torch.device], ort_threads: int | None = None
-) -> list[Backend]:
-    """Eager, TorchScript and ORT on each device, CPU first."""
+def all_backends(head: SoftmaxHead, out: Path, torch_files: list[str], devices: list[torch.device]) -> list[Backend]:
+    """Eager, each torch artifact in `torch_files` (TorchScript where this torch still writes it, the
+    ExportedProgram, the AOTInductor package on its own device) and ORT, on each device, CPU first."""
+    loaders = {artifacts.TORCHSCRIPT: torchscript, artifacts.EXPORTED_PROGRAM: exported_program, artifacts.AOTI_PACKAGE: aoti}
     backends = []
     for device in devices:
-        backends += [
-            eager(head, device),
-            torchscript(torchscript_path, device),
-            onnxruntime(onnx_path, device, ort_threads),
-        ]
+        backends += [eager(head, device), *(loaders[name](out / name, device) for name in torch_files),
+                     onnxruntime(out / artifacts.ONNX, device)]
     return backends
 
 

@@ -4,14 +4,17 @@ Usage:
     python -m export.parity [--artifacts DIR] [--device auto|cpu|cuda] [--data-dir DIR] [--mnist-mirror DIR]
                             [--otto-csv FILE]
 
-Runs eager PyTorch, TorchScript and ONNX Runtime (CPU; on CUDA also their CUDA versions, TF32 off)
+Runs eager PyTorch, TorchScript (while this torch has it), the ExportedProgram (model.pt2), the
+AOTInductor package (model.aoti.pt2, on the device it was compiled for) and ONNX Runtime (CPU; on
+CUDA also their CUDA versions, TF32 off)
 over the model's dataset's held-out split (MNIST: the full test set; Otto: the validation rows)
 and seeded random inputs in the contract's range (MNIST: [0, 1] images; Otto: sparse counts), at
 batch sizes the export never saw.
 Checks, in order: output shapes and dtypes (and ONNX input/output names); rows sum to 1; max
 absolute and relative error against the tolerances below; argmax agreement on every image.
 Writes <artifacts>/parity.json (top-level "passed"), <artifacts>/parity.md, the held-out rows it
-judged (<artifacts>/held_out.npz, for the stages after it) and <artifacts>/manifest.json; a failure
+judged (<artifacts>/held_out.npz, for the stages after it), the reference's probabilities on them
+(<artifacts>/held_out_probs.idx, for the C++ loader) and <artifacts>/manifest.json; a failure
 exits non-zero naming the pair, batch size, error and tolerance.
 """
 
@@ -30,19 +33,20 @@ from export import backends
 from export.head import SoftmaxHead, load_head
 from export.parity_record import record_parity
 from export.parity_report import render_markdown
+from export.to_torchscript import WRITTEN
 from handoff import artifacts
 from handoff.atomic import atomic_path, write_json
 from handoff.cli import run_cli
 from handoff.contract import OUTPUT_NAME
 from handoff.errors import PipelineError
-from handoff.held_out import HeldOut, write_held_out
+from handoff.held_out import HeldOut, write_held_out, write_reference_probs
 from handoff.manifest import verify
 from pipeline.config import DATA_DIR_FIELD, MNIST_MIRROR_FIELD, OTTO_CSV_FIELD
 from pipeline.datasets.registry import dataset_spec, load_dataset
 from pipeline.datasets.spec import DataSource
 from pipeline.placement import resolve_device
 
-BATCH_SIZES = (1, 7, 64, 1000)  # the export traced batch 8; these sizes check the dynamic batch dim
+BATCH_SIZES = (1, 2, 64, 1024)  # the exports traced batch 8; these sizes check the dynamic batch dim
 RANDOM_INPUTS = 256  # seeded inputs in the contract's range, plus the dataset's extremes (e.g. all zeros)
 RANDOM_SEED = 1234
 
@@ -124,14 +128,16 @@ def check_io_names(onnx_path: Path, input_name: str, failures: list[str]) -> dic
     return io
 
 
-def gate(config: ParityConfig, head: SoftmaxHead, payload: dict, held_out: HeldOut) -> dict:
-    """Run every backend, compare against eager CPU, and return the parity report."""
+def gate(config: ParityConfig, head: SoftmaxHead, payload: dict, held_out: HeldOut,
+         torch_files: list[str]) -> tuple[dict, np.ndarray]:
+    """Run every backend (the torch artifacts in `torch_files`, ONNX Runtime), compare against eager
+    CPU; returns the parity report and the reference's probabilities on the held-out rows."""
     device = resolve_device(config.device)
     out = Path(config.artifacts)
     if device.type == "cuda":
         backends.disable_tf32()
     devices = [torch.device("cpu")] + ([device] if device.type == "cuda" else [])
-    candidates = backends.all_backends(head, out / artifacts.TORCHSCRIPT, out / artifacts.ONNX, devices)
+    candidates = backends.all_backends(head, out, torch_files, devices)
     failures: list[str] = []
     io = check_io_names(out / artifacts.ONNX, dataset_spec(payload["dataset"]).input_name, failures)
     inputs = input_sets(payload["dataset"], held_out)
@@ -146,6 +152,7 @@ def gate(config: ParityConfig, head: SoftmaxHead, payload: dict, held_out: HeldO
         if not worst <= ROW_SUM_TOL:
             failures.append(f"{name} at batch {bs} ({set_name}): a row sums to 1 ± {worst:.1e} > {ROW_SUM_TOL:.0e}")
     pairs = [_pair(reference, b, inputs, outputs, failures) for b in ran[1:]]
+    reference_probs = outputs[(reference.name, next(iter(inputs)), BATCH_SIZES[-1])]
     return {
         "passed": not failures,
         "failures": failures,
@@ -158,7 +165,7 @@ def gate(config: ParityConfig, head: SoftmaxHead, payload: dict, held_out: HeldO
         "backends": {b.name: _backend_entry(b, inputs, outputs) for b in candidates},
         "pairs": pairs,
         "device": str(device),
-    }
+    }, reference_probs
 
 
 def _pair(reference, candidate, inputs, outputs, failures: list[str]) -> dict:
@@ -209,26 +216,32 @@ def _backend_entry(backend, inputs, outputs) -> dict:
     return {"status": "ran", "device": backend.device, "accuracy": accuracy, **backend.details}
 
 
-def verify_exports(out: Path) -> None:
-    """The files must be the ones their stages recorded, and the exports made from this model.pt."""
-    exports = [artifacts.MODEL, artifacts.TORCHSCRIPT, artifacts.ONNX, artifacts.EXPORT_REPORT]
-    current = verify(out, exports)[artifacts.MODEL]
-    source = json.loads((out / artifacts.EXPORT_REPORT).read_text())["source_checkpoint"]["sha256"]
+def verify_exports(out: Path) -> list[str]:
+    """The files must be the ones their stages recorded, and the exports made from this model.pt;
+    returns the torch artifacts export wrote (TorchScript only while this torch had it)."""
+    verify(out, [artifacts.EXPORT_REPORT])
+    report = json.loads((out / artifacts.EXPORT_REPORT).read_text())
+    torch_files = [*([artifacts.TORCHSCRIPT] if report["torchscript"]["status"] == WRITTEN else []),
+                   artifacts.EXPORTED_PROGRAM, artifacts.AOTI_PACKAGE]
+    current = verify(out, [artifacts.MODEL, *torch_files, artifacts.ONNX])[artifacts.MODEL]
+    source = report["source_checkpoint"]["sha256"]
     if source != current:
         raise PipelineError(
             f"{out / artifacts.ONNX}: exported from another model.pt (sha256 {source[:16]}…, now {current[:16]}…); "
             "run `make export`"
         )
+    return torch_files
 
 
 def run(config: ParityConfig) -> None:
     out = Path(config.artifacts)
-    verify_exports(out)
+    torch_files = verify_exports(out)
     head, payload = load_head(out / artifacts.MODEL)
     held_out = held_out_rows(config, payload["dataset"])
-    report = gate(config, head, payload, held_out)
+    report, reference_probs = gate(config, head, payload, held_out, torch_files)
     markdown = render_markdown(report)
     write_held_out(out, held_out)
+    write_reference_probs(out, reference_probs)
     write_json(out / artifacts.PARITY, report)
     with atomic_path(out / artifacts.PARITY_MD) as tmp:
         tmp.write_text(markdown)

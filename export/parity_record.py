@@ -22,7 +22,7 @@ EXPORT_MODULES = ("onnx", "onnxruntime", "onnxscript")
 def record_parity(out: Path, parity: dict[str, Any], parity_config: dict[str, Any], train_config: dict[str, Any]) -> None:
     record(
         out,
-        [artifacts.PARITY, artifacts.PARITY_MD, artifacts.HELD_OUT],
+        [artifacts.PARITY, artifacts.PARITY_MD, artifacts.HELD_OUT, artifacts.HELD_OUT_PROBS],
         "python -m export.parity",
         config={
             "train": train_config,

@@ -2,7 +2,10 @@
 
 TorchScript is deprecated upstream (a DeprecationWarning in torch 2.11-2.13, a FutureWarning from
 2.14, the same text) but still shipped because users ask for it: the warnings go into the export
-report and to stderr, whatever their class, and are not fatal.
+report and to stderr, whatever their class, and are not fatal. Where this torch refuses to script or
+save (TorchScript removed, or turned into an error), there is no TorchScript artifact: the entry says
+why, any earlier file is removed, and the ExportedProgram and AOTInductor package are the torch
+artifacts (export/__main__.py).
 The archive carries `metadata.json` (class names, input name and contract) as an extra file:
 `torch.jit.load(path, _extra_files={"metadata.json": ""})` fills it in.
 """
@@ -21,10 +24,12 @@ from export.recorded_warnings import recording_warnings
 from handoff.atomic import atomic_path
 from handoff.errors import PipelineError, first_line
 
+WRITTEN, UNAVAILABLE = "written", "unavailable"  # the report entry's status
+
 
 def export_torchscript(head: SoftmaxHead, payload: dict[str, Any], path: Path) -> dict[str, Any]:
     """Script `head` and save it to `path` atomically, with the checkpoint's contract as metadata;
-    returns the report entry."""
+    returns the report entry: status "written", or "unavailable" with the reason."""
     metadata = {"dataset": payload["dataset"], "classes": payload["classes"], "input_name": payload["input_name"],
                 **contract_text(payload)}
     started = time.perf_counter()
@@ -33,10 +38,14 @@ def export_torchscript(head: SoftmaxHead, payload: dict[str, Any], path: Path) -
             scripted = torch.jit.script(head)
             with atomic_path(path) as tmp:
                 torch.jit.save(scripted, str(tmp), _extra_files={"metadata.json": json.dumps(metadata)})
-        except Exception as err:  # any failure to script or save means no artifact: report why
-            raise PipelineError(f"TorchScript export failed: {first_line(err)}") from err
+        except PipelineError:
+            raise  # the disk refused the file: not TorchScript's doing
+        except Exception as err:  # this torch refuses TorchScript: no artifact, and none left from before
+            path.unlink(missing_ok=True)
+            return {"file": None, "status": UNAVAILABLE, "reason": first_line(err), "warnings": recorded}
     return {
         "file": path.name,
+        "status": WRITTEN,
         "method": "torch.jit.script",
         "seconds": time.perf_counter() - started,
         "warnings": recorded,

@@ -12,6 +12,10 @@ SPEED_FLAGS = (
 )
 # The ones that give int8 dot products (VNNI or AMX): without them ORT advises reduce_range for int8.
 INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+# /proc/cpuinfo flags that name instruction-set extensions a compiler may use under -march=native
+# (what an AOTInductor package's code is tied to); the others (hypervisor, caches, ...) do not matter.
+ISA_FLAG_PREFIXES = ("sse", "ssse", "avx", "fma", "f16c", "bmi", "abm", "popcnt", "movbe", "adx", "aes", "pclmul",
+                     "sha_ni", "vaes", "vpclmulqdq", "gfni", "amx", "lzcnt", "tbm", "xop", "asimd", "sve")
 
 
 def _cpuinfo_field(name: str) -> str | None:
@@ -40,3 +44,16 @@ def cpu_flags() -> dict[str, object]:
         "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
     }
 
+
+
+def isa_flags() -> list[str]:
+    """This CPU's instruction-set extensions (sorted /proc/cpuinfo flags, ISA_FLAG_PREFIXES; "Features"
+    on ARM); empty where /proc/cpuinfo is not readable."""
+    flags = (_cpuinfo_field("flags") or _cpuinfo_field("Features") or "").split()
+    return sorted(f for f in flags if f.startswith(ISA_FLAG_PREFIXES))
+
+
+def missing_isa(required: list[str]) -> list[str]:
+    """Which of `required` (another CPU's isa_flags) this CPU lacks."""
+    here = set(isa_flags())
+    return [f for f in required if f not in here]

@@ -6,6 +6,9 @@ same ones without the training code or the dataset's files. Torch-free.
     inputs  float32, N x input_shape, the model's raw input (MNIST: [0, 1] pixels; Otto: counts)
     labels  int64, N
     split   the split's name, e.g. "test" or "validation"
+
+`held_out_probs.idx` beside it: what the gate's reference (eager PyTorch, CPU) computed on those rows,
+N x classes float32 in IDX (handoff.idx), for a reader without numpy: the C++ loader's agreement.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from handoff.artifacts import HELD_OUT
+from handoff.artifacts import HELD_OUT, HELD_OUT_PROBS
 from handoff.atomic import atomic_path
 from handoff.errors import PipelineError
+from handoff.idx import float_idx_bytes
 from handoff.manifest import verify
 
 
@@ -33,6 +37,12 @@ def write_held_out(folder: Path, held_out: HeldOut) -> None:
     with atomic_path(Path(folder) / HELD_OUT) as tmp, open(tmp, "wb") as file:
         np.savez_compressed(file, inputs=np.ascontiguousarray(held_out.inputs, dtype=np.float32),
                             labels=np.asarray(held_out.labels, dtype=np.int64), split=np.array(held_out.split))
+
+
+def write_reference_probs(folder: Path, probs: np.ndarray) -> None:
+    """The reference's probabilities on the held-out rows, N x classes, as float32 IDX, atomically."""
+    with atomic_path(Path(folder) / HELD_OUT_PROBS) as tmp:
+        tmp.write_bytes(float_idx_bytes(np.asarray(probs, dtype=np.float32)))
 
 
 def read_held_out(folder: Path) -> HeldOut:

@@ -1,8 +1,9 @@
 """IDX files (LeCun's MNIST format) decoded to numpy, torch-free.
 
 An IDX file is a 4-byte magic number (0x00 0x00, a type code, the number of dimensions), one
-big-endian uint32 per dimension, then the payload in C order. Only unsigned bytes (type 0x08) are
-read: that is what MNIST and its look-alikes use. Training checks each of MNIST's four files
+big-endian uint32 per dimension, then the payload in C order. Unsigned bytes (type 0x08) are
+what MNIST and its look-alikes use; big-endian float32 (type 0x0D) is how the parity gate hands its
+reference probabilities to readers without numpy (the C++ loader): `float_idx_bytes`. Training checks each of MNIST's four files
 against its known shape and sha256 (`read_idx`); a deployed predictor reads whatever IDX file a
 user passes (`read_any_idx`), gzipped or not. Every problem is a one-line `PipelineError`.
 
@@ -23,6 +24,7 @@ import numpy as np
 from handoff.errors import PipelineError
 
 UBYTE = 0x08  # IDX type code for unsigned bytes
+FLOAT32 = 0x0D  # IDX type code for big-endian IEEE float32
 IMAGES_MAGIC = 0x00000803  # IDX: unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # IDX: unsigned bytes, 1 dimension
 GZIP_MAGIC = b"\x1f\x8b"
@@ -106,3 +108,21 @@ def _read_bytes(path: Path) -> bytes:
         return Path(path).read_bytes()
     except OSError as err:
         raise PipelineError(f"{path}: cannot read ({err.strerror})") from err
+
+
+def float_idx_bytes(array: np.ndarray) -> bytes:
+    """`array` as a float32 IDX file: header, then big-endian float32 values in C order."""
+    header = bytes([0, 0, FLOAT32, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + np.ascontiguousarray(array, dtype=">f4").tobytes()
+
+
+def read_float_idx(path: Path) -> np.ndarray:
+    """A float32 IDX file (float_idx_bytes) as a native float32 array of the shape its header gives."""
+    data = _read_bytes(path)
+    if len(data) < 4 or data[:3] != bytes([0, 0, FLOAT32]):
+        raise PipelineError(f"{path}: not a float32 IDX file (magic {data[:4].hex() or 'missing'})")
+    ndim = data[3]
+    shape = _header_shape(data, ndim)
+    if len(data) != 4 + 4 * ndim + 4 * math.prod(shape):
+        raise PipelineError(f"{path}: {len(data)} bytes, not the float32 IDX file of shape {shape} its header says")
+    return np.frombuffer(data, dtype=">f4", offset=4 + 4 * ndim).reshape(shape).astype(np.float32)

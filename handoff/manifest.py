@@ -33,14 +33,18 @@ def read_manifest(out: Path, remedy: str = "`make clean`, then `make train expor
     return manifest
 
 
-def record(out: Path, names: list[str], produced_by: str, replacing: str | None = None, **sections: Any) -> None:
+def record(out: Path, names: list[str], produced_by: str, replacing: str | None = None,
+           dropping: list[str] = (), **sections: Any) -> None:
     """Add (or replace) the entries for `names`, written by `produced_by`, and any top-level sections.
-    `replacing` (a folder, e.g. "web/") drops the entries under it first: the stage rewrote the folder whole."""
+    `replacing` (a folder, e.g. "web/") drops the entries under it first: the stage rewrote the folder
+    whole; `dropping` drops the entries of files the stage no longer writes (and has removed)."""
     out = Path(out)
     with exclusive_lock(out / ".manifest.lock", "manifest update", wait=True):  # read-modify-write
         manifest = read_manifest(out)
         if replacing:
             manifest["artifacts"] = {k: v for k, v in manifest["artifacts"].items() if not k.startswith(replacing)}
+        for name in dropping:
+            manifest["artifacts"].pop(name, None)
         manifest["artifacts"].update(file_entries(out, names, produced_by))
         manifest.update(sections)
         write_json(out / MANIFEST, manifest)

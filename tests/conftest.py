@@ -190,13 +190,14 @@ def _wait_ready(server: subprocess.Popen, port: int, log, startup_s: float) -> N
     pytest.fail(f"mlp-serve was not ready within {startup_s} s")
 
 
-def train_export_tune(config: TrainConfig, data: Dataset, **source: str) -> Path:
+def train_export_tune(config: TrainConfig, data: Dataset, autotune: str = "on", **source: str) -> Path:
     """`make train export tune` in this process, on the CPU, into config.artifacts: train and save,
-    export, the parity gate, the variants through theirs, and (quickly) tuned ORT options. `source`
-    says where the data is (data_dir=..., otto_csv=...), as the stages' flags do."""
+    export (`autotune`: the AOTInductor compile's kernel timing), the parity gate, the variants
+    through theirs, and (quickly) tuned ORT options. `source` says where the data is
+    (data_dir=..., otto_csv=...), as the stages' flags do."""
     out = config.artifacts
     save(config, train(config, data), data)
-    export_run(ExportConfig(artifacts=out))
+    export_run(ExportConfig(artifacts=out, device="cpu", autotune=autotune))
     parity_run(ParityConfig(artifacts=out, device="cpu", **source))
     variants_run(VariantsConfig(artifacts=out, device="cpu", **source))
     tune_run(dataclasses.replace(QUICK_TUNE, artifacts=out))
@@ -238,10 +239,11 @@ def otto(otto_csv) -> Dataset:
 
 @pytest.fixture(scope="session")
 def otto_artifacts(tmp_path_factory, otto, otto_csv) -> Path:
-    """A short Otto run, exported, through the parity gate (CPU), with its variants and tuned options."""
+    """A short Otto run, exported (the AOTInductor compile without its kernel timing: the MNIST
+    artifacts have it), through the parity gate (CPU), with its variants and tuned options."""
     def build(out: Path) -> None:
         config = TrainConfig(dataset="otto", epochs=OTTO_EPOCHS, device="cpu", artifacts=str(out), otto_csv=str(otto_csv))
-        train_export_tune(config, otto, otto_csv=str(otto_csv))
+        train_export_tune(config, otto, autotune="off", otto_csv=str(otto_csv))
 
     return shared_folder(tmp_path_factory, "otto-artifacts", build)
 

@@ -37,7 +37,7 @@ def test_bench_suite_and_report_run_in_smoke_mode(exported, data_dir, cli_env, t
     data = {**default, "benchmarks": default["benchmarks"] + study["benchmarks"], "skipped": default["skipped"] + study["skipped"]}
     inference = [b["extra_info"] for b in data["benchmarks"] if b["extra_info"]["kind"] == "inference"]
     backends = {r["backend"] for r in inference}
-    expected = {"eager-cpu", "torchscript-cpu", "ort-cpu", "compiled-cpu", "ort-tuned-fp32-cpu", "ort-tuned-int8-cpu",
+    expected = {"eager-cpu", "torchscript-cpu", "exported-cpu", "aoti-cpu", "ort-cpu", "compiled-cpu", "ort-tuned-fp32-cpu", "ort-tuned-int8-cpu",
                 "ort-tuned-int8-dynamic-cpu", "ort-tuned-fp16-cpu", "openvino-fp32-cpu", "openvino-int8-cpu"}
     if importlib.util.find_spec("openvino") is None:  # the peers extra is not installed: skipped, with the reason
         expected -= {"openvino-fp32-cpu", "openvino-int8-cpu"}
@@ -67,7 +67,8 @@ def test_bench_suite_and_report_run_in_smoke_mode(exported, data_dir, cli_env, t
         assert data["skipped"] and all(s["reason"] for s in data["skipped"])
 
     targets = {r["batch_size"]: r for r in (b["extra_info"] for b in data["benchmarks"]) if r["kind"] == "targets_inference"}
-    assert set(targets) == {1, 1024} and {"eager-cpu", "ort-cpu", "ort-tuned-int8-cpu"} <= set(targets[1]["seconds_per_call"])
+    assert set(targets) == {1, 1024}
+    assert {"eager-cpu", "ort-cpu", "ort-tuned-int8-cpu", "aoti-cpu", "exported-cpu", "torchscript-cpu"} <= set(targets[1]["seconds_per_call"])
     assert all(len(rounds) == 2 for rounds in targets[1]["seconds_per_call"].values())  # smoke: two alternating rounds
     training = next(b["extra_info"] for b in data["benchmarks"] if b["extra_info"]["kind"] == "targets_training")
     assert set(training["seconds_per_call"]) == {"seed", "fast", "gemm"} and training["batch_size"] == {"seed": 64, "fast": 1024}
@@ -78,6 +79,10 @@ def test_bench_suite_and_report_run_in_smoke_mode(exported, data_dir, cli_env, t
     assert "other conditions" not in report  # the study ran on this machine, as the bench did
     assert "| cpu | ort-tuned-int8-cpu | int8 | 1024 |" in report and "- Batch 1: best artifact `ort-" in report
     assert "ORT options chosen by `make tune` for int8: batch 1:" in report
+    assert "  - best torch-side artifact `" in report and "eager's (target >= 3x): " in report
+    assert "  - fastest of our artifacts at batch 1024 on this CPU: `" in report
+    assert "- AOTInductor package: compiled in " in report and "direct loader " in report
+    assert "- C++ loader: not run (`make cpp`; MNIST only)." in report
     if not torch.cuda.is_available():  # the providers that really load, and one line for every CUDA case skipped
         assert "- ORT providers that load here: CPUExecutionProvider" in report
         assert report.count("no CUDA device") == 1 and "cases: no CUDA device (e.g. `" in report

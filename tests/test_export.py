@@ -1,4 +1,5 @@
-"""Export stage: TorchScript and ONNX artifacts, their contract, and the parity gate."""
+"""Export stage: TorchScript and ONNX artifacts, their contract, and the parity gate (the torch.export
+artifacts: tests/test_export_torch.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import pytest
 import torch
 from torch.torch_version import TorchVersion
 
-from export.backends import eager, onnxruntime, torchscript
+from export.backends import aoti, eager, exported_program, onnxruntime, torchscript
 from export.head import load_head
 from export.parity import ParityConfig
+from export.parity import main as parity_main
 from export.parity import run as parity_run
 from handoff.digest import sha256_file
 from handoff.manifest import record
@@ -27,7 +29,7 @@ BLOCK_PROJECT = "import sys; sys.modules.update(pipeline=None, export=None)\n"
 def test_parity_passes_and_manifest_lists_every_artifact(exported):
     parity = json.loads((exported / "parity.json").read_text())
     assert parity["passed"] is True and parity["failures"] == []
-    assert {p["candidate"] for p in parity["pairs"]} == {"torchscript-cpu", "ort-cpu"}
+    assert {p["candidate"] for p in parity["pairs"]} == {"torchscript-cpu", "exported-cpu", "aoti-cpu", "ort-cpu"}
     for pair in parity["pairs"]:
         for stats in pair["by_case"].values():
             assert stats["argmax_agree"] == stats["images"]
@@ -54,12 +56,13 @@ def test_onnx_file_is_self_contained_and_checked(exported):
 
 
 @pytest.mark.parametrize("batch", [1, 7, 513])
-def test_dynamic_batch_runs_through_torchscript_and_onnxruntime(exported, mnist, batch):
+def test_dynamic_batch_runs_through_every_artifact(exported, mnist, batch):
     images = mnist.held_out.inputs[:batch].numpy()
     head, _ = load_head(exported / "model.pt")
-    expected = eager(head, torch.device("cpu")).run(images)
-    for backend in (torchscript(exported / "model.torchscript.pt", torch.device("cpu")),
-                    onnxruntime(exported / "model.onnx", torch.device("cpu"))):
+    cpu = torch.device("cpu")
+    expected = eager(head, cpu).run(images)
+    for backend in (torchscript(exported / "model.torchscript.pt", cpu), exported_program(exported / "model.pt2", cpu),
+                    aoti(exported / "model.aoti.pt2", cpu), onnxruntime(exported / "model.onnx", cpu)):
         probs = backend.run(images)
         assert probs.shape == (batch, 10) and probs.dtype == np.float32, backend.name
         np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
@@ -108,7 +111,7 @@ print(tuple(probs.shape), round(float(probs.sum()), 4))
     assert run.stdout.strip() == "(7, 10) 7.0"
 
 
-def test_perturbed_onnx_weight_fails_the_gate(exported, data_dir, tmp_path, cli_env):
+def test_perturbed_onnx_weight_fails_the_gate(exported, data_dir, tmp_path, capsys):
     perturbed = tmp_path / "artifacts"
     shutil.copytree(exported, perturbed)
     model = onnx.load(str(perturbed / "model.onnx"))
@@ -122,13 +125,8 @@ def test_perturbed_onnx_weight_fails_the_gate(exported, data_dir, tmp_path, cli_
     # As if the exporter itself had written it: the manifest check passes, the numbers must not.
     record(perturbed, ["model.onnx"], "test: one weight perturbed")
 
-    run = subprocess.run(
-        [sys.executable, "-m", "export.parity", "--artifacts", str(perturbed), "--device", "cpu",
-         "--data-dir", str(data_dir)],
-        capture_output=True, text=True, env=cli_env, check=False,
-    )
-    assert run.returncode == 2
-    error = run.stderr.splitlines()[-1]  # after the recorded TorchScript deprecation warnings
+    assert parity_main(["--artifacts", str(perturbed), "--device", "cpu", "--data-dir", str(data_dir)]) == 2
+    error = capsys.readouterr().err.splitlines()[-1]  # after the recorded TorchScript deprecation warnings
     assert error.startswith("error: parity failed: ort-cpu vs eager-cpu at batch 1 (mnist-test): max abs error")
     assert json.loads((perturbed / "parity.json").read_text())["passed"] is False
 

@@ -41,7 +41,7 @@ def test_reports_read_what_the_stages_wrote(exported):
     assert (train.dataset, train.held_out, train.accuracy) == ("mnist", "test", raw["test_accuracy"])
     assert train.metrics == {"test_accuracy": raw["test_accuracy"], "test_loss": raw["test_loss"]}
     parity = read_parity(exported)
-    assert parity.passed and {p.candidate for p in parity.pairs} == {"torchscript-cpu", "ort-cpu"}
+    assert parity.passed and {p.candidate for p in parity.pairs} == {"torchscript-cpu", "exported-cpu", "aoti-cpu", "ort-cpu"}
     assert all(p.agreeing == p.rows == 4 * 10_000 for p in parity.pairs)  # every held-out row, at 4 batch sizes
     variants = read_variants(exported)
     assert list(variants.variants) == list(artifacts.VARIANT_FILES) and variants.variants["int8"].gate()["agreement"] > 0.99

@@ -48,7 +48,7 @@ def test_make_help_lists_every_variable_with_its_value():
 
 def test_make_train_export_builds_once_and_rebuilds_on_change(mnist, data_dir, cli_env, tmp_path):
     make = ["make", "-C", str(REPO), f"PY={sys.executable}", f"ARTIFACTS={tmp_path}", f"DATA_DIR={data_dir}",
-            "DEVICE=cpu", "EPOCHS=1", "TUNE_SECONDS=0.002", "TUNE_BATCH_SIZES=1"]  # tuning: the mechanism only
+            "DEVICE=cpu", "EPOCHS=1", "TUNE_SECONDS=0.002", "TUNE_BATCH_SIZES=1", "AUTOTUNE=off"]  # tuning: the mechanism only
 
     def run(*args):
         return subprocess.run([*make, *args], capture_output=True, text=True, env=cli_env, check=False)
@@ -104,6 +104,7 @@ def test_make_train_export_builds_once_and_rebuilds_on_change(mnist, data_dir, c
     assert run("-q", "deploy", "VARIANT=int8").returncode == 1  # another variant: a new bundle
     assert run("-q", "tune", "TUNE_SECONDS=0.003").returncode == 1  # new tuning flags: tune again
     assert run("-q", "export", "PER_CHANNEL=on").returncode == 1  # new int8 flags: the variants again
+    assert run("-q", "export", "AUTOTUNE=on").returncode == 1  # another compile option: the exports again
     assert run("-q", "train", "EPOCHS=2").returncode == 1  # a new flag means a new model
     assert run("-q", "train", "PRECISION=off").returncode == 1
 

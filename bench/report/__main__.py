@@ -7,7 +7,7 @@ Usage:
     make bench-study      # study.json (`make bench-study`), then this: the study's rows join the same report
 
 --study defaults to study.json beside --results when there is one; either file may be missing,
-not both.
+not both. The C++ loader's run (cpp.json, `make cpp`) beside --results joins the inference targets.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.report.inference import inference_table
+from bench.report.inference import cpp_lines, inference_table
 from bench.report.inference import targets as inference_targets
 from bench.report.training import ablation_table, rows, targets, time_to_accuracy_table
 from handoff import artifacts
@@ -67,11 +67,21 @@ def context_lines(results: dict) -> list[str]:
         f"- GPU: {gpu['name']}, driver {gpu['driver']}" if gpu else "- GPU: none",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
         _providers_line(m),
+        *([_aoti_line(m["aoti"])] if m.get("aoti") else []),
         *(f"- ORT options chosen by `make tune` for {variant}: "
           + "; ".join(f"batch {bs}: {choice}" for bs, choice in sorted(sizes.items(), key=lambda kv: int(kv[0])))
           for variant, sizes in (m.get("ort_tuning") or {}).items()),
     ]
     return lines
+
+
+def _aoti_line(aoti: dict) -> str:
+    """The AOTInductor package as `make export` built it, and its cold starts in fresh processes."""
+    cold = "; ".join(f"{way} loader {c['total']:.2f} s (import torch {c['import_torch']:.2f} s, load {c['load']:.3f} s, "
+                     f"first call {1e3 * c['first_call']:.1f} ms)" for way, c in aoti["cold_start"].items())
+    options = ", ".join(f"{k}={v}" for k, v in aoti["inductor_configs"].items()) or "Inductor's defaults"
+    return (f"- AOTInductor package: compiled in {aoti['seconds']:.0f} s ({options}; size hint {aoti['size_hint']}; "
+            f"{aoti['cpu_isa']}); cold start in a fresh process: {cold}")
 
 
 def _providers_line(machine: dict) -> str:
@@ -116,6 +126,7 @@ def render_markdown(results: dict) -> str:
     held_out = "test images" if dataset == "mnist" else "held-out rows"
     lines += ["", "## Inference targets (CPU: the best ONNX artifact against eager PyTorch and the peers; `make bench`)", ""]
     lines += inference_targets(results)
+    lines += cpp_lines(results)
     lines += ["", f"## Inference (softmax head, real {dataset} {held_out}; `make bench`)", ""]
     lines += inference_table(results)
     lines += ["", "Samples/s from the median call (batch / p50)."]
@@ -160,6 +171,8 @@ def load(config: ReportConfig) -> dict:
         raise PipelineError(f"{results_path}: not found; run `make bench` (or `make bench-study`) first")
     base = found.get(results_path) or found[study_path]
     merged = {**base, "benchmarks": [], "skipped": [], "studied": study_path in found, "study_differs": []}
+    cpp = results_path.with_name(Path(artifacts.CPP_RESULTS).name)
+    merged["cpp"] = _read(cpp) if cpp.is_file() else None
     for part in found.values():
         merged["benchmarks"] += part["benchmarks"]
         merged["skipped"] += part.get("skipped", [])
@@ -173,7 +186,7 @@ def _read(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise PipelineError(f"{path}: not a readable pytest-benchmark JSON file ({err})") from err
+        raise PipelineError(f"{path}: not a readable JSON file ({err}); run the make target that writes it again") from err
 
 
 def run(config: ReportConfig) -> None:

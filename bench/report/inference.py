@@ -17,6 +17,8 @@ BATCH1_MIN_SPEEDUP = 5.0
 LARGE_BATCH = 1024
 LARGE_MIN_SPEEDUP = {"vnni": 2.5, "none": 1.5}
 OURS = ("ort-",)  # our ONNX artifacts; compiled-* and openvino-* are the peers
+TORCH_SIDE = ("aoti-", "exported-", "torchscript-")  # our torch artifacts (export/backends.py)
+TORCH_BATCH1_MIN_SPEEDUP = 3.0  # the best torch-side artifact's p50 at batch 1 against eager's
 PEERS = ("compiled-", "openvino-")
 EAGER = "eager-cpu"
 
@@ -77,11 +79,28 @@ def targets(results: dict) -> list[str]:
             lines.append(f"  - vs peer `{peer}`: {peer_ratio.text()}"
                          f"{'' if peer_ratio.value >= 1 else ' — the peer is FASTER here'}")
         lines += _tuned_lines(times)
+        lines += _torch_side_lines(times, batch, best, metric)
     if measured:
         rounds = next(iter(measured.values()))["seconds_per_call"]
         lines.append(f"- Timed in {len(next(iter(rounds.values())))} alternating rounds in one process; a ratio compares "
                      "each side's fastest round (the range of the round-by-round ratios in brackets).")
     return lines
+
+
+def _torch_side_lines(times: dict[str, list[float]], batch: int, best_onnx: str, metric: str) -> list[str]:
+    """The best torch-side artifact against eager (judged at batch 1) and against the best ONNX
+    artifact, and which artifact of all was fastest, from the same rounds."""
+    torch_side = [name for name in times if name.startswith(TORCH_SIDE)]
+    fastest = min((name for name in times if name.startswith((*OURS, *TORCH_SIDE))), key=lambda name: min(times[name]))
+    lines = [f"  - fastest of our artifacts at batch {batch} on this CPU: `{fastest}`"]
+    if not torch_side:
+        return lines + ["  - torch-side artifacts: none measured in this run"]
+    best = min(torch_side, key=lambda name: min(times[name]))
+    ratio, gap = paired_ratio(times[EAGER], times[best]), paired_ratio(times[best], times[best_onnx])
+    verdict = (f" (target >= {TORCH_BATCH1_MIN_SPEEDUP:g}x): {'met' if ratio.value >= TORCH_BATCH1_MIN_SPEEDUP else 'MISSED'}"
+               if batch == 1 else "")
+    return lines + [f"  - best torch-side artifact `{best}`: {metric} {ratio.text()} eager's{verdict}; the best ONNX "
+                    f"artifact `{best_onnx}` is at {gap.text()} its speed (docs/export.md, \"Which artifact\", says why)"]
 
 
 def _tuned_lines(times: dict[str, list[float]]) -> list[str]:
@@ -98,3 +117,20 @@ def _tuned_lines(times: dict[str, list[float]]) -> list[str]:
 
 def _pct(value: Any) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def cpp_lines(results: dict) -> list[str]:
+    """The C++ loader's batch-1 p50 (cpp.json, `make cpp`) beside Python's for the same artifact
+    (this run's inference rows at batch 1), with its agreement with the parity gate."""
+    cpp = results.get("cpp")
+    if not cpp:
+        return ["- C++ loader: not run (`make cpp`; MNIST only)."]
+    python = {r["backend"]: r for r in rows(results, "inference") if r["batch_size"] == 1 and r["device"] == "cpu"}
+    lines = []
+    for name, entry in cpp["artifacts"].items():
+        twin = python.get(f"{entry['runtime']}-cpu")
+        beside = f"; Python's `{entry['runtime']}-cpu` {1e3 * twin['latency_ms']['p50']:.1f} µs" if twin else ""
+        lines.append(f"- C++ loader (`make cpp`, {cpp['threads']} threads), `{name}`: batch-1 p50 {entry['batch1_p50_us']:.1f} µs"
+                     f"{beside}; agreement with the gate {entry['agree']}/{entry['rows']}, accuracy "
+                     f"{100 * entry['accuracy']:.2f}%, loaded in {entry['load_ms']:.0f} ms.")
+    return lines

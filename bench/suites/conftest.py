@@ -98,7 +98,7 @@ def mnist(settings, dataset) -> Dataset:
 def exported(settings):
     """(softmax head, checkpoint payload) from the artifacts: missing, changed or stale files are an error."""
     try:
-        verify_exports(settings.artifacts)
+        verify_exports(settings.artifacts)  # the torch artifacts too: TorchScript while this torch wrote it
         verify(settings.artifacts, [*artifacts.VARIANT_FILES.values(), artifacts.VARIANTS, artifacts.ORT_TUNING])
     except PipelineError as err:
         pytest.fail(f"{err} (run `make train export tune` first)", pytrace=False)

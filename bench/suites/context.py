@@ -5,6 +5,7 @@ pytest hooks; bench/suites/conftest.py imports them so pytest finds them."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import statistics
 import subprocess
@@ -58,6 +59,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         ort_loading_providers=loading_providers(),
         ort_session_options=pinned(settings.threads),
         ort_tuning=_tuning_summary(settings.artifacts),
+        aoti=_aoti_summary(settings.artifacts),
         cpu_flags=cpu_dispatch(),
         precision=_precision_choices(settings.device),
         fp32_gemm_gflops=statistics.median(
@@ -86,6 +88,15 @@ def loading_providers() -> list[str]:
         if ort.InferenceSession(model, options, providers=[provider]).get_providers()[0] == provider:
             loading.append(provider)
     return [*loading, "CPUExecutionProvider"]
+
+
+def _aoti_summary(folder) -> dict | None:
+    """What `make export` measured of the AOTInductor package: compile time, options, cold starts."""
+    path = folder / artifacts.EXPORT_REPORT
+    if not path.exists():
+        return None  # the `exported` fixture fails the run with the reason
+    entry = json.loads(path.read_text()).get("aoti")
+    return entry and {k: entry[k] for k in ("seconds", "inductor_configs", "size_hint", "cpu_isa", "cold_start")}
 
 
 def _tuning_summary(folder) -> dict | None:

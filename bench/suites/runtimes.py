@@ -1,6 +1,9 @@
 """Every backend the inference benchmark measures, by runtime id, and the devices each runs on.
 
-    eager, torchscript, compiled   PyTorch (compiled: torch.compile, a peer)
+    eager, torchscript, compiled   PyTorch (compiled: torch.compile, a peer); torchscript skips where
+                                   this torch wrote none (export_report.json says why)
+    exported                       model.pt2, torch.export.load(...).module()
+    aoti                           model.aoti.pt2, AOTInductor's runner, on the device it was compiled for
     ort                            ONNX Runtime, float32, ORT's default options, `session.run`
     ort-tuned:<variant>            ONNX Runtime on the CPU with the options `make tune` chose per
                                    batch size, through a bound call (the deployable fast path)
@@ -26,6 +29,8 @@ from handoff.reports import TuningReport
 RUNTIMES: dict[str, tuple[str, ...]] = {
     "eager": ("cpu", "cuda"),
     "torchscript": ("cpu", "cuda"),
+    "exported": ("cpu", "cuda"),
+    "aoti": ("cpu", "cuda"),
     "compiled": ("cpu", "cuda"),
     "ort": ("cpu", "cuda"),
     **{f"ort-tuned:{v}": ("cpu",) for v in VARIANT_FILES},
@@ -48,7 +53,15 @@ def build(runtime: str, device: torch.device, head: SoftmaxHead, settings: Bench
     if kind == "eager":
         return backends.eager(head, device)
     if kind == "torchscript":
-        return backends.torchscript(settings.artifacts / artifacts.TORCHSCRIPT, device)
+        path = settings.artifacts / artifacts.TORCHSCRIPT
+        if not path.exists():
+            return backends.Backend(f"torchscript-{device.type}", device.type,
+                                    skipped=f"no {path.name}: this torch has no TorchScript ({artifacts.EXPORT_REPORT} says why)")
+        return backends.torchscript(path, device)
+    if kind == "exported":
+        return backends.exported_program(settings.artifacts / artifacts.EXPORTED_PROGRAM, device)
+    if kind == "aoti":
+        return backends.aoti(settings.artifacts / artifacts.AOTI_PACKAGE, device)
     if kind == "compiled":
         return peer_backends.compiled(head, device)
     if kind == "ort":

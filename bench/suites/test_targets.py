@@ -4,8 +4,9 @@ is kept round by round, so the report gives its median and its spread.
 
   inference (CPU, batch 1 and 1024)  our ONNX artifacts (every variant that passed its gate, with
       the options `make tune` chose and, where those differ from ORT's defaults, with the defaults
-      too: a tuned option counts only if it also wins here, in the same rounds), eager PyTorch and
-      the peers (torch.compile, OpenVINO), on the same real held-out inputs
+      too: a tuned option counts only if it also wins here, in the same rounds), our torch-side
+      artifacts (TorchScript, the ExportedProgram, the AOTInductor package), eager PyTorch and the
+      peers (torch.compile, OpenVINO), on the same real held-out inputs
   training (each device)  one training step of each recipe as `pipeline.train` runs it (the batch
       gathered from the resident data, forward, backward, optimizer step) and one GEMM in the fast
       recipe's precision, which gives the compute floor of its step
@@ -35,7 +36,8 @@ from pipeline.model import forward_macs
 from pipeline.step import Stepper
 
 TARGET_BATCHES = (1, 1024)  # batch 1: latency; 1024: throughput (bench/report/inference.py)
-CONTENDERS = ("eager", "ort", "compiled", "openvino:")  # runtime ids (bench.suites.runtimes) by prefix; CPU ones only
+# runtime ids (bench.suites.runtimes) by prefix; CPU ones only: eager, our ONNX and torch-side artifacts, the peers
+CONTENDERS = ("eager", "ort", "torchscript", "exported", "aoti", "compiled", "openvino:")
 ROUNDS, SECONDS = 7, 0.03  # alternating rounds, and timed work per call per round (5 calls at least)
 SMOKE_ROUNDS, SMOKE_SECONDS = 2, 0.001
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from handoff import artifacts
 from handoff.atomic import atomic_path
 from handoff.contract import InputFormat
 from handoff.errors import PipelineError
@@ -70,7 +71,7 @@ def load_mnist(data_dir: Path, mirror: Path | None = None) -> Dataset:
 def load(source: DataSource) -> Dataset:
     """`load_mnist` with the CLI defaults: data under `<artifacts>/data` unless `data_dir` is given."""
     mirror = Path(source.mnist_mirror) if source.mnist_mirror else None
-    return load_mnist(Path(source.data_dir or Path(source.artifacts) / "data"), mirror)
+    return load_mnist(Path(source.data_dir or Path(source.artifacts) / artifacts.DATA), mirror)
 
 
 def random_inputs(count: int, seed: int) -> np.ndarray:

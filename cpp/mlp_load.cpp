@@ -1,0 +1,203 @@
+// mlp-load: the exported model in C++, without Python or the model's source.
+//
+// Usage (make cpp builds it and runs it on the artifacts):
+//   mlp-load --images t10k-images-idx3-ubyte --labels t10k-labels-idx1-ubyte
+//            --reference held_out_probs.idx [--json results.json] [--latency-rows 2000]
+//            ARTIFACT...        (model.aoti.pt2: AOTInductor; anything else: TorchScript)
+//
+// For each artifact: load it (an AOTInductor package compiled for a CPU whose instructions this one
+// lacks is refused before its code is loaded), classify every image at batch 1024, and print the
+// accuracy, the argmax agreement and max |dp| against the Python parity gate's reference
+// probabilities (held_out_probs.idx), the p50 latency of one image per call (input built outside
+// the timed call) and the time to load it. Pixels become float32 as torchvision's ToTensor makes them: byte / 255.
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+#include <torch/script.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <iostream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr int64_t kBatch = 1024;   // rows per call when classifying the whole set
+constexpr int kWarmupCalls = 50;   // untimed batch-1 calls before the latency is measured
+
+struct Idx {
+  std::vector<int64_t> shape;
+  std::vector<char> payload;  // as stored: bytes, or big-endian float32
+  int type = 0;               // 0x08 unsigned byte, 0x0D float32
+};
+
+Idx read_idx(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw std::runtime_error(path + ": cannot open");
+  unsigned char magic[4];
+  if (!file.read(reinterpret_cast<char*>(magic), 4) || magic[0] || magic[1])
+    throw std::runtime_error(path + ": not an IDX file");
+  Idx idx;
+  idx.type = magic[2];
+  int64_t count = 1;
+  for (int d = 0; d < magic[3]; ++d) {
+    unsigned char b[4];
+    file.read(reinterpret_cast<char*>(b), 4);
+    idx.shape.push_back((int64_t(b[0]) << 24) | (b[1] << 16) | (b[2] << 8) | b[3]);
+    count *= idx.shape.back();
+  }
+  const int64_t bytes = count * (idx.type == 0x0D ? 4 : 1);
+  idx.payload.resize(bytes);
+  if (!file.read(idx.payload.data(), bytes) || file.peek() != EOF)
+    throw std::runtime_error(path + ": payload does not match its header");
+  return idx;
+}
+
+at::Tensor images_tensor(const Idx& idx, const std::vector<int64_t>& sample_shape) {
+  auto bytes = torch::from_blob(const_cast<char*>(idx.payload.data()), {idx.shape[0], idx.shape[1] * idx.shape[2]},
+                                torch::kUInt8);
+  std::vector<int64_t> shape{idx.shape[0]};
+  shape.insert(shape.end(), sample_shape.begin(), sample_shape.end());
+  return (bytes.to(torch::kFloat32) / 255.0f).reshape(shape).contiguous();
+}
+
+at::Tensor float_tensor(const Idx& idx) {  // big-endian float32 -> native
+  std::vector<float> values(idx.payload.size() / 4);
+  for (size_t i = 0; i < values.size(); ++i) {
+    uint32_t v;
+    std::memcpy(&v, idx.payload.data() + 4 * i, 4);
+    v = __builtin_bswap32(v);
+    std::memcpy(&values[i], &v, 4);
+  }
+  return torch::from_blob(values.data(), idx.shape, torch::kFloat32).clone();
+}
+
+std::set<std::string> cpu_flags() {  // /proc/cpuinfo's first "flags" line
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.rfind("flags", 0) == 0) {
+      std::istringstream words(line.substr(line.find(':') + 1));
+      return {std::istream_iterator<std::string>(words), std::istream_iterator<std::string>()};
+    }
+  }
+  return {};
+}
+
+std::vector<int64_t> parse_shape(const std::string& text) {  // "1,28,28"
+  std::vector<int64_t> shape;
+  std::istringstream parts(text);
+  for (std::string part; std::getline(parts, part, ',');) shape.push_back(std::stoll(part));
+  return shape;
+}
+
+using Model = std::function<at::Tensor(const at::Tensor&)>;
+
+// The package's code may use any instruction of the CPU that compiled it (-march=native): refuse
+// it here if this CPU lacks one (export/aoti_package.py does the same in Python).
+Model load_aoti(const std::string& path, std::vector<int64_t>& sample_shape) {
+  auto metadata = torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(path, "model");
+  std::set<std::string> here = cpu_flags(), lacking;
+  std::istringstream needed(metadata["cpu_isa_flags"]);
+  for (std::string flag; needed >> flag;)
+    if (!here.count(flag)) lacking.insert(flag);
+  if (!lacking.empty())
+    throw std::runtime_error(path + ": compiled for another CPU (" + metadata["cpu_model"] + ") with instructions this "
+                             "CPU lacks (e.g. " + *lacking.begin() + "); run `make export` on this machine");
+  sample_shape = parse_shape(metadata["input_shape"]);
+  auto loader = std::make_shared<torch::inductor::AOTIModelPackageLoader>(path);
+  return [loader](const at::Tensor& x) { return loader->run({x})[0]; };
+}
+
+Model load_torchscript(const std::string& path) {
+  auto module = std::make_shared<torch::jit::Module>(torch::jit::load(path));
+  module->eval();
+  return [module](const at::Tensor& x) { return module->forward({x}).toTensor(); };
+}
+
+double p50_latency_us(const Model& model, const at::Tensor& images, int64_t rows) {
+  std::vector<at::Tensor> singles;
+  for (int64_t i = 0; i < rows; ++i) singles.push_back(images.narrow(0, i % images.size(0), 1).contiguous());
+  for (int i = 0; i < kWarmupCalls; ++i) model(singles[i % rows]);
+  std::vector<double> micros;
+  for (const auto& single : singles) {
+    auto start = std::chrono::steady_clock::now();
+    model(single);
+    micros.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::nth_element(micros.begin(), micros.begin() + micros.size() / 2, micros.end());
+  return micros[micros.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::map<std::string, std::string> options{{"--latency-rows", "2000"}, {"--json", ""}};
+  std::vector<std::string> models;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.rfind("--", 0) == 0 && i + 1 < argc) options[arg] = argv[++i];
+    else models.push_back(arg);
+  }
+  for (const char* required : {"--images", "--labels", "--reference"}) {
+    if (!options.count(required) || models.empty()) {
+      std::cerr << "usage: mlp-load --images IDX --labels IDX --reference held_out_probs.idx [--json FILE] "
+                   "[--latency-rows N] ARTIFACT...\n";
+      return 2;
+    }
+  }
+  try {
+    torch::NoGradGuard no_grad;
+    const Idx images_idx = read_idx(options["--images"]), labels_idx = read_idx(options["--labels"]);
+    const at::Tensor labels = torch::from_blob(const_cast<char*>(labels_idx.payload.data()), {labels_idx.shape[0]},
+                                               torch::kUInt8).to(torch::kLong);
+    const at::Tensor reference = float_tensor(read_idx(options["--reference"]));
+    const int64_t latency_rows = std::stoll(options["--latency-rows"]);
+    std::ostringstream json;
+    json << "{\"threads\": " << at::get_num_threads() << ", \"artifacts\": {";
+    for (size_t m = 0; m < models.size(); ++m) {
+      const std::string& path = models[m];
+      const bool is_aoti = path.size() > 9 && path.compare(path.size() - 9, 9, ".aoti.pt2") == 0;
+      std::vector<int64_t> sample_shape{1, images_idx.shape[1], images_idx.shape[2]};
+      const auto load_start = std::chrono::steady_clock::now();
+      const Model model = is_aoti ? load_aoti(path, sample_shape) : load_torchscript(path);
+      const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - load_start).count();
+      const at::Tensor images = images_tensor(images_idx, sample_shape);
+      std::vector<at::Tensor> parts;
+      for (int64_t start = 0; start < images.size(0); start += kBatch)
+        parts.push_back(model(images.narrow(0, start, std::min(kBatch, images.size(0) - start))));
+      const at::Tensor probs = torch::cat(parts);
+      const at::Tensor predicted = probs.argmax(1);
+      const double accuracy = predicted.eq(labels).to(torch::kDouble).mean().item<double>();
+      const int64_t agree = predicted.eq(reference.argmax(1)).sum().item<int64_t>();
+      const double max_abs = (probs - reference).abs().max().item<double>();
+      const double p50 = p50_latency_us(model, images, latency_rows);
+      std::printf("%s: %s, accuracy %.2f%%, agreement with the Python gate %lld/%lld, max |dp| %.1e, "
+                  "batch-1 p50 %.1f us (%d threads), loaded in %.1f ms\n", path.c_str(),
+                  is_aoti ? "AOTInductor" : "TorchScript", 100 * accuracy, static_cast<long long>(agree),
+                  static_cast<long long>(images.size(0)), max_abs, p50, at::get_num_threads(), load_ms);
+      json << (m ? ", " : "") << "\"" << path.substr(path.find_last_of('/') + 1) << "\": {\"runtime\": \""
+           << (is_aoti ? "aoti" : "torchscript") << "\", \"accuracy\": " << accuracy << ", \"agree\": " << agree
+           << ", \"rows\": " << images.size(0) << ", \"max_abs\": " << max_abs << ", \"batch1_p50_us\": " << p50
+           << ", \"load_ms\": " << load_ms << "}";
+    }
+    json << "}}\n";
+    if (!options["--json"].empty()) {
+      const std::string tmp = options["--json"] + ".partial";
+      std::ofstream(tmp) << json.str();
+      if (std::rename(tmp.c_str(), options["--json"].c_str()) != 0) throw std::runtime_error("cannot write " + options["--json"]);
+    }
+  } catch (const std::exception& err) {
+    std::cerr << "mlp-load: " << err.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

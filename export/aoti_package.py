@@ -1,0 +1,67 @@
+"""Reading an AOTInductor package (`model.aoti.pt2`): its metadata, the CPU it was compiled for, and
+loading it only where its code can run.
+
+AOTInductor compiles the model's C++ with `-march=native` on x86 (torch._inductor.cpp_builder), so
+the package's `.so` may use any instruction the building CPU has (pytorch/pytorch#191713): run on
+a CPU without one, it dies of SIGILL. export/to_aoti.py records the building CPU's instruction-set
+flags in the package's metadata (CPU_ISA_FLAGS); `check_cpu` refuses a package that needs a flag
+this CPU lacks, before anything of it is loaded.
+
+The metadata is the JSON file AOTInductor writes beside the model's code inside the zip
+(`data/aotinductor/<model>/<wrapper>_metadata.json`), read with zipfile: no torch, no load.
+
+`open_package` loads through torch._C._aoti.AOTIModelPackageLoader, the C++ loader that the public
+`torch._inductor.aoti_load_package` wraps: the same runner, without importing torch._inductor and
+torch._dynamo first (seconds on a small CPU; export/cold_start.py times both).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+from handoff.cpu import missing_isa
+from handoff.errors import PipelineError
+
+CPU_ISA_FLAGS = "cpu_isa_flags"  # metadata key: the building CPU's handoff.cpu.isa_flags(), space-separated
+CPU_MODEL = "cpu_model"  # metadata key: the building CPU's name
+INPUT_SHAPE = "input_shape"  # metadata key (also in model.pt2's): one sample's shape, comma-separated, e.g. "1,28,28"
+DEVICE_KEY = "AOTI_DEVICE_KEY"  # AOTInductor's own key: "cpu" or "cuda"
+METADATA_SUFFIX = "_metadata.json"
+
+
+def package_metadata(path: Path) -> dict[str, str]:
+    """The metadata AOTInductor stored in the package (ours and its own AOTI_* keys)."""
+    try:
+        with zipfile.ZipFile(path) as package:
+            names = [n for n in package.namelist() if "/aotinductor/" in n and n.endswith(METADATA_SUFFIX)]
+            if not names:
+                raise PipelineError(f"{path}: no AOTInductor metadata inside; not a package `make export` wrote")
+            return json.loads(package.read(sorted(names)[0]))
+    except (OSError, zipfile.BadZipFile, json.JSONDecodeError) as err:
+        raise PipelineError(f"{path}: not a readable AOTInductor package ({err})") from err
+
+
+def check_cpu(path: Path, metadata: dict[str, str]) -> None:
+    """Refuse a CPU package whose compiled code needs instructions this CPU lacks."""
+    if metadata.get(DEVICE_KEY) != "cpu":
+        return
+    if CPU_ISA_FLAGS not in metadata:
+        raise PipelineError(f"{path}: the package does not say which CPU it was compiled for; run `make export`")
+    lacking = missing_isa(metadata[CPU_ISA_FLAGS].split())
+    if lacking:
+        raise PipelineError(
+            f"{path}: compiled for another CPU ({metadata.get(CPU_MODEL, '?')}, -march=native) whose instructions "
+            f"{', '.join(lacking)} this CPU lacks; running it could crash: run `make export` on this machine")
+
+
+def open_package(path: Path):
+    """The package's runner (checked against this CPU first): a callable from one input tensor to
+    the probabilities, through the C++ loader directly."""
+    import torch  # here, not at the top: reading metadata needs no torch
+
+    metadata = package_metadata(path)
+    check_cpu(path, metadata)
+    loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
+    return lambda inputs: loader.run([inputs])[0]

@@ -1,0 +1,90 @@
+"""AOTInductor package of the exported softmax head: `model.aoti.pt2`, a zip holding the compiled
+model (`.so`) and its weights, loaded by `torch._inductor.aoti_load_package` in Python or
+`torch::inductor::AOTIModelPackageLoader` in C++, with no model source and no Python model code.
+
+Compiled for one device (the export device: CPU here, CUDA on a GPU) with the C++ compiler Inductor
+finds (g++ on these machines). Options, chosen by measurement on a 2-core AVX2 EPYC (batch-1 and
+batch-1024 latency against eager, docs/export.md "Which artifact"):
+  - max_autotune with Inductor's C++ GEMM template beside ATen's: each matmul is timed at compile
+    time and the faster kept. It makes batch 1 about 3x faster than ATen's addmm (no library call
+    per layer); it adds seconds to the compile (AUTOTUNE=off skips it).
+  - the batch dimension's size hint is LARGE_BATCH_HINT: the template's blocking is chosen for that
+    size, so large batches stay as fast as eager while batch 1 keeps the template's gain (a hint of
+    8 made batch 1024 1.6x slower than eager).
+  - no freezing, although PyTorch's docs advise it on the CPU: here it made batch 1 no faster and
+    batch 1024 1.3x slower (oneDNN's prepacked linear).
+The package's metadata holds the model contract (the ONNX file's keys) and, for a CPU package, the
+building CPU's instruction-set flags (export/aoti_package.py refuses it on a CPU that lacks one).
+The compile time and the cold start in a fresh process (export/cold_start.py) go into the export report.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from export.aoti_package import CPU_ISA_FLAGS, CPU_MODEL, package_metadata
+from export.head import SoftmaxHead
+from export.recorded_warnings import recording_warnings
+from export.to_exported import export_head
+from handoff.atomic import atomic_path
+from handoff.cpu import cpu_model, isa_flags
+from handoff.errors import PipelineError, first_line
+
+AUTOTUNE_CONFIGS = {"max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN"}  # see above
+LARGE_BATCH_HINT = 1024  # rows of the example the package is compiled from: the batch dimension's size hint
+
+
+def export_aoti(head: SoftmaxHead, payload: dict[str, Any], metadata: dict[str, str], device: torch.device,
+                autotune: bool, path: Path) -> dict[str, Any]:
+    """Compile the head for `device` into an AOTInductor package at `path`, atomically; returns the
+    report entry, with the compile time and a fresh process's cold start."""
+    stamped = {**metadata, CPU_ISA_FLAGS: " ".join(isa_flags()), CPU_MODEL: cpu_model()}
+    options = AUTOTUNE_CONFIGS if autotune else {}
+    configs = {**options, "aot_inductor.metadata": stamped}
+    started = time.perf_counter()
+    with recording_warnings() as recorded, atomic_path(path) as tmp:
+        staged = tmp.with_name(tmp.name + ".pt2")  # the packager wants a .pt2 name
+        try:
+            program = export_head(copy.deepcopy(head).to(device), payload, device, rows=LARGE_BATCH_HINT)
+            torch._inductor.aoti_compile_and_package(program, package_path=str(staged), inductor_configs=configs)
+            os.replace(staged, tmp)
+        except Exception as err:  # a compiler missing or failing means no artifact: report why
+            raise PipelineError(f"AOTInductor compile failed: {first_line(err)} (it needs a C++ compiler: g++ or clang)") from err
+        finally:
+            staged.unlink(missing_ok=True)
+        compiled_s = time.perf_counter() - started
+        own = package_metadata(tmp)
+        cold = cold_start(tmp)
+    return {
+        "file": path.name,
+        "method": "torch._inductor.aoti_compile_and_package",
+        "seconds": compiled_s,
+        "inductor_configs": options,
+        "size_hint": LARGE_BATCH_HINT,
+        "device": device.type,
+        "torch": str(torch.__version__),
+        "cpu_isa": own.get("AOTI_CPU_ISA"),
+        "cpu_isa_flags": stamped[CPU_ISA_FLAGS].split(),
+        "cpu_model": stamped[CPU_MODEL],
+        "cold_start": cold,
+        "warnings": recorded,
+    }
+
+
+def cold_start(path: Path) -> dict[str, dict[str, float]]:
+    """Seconds a fresh Python process takes to import torch, load the package and answer its first
+    call, for each way to load it (export/cold_start.py), as a server starting on it would."""
+    command = [sys.executable, "-m", "export.cold_start", str(path)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    if done.returncode != 0:
+        raise PipelineError(f"{path}: a fresh process could not load and run it: {done.stderr.strip()[-500:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
