@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 import time
@@ -51,16 +50,12 @@ def export_aoti(head: SoftmaxHead, payload: dict[str, Any], metadata: dict[str, 
     options = AUTOTUNE_CONFIGS if autotune else {}
     configs = {**options, "aot_inductor.metadata": stamped}
     started = time.perf_counter()
-    with recording_warnings() as recorded, atomic_path(path) as tmp:
-        staged = tmp.with_name(tmp.name + ".pt2")  # the packager wants a .pt2 name
+    with recording_warnings() as recorded, atomic_path(path, suffix=".pt2") as tmp:  # the packager wants a .pt2 name
         try:
             program = export_head(copy.deepcopy(head).to(device), payload, device, rows=LARGE_BATCH_HINT)
-            torch._inductor.aoti_compile_and_package(program, package_path=str(staged), inductor_configs=configs)
-            os.replace(staged, tmp)
+            torch._inductor.aoti_compile_and_package(program, package_path=str(tmp), inductor_configs=configs)
         except Exception as err:  # a compiler missing or failing means no artifact: report why
             raise PipelineError(f"AOTInductor compile failed: {first_line(err)} (it needs a C++ compiler: g++ or clang)") from err
-        finally:
-            staged.unlink(missing_ok=True)
         compiled_s = time.perf_counter() - started
         own = package_metadata(tmp)
         cold = cold_start(tmp)

@@ -41,7 +41,7 @@ def export_program(head: SoftmaxHead, metadata: dict[str, str], payload: dict[st
     with recording_warnings() as recorded:
         try:
             program = export_head(head, payload, torch.device("cpu"))
-            with atomic_path(path) as tmp:
+            with atomic_path(path, suffix=".pt2") as tmp:  # torch.export.save warns about any other name
                 torch.export.save(program, str(tmp), extra_files={METADATA_FILE: json.dumps(metadata)})
         except PipelineError:
             raise

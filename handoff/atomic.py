@@ -15,8 +15,9 @@ from handoff.errors import PipelineError
 
 
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success fsync it and rename it over `path`.
+def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside `path` (ending in `suffix`: some writers insist on their
+    extension); on success fsync it and rename it over `path`.
 
     On any error the temporary file is removed and `path` is left as it was; an OSError (disk
     full, permissions) becomes a one-line PipelineError naming `path`.
@@ -24,7 +25,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     except OSError as err:
         raise PipelineError(f"{path}: cannot write ({err.strerror or err})") from err
     os.close(fd)

@@ -89,6 +89,7 @@ def resume_run_args(artifacts, data_dir) -> list[str]:
             "--artifacts", str(artifacts), "--data-dir", str(data_dir)]
 
 
+@pytest.mark.slow  # 50 s; the single-process kill-and-resume (tests/test_faults.py) stays in make test
 def test_killed_two_process_run_resumes_with_the_same_command(data_dir, cli_env, tmp_path):
     args = resume_run_args(tmp_path / "killed", data_dir)
     pause = Pause(tmp_path / "pause")
