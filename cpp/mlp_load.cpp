@@ -137,6 +137,55 @@ double p50_latency_us(const Model& model, const at::Tensor& images, int64_t rows
   return micros[micros.size() / 2];
 }
 
+struct Inputs {  // the held-out set and what the Python gate computed on it
+  Idx images;
+  at::Tensor labels;     // int64, N
+  at::Tensor reference;  // float32, N x classes: held_out_probs.idx
+};
+
+struct Result {
+  std::string file, runtime;
+  double accuracy = 0, max_abs = 0, p50_us = 0, load_ms = 0;
+  int64_t agree = 0, rows = 0;
+};
+
+Result evaluate(const std::string& path, const Inputs& in, int64_t latency_rows) {
+  Result r;
+  r.file = path.substr(path.find_last_of('/') + 1);
+  const bool is_aoti = path.size() > 9 && path.compare(path.size() - 9, 9, ".aoti.pt2") == 0;
+  r.runtime = is_aoti ? "aoti" : "torchscript";
+  std::vector<int64_t> sample_shape{1, in.images.shape[1], in.images.shape[2]};
+  const auto load_start = std::chrono::steady_clock::now();
+  const Model model = is_aoti ? load_aoti(path, sample_shape) : load_torchscript(path);
+  r.load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - load_start).count();
+  const at::Tensor images = images_tensor(in.images, sample_shape);
+  std::vector<at::Tensor> parts;
+  for (int64_t start = 0; start < images.size(0); start += kBatch)
+    parts.push_back(model(images.narrow(0, start, std::min(kBatch, images.size(0) - start))));
+  const at::Tensor probs = torch::cat(parts), predicted = probs.argmax(1);
+  r.rows = images.size(0);
+  r.accuracy = predicted.eq(in.labels).to(torch::kDouble).mean().item<double>();
+  r.agree = predicted.eq(in.reference.argmax(1)).sum().item<int64_t>();
+  r.max_abs = (probs - in.reference).abs().max().item<double>();
+  r.p50_us = p50_latency_us(model, images, latency_rows);
+  return r;
+}
+
+void write_json(const std::string& path, const std::vector<Result>& results) {  // atomically: .partial, then rename
+  std::ostringstream json;
+  json << "{\"threads\": " << at::get_num_threads() << ", \"artifacts\": {";
+  for (size_t i = 0; i < results.size(); ++i) {
+    const Result& r = results[i];
+    json << (i ? ", " : "") << "\"" << r.file << "\": {\"runtime\": \"" << r.runtime << "\", \"accuracy\": " << r.accuracy
+         << ", \"agree\": " << r.agree << ", \"rows\": " << r.rows << ", \"max_abs\": " << r.max_abs
+         << ", \"batch1_p50_us\": " << r.p50_us << ", \"load_ms\": " << r.load_ms << "}";
+  }
+  json << "}}\n";
+  const std::string tmp = path + ".partial";
+  std::ofstream(tmp) << json.str();
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error("cannot write " + path);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -147,54 +196,26 @@ int main(int argc, char** argv) {
     if (arg.rfind("--", 0) == 0 && i + 1 < argc) options[arg] = argv[++i];
     else models.push_back(arg);
   }
-  for (const char* required : {"--images", "--labels", "--reference"}) {
-    if (!options.count(required) || models.empty()) {
-      std::cerr << "usage: mlp-load --images IDX --labels IDX --reference held_out_probs.idx [--json FILE] "
-                   "[--latency-rows N] ARTIFACT...\n";
-      return 2;
-    }
+  if (!options.count("--images") || !options.count("--labels") || !options.count("--reference") || models.empty()) {
+    std::cerr << "usage: mlp-load --images IDX --labels IDX --reference held_out_probs.idx [--json FILE] "
+                 "[--latency-rows N] ARTIFACT...\n";
+    return 2;
   }
   try {
     torch::NoGradGuard no_grad;
-    const Idx images_idx = read_idx(options["--images"]), labels_idx = read_idx(options["--labels"]);
-    const at::Tensor labels = torch::from_blob(const_cast<char*>(labels_idx.payload.data()), {labels_idx.shape[0]},
-                                               torch::kUInt8).to(torch::kLong);
-    const at::Tensor reference = float_tensor(read_idx(options["--reference"]));
-    const int64_t latency_rows = std::stoll(options["--latency-rows"]);
-    std::ostringstream json;
-    json << "{\"threads\": " << at::get_num_threads() << ", \"artifacts\": {";
-    for (size_t m = 0; m < models.size(); ++m) {
-      const std::string& path = models[m];
-      const bool is_aoti = path.size() > 9 && path.compare(path.size() - 9, 9, ".aoti.pt2") == 0;
-      std::vector<int64_t> sample_shape{1, images_idx.shape[1], images_idx.shape[2]};
-      const auto load_start = std::chrono::steady_clock::now();
-      const Model model = is_aoti ? load_aoti(path, sample_shape) : load_torchscript(path);
-      const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - load_start).count();
-      const at::Tensor images = images_tensor(images_idx, sample_shape);
-      std::vector<at::Tensor> parts;
-      for (int64_t start = 0; start < images.size(0); start += kBatch)
-        parts.push_back(model(images.narrow(0, start, std::min(kBatch, images.size(0) - start))));
-      const at::Tensor probs = torch::cat(parts);
-      const at::Tensor predicted = probs.argmax(1);
-      const double accuracy = predicted.eq(labels).to(torch::kDouble).mean().item<double>();
-      const int64_t agree = predicted.eq(reference.argmax(1)).sum().item<int64_t>();
-      const double max_abs = (probs - reference).abs().max().item<double>();
-      const double p50 = p50_latency_us(model, images, latency_rows);
+    Inputs in{read_idx(options["--images"]), {}, float_tensor(read_idx(options["--reference"]))};
+    const Idx labels = read_idx(options["--labels"]);
+    in.labels = torch::from_blob(const_cast<char*>(labels.payload.data()), {labels.shape[0]}, torch::kUInt8).to(torch::kLong);
+    std::vector<Result> results;
+    for (const std::string& path : models) {
+      const Result r = evaluate(path, in, std::stoll(options["--latency-rows"]));
       std::printf("%s: %s, accuracy %.2f%%, agreement with the Python gate %lld/%lld, max |dp| %.1e, "
                   "batch-1 p50 %.1f us (%d threads), loaded in %.1f ms\n", path.c_str(),
-                  is_aoti ? "AOTInductor" : "TorchScript", 100 * accuracy, static_cast<long long>(agree),
-                  static_cast<long long>(images.size(0)), max_abs, p50, at::get_num_threads(), load_ms);
-      json << (m ? ", " : "") << "\"" << path.substr(path.find_last_of('/') + 1) << "\": {\"runtime\": \""
-           << (is_aoti ? "aoti" : "torchscript") << "\", \"accuracy\": " << accuracy << ", \"agree\": " << agree
-           << ", \"rows\": " << images.size(0) << ", \"max_abs\": " << max_abs << ", \"batch1_p50_us\": " << p50
-           << ", \"load_ms\": " << load_ms << "}";
+                  r.runtime == "aoti" ? "AOTInductor" : "TorchScript", 100 * r.accuracy, static_cast<long long>(r.agree),
+                  static_cast<long long>(r.rows), r.max_abs, r.p50_us, at::get_num_threads(), r.load_ms);
+      results.push_back(r);
     }
-    json << "}}\n";
-    if (!options["--json"].empty()) {
-      const std::string tmp = options["--json"] + ".partial";
-      std::ofstream(tmp) << json.str();
-      if (std::rename(tmp.c_str(), options["--json"].c_str()) != 0) throw std::runtime_error("cannot write " + options["--json"]);
-    }
+    if (!options["--json"].empty()) write_json(options["--json"], results);
   } catch (const std::exception& err) {
     std::cerr << "mlp-load: " << err.what() << "\n";
     return 1;

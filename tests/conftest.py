@@ -190,6 +190,21 @@ def _wait_ready(server: subprocess.Popen, port: int, log, startup_s: float) -> N
     pytest.fail(f"mlp-serve was not ready within {startup_s} s")
 
 
+def fewer_gate_rows(monkeypatch, rows: int = 512) -> None:
+    """The parity gate on the first `rows` held-out rows (and its random inputs): for a test about
+    which backends the gate runs or how it fails, not about every row (the `exported` fixture's gate
+    judges them all; at batch 1 and 2 ten thousand rows take half a minute)."""
+    from export import parity
+
+    full = parity.held_out_rows
+
+    def first_rows(config, dataset):
+        held_out = full(config, dataset)
+        return dataclasses.replace(held_out, inputs=held_out.inputs[:rows], labels=held_out.labels[:rows])
+
+    monkeypatch.setattr(parity, "held_out_rows", first_rows)
+
+
 def train_export_tune(config: TrainConfig, data: Dataset, autotune: str = "on", **source: str) -> Path:
     """`make train export tune` in this process, on the CPU, into config.artifacts: train and save,
     export (`autotune`: the AOTInductor compile's kernel timing), the parity gate, the variants

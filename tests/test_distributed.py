@@ -12,6 +12,7 @@ import sys
 
 import pytest
 import torch
+from test_faults import SMALL_SAMPLES, Pause, finish, small_run_args
 
 from conftest import REPO
 from handoff.errors import PipelineError
@@ -23,7 +24,6 @@ from pipeline.config import TrainConfig
 from pipeline.distributed import World, shard_batches
 from pipeline.placement import rank_device
 from pipeline.train import train
-from test_faults import SMALL_SAMPLES, Pause, finish, small_run_args
 
 
 def torchrun(*args: str, env: dict, nproc: int = 2) -> subprocess.Popen:
