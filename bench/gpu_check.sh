@@ -58,6 +58,8 @@ stage_1() {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null || echo "nvidia-smi: none"
   # The fast recipe with its step replayed as a CUDA graph (capture is reported as warm-up, not
   # training time), then the same without capture, exported through the CUDA parity gate (TF32 off).
+  # The export compiles the AOTInductor package for CUDA (aoti-cuda; its compile time on the device
+  # is not measured yet: if stage 1 runs out of time, rerun it with AUTOTUNE=off in make_flags).
   time make train "${make_flags[@]}" $graph_sizes CAPTURE="$capture" ARTIFACTS="$work/graph"
   time make train export tune "${make_flags[@]}" ARTIFACTS="$work" TUNE_SECONDS="$tune_s" TUNE_BATCH_SIZES=1,1024
   # torch's inference paths and the training step on the device (ONNX Runtime's CUDA rows are stage 2's).
