@@ -17,16 +17,18 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from export.aoti_package import INPUT_SHAPE
 from export.head import load_head
 from export.to_aoti import export_aoti
 from export.to_exported import export_program
 from export.to_onnx import export_onnx, metadata_props
-from export.to_torchscript import WRITTEN, export_torchscript
+from export.to_torchscript import export_torchscript
 from handoff import artifacts
 from handoff.atomic import write_json
 from handoff.cli import run_cli
 from handoff.errors import PipelineError
 from handoff.manifest import record, verify
+from handoff.reports import TORCHSCRIPT_WRITTEN
 from pipeline.placement import resolve_device
 
 EXPORTS = ("torchscript", "exported_program", "aoti", "onnx")  # the report's entries, one per artifact
@@ -50,7 +52,7 @@ def run(config: ExportConfig) -> None:
     checkpoint = out / artifacts.MODEL
     checkpoint_sha256 = verify(out, [artifacts.MODEL])[artifacts.MODEL]
     head, payload = load_head(checkpoint)
-    metadata = {**metadata_props(payload, checkpoint_sha256), "input_shape": ",".join(map(str, payload["input_shape"]))}
+    metadata = {**metadata_props(payload, checkpoint_sha256), INPUT_SHAPE: ",".join(map(str, payload["input_shape"]))}
     torchscript = export_torchscript(head, payload, out / artifacts.TORCHSCRIPT)
     exported = export_program(head, metadata, payload, out / artifacts.EXPORTED_PROGRAM)
     report = {
@@ -64,9 +66,9 @@ def run(config: ExportConfig) -> None:
     write_json(out / artifacts.EXPORT_REPORT, report)
     exports = [report[kind] for kind in EXPORTS]
     record(out, [*(e["file"] for e in exports if e["file"]), artifacts.EXPORT_REPORT], "python -m export",
-           dropping=[] if torchscript["status"] == WRITTEN else [artifacts.TORCHSCRIPT],
+           dropping=[] if torchscript["status"] == TORCHSCRIPT_WRITTEN else [artifacts.TORCHSCRIPT],
            exports={e["file"]: {k: e[k] for k in PROVENANCE if k in e} for e in exports if e["file"]})
-    if torchscript["status"] != WRITTEN:
+    if torchscript["status"] != TORCHSCRIPT_WRITTEN:
         print(f"TorchScript is unavailable in torch {exported['torch']} ({torchscript['reason']}): "
               f"{artifacts.EXPORTED_PROGRAM} and {artifacts.AOTI_PACKAGE} are the torch artifacts")
     for entry in exports:

@@ -56,12 +56,11 @@ def check_cpu(path: Path, metadata: dict[str, str]) -> None:
             f"{', '.join(lacking)} this CPU lacks; running it could crash: run `make export` on this machine")
 
 
-def open_package(path: Path):
-    """The package's runner (checked against this CPU first): a callable from one input tensor to
-    the probabilities, through the C++ loader directly."""
+def open_package(path: Path, metadata: dict[str, str]):
+    """The package's runner (`metadata`, its package_metadata, checked against this CPU first): a
+    callable from one input tensor to the probabilities, through the C++ loader directly."""
     import torch  # here, not at the top: reading metadata needs no torch
 
-    metadata = package_metadata(path)
     check_cpu(path, metadata)
     loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
     return lambda inputs: loader.run([inputs])[0]

@@ -82,7 +82,7 @@ def aoti(path: Path, device: torch.device) -> Backend:
         return Backend(name, device.type, skipped=f"{path.name} is compiled for {metadata.get(DEVICE_KEY)}, not {device.type}")
     with recording_warnings() as recorded:
         try:
-            module = open_package(path)
+            module = open_package(path, metadata)
         except PipelineError:
             raise  # refused: another CPU's package
         except Exception as err:  # the loader raises RuntimeError for any unusable package

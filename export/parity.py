@@ -21,7 +21,6 @@ exits non-zero naming the pair, batch size, error and tolerance.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,6 @@ from export import backends
 from export.head import SoftmaxHead, load_head
 from export.parity_record import record_parity
 from export.parity_report import render_markdown
-from export.to_torchscript import WRITTEN
 from handoff import artifacts
 from handoff.atomic import atomic_path, write_json
 from handoff.cli import run_cli
@@ -41,6 +39,7 @@ from handoff.contract import OUTPUT_NAME
 from handoff.errors import PipelineError
 from handoff.held_out import HeldOut, write_held_out, write_reference_probs
 from handoff.manifest import verify
+from handoff.reports import read_export
 from pipeline.config import DATA_DIR_FIELD, MNIST_MIRROR_FIELD, OTTO_CSV_FIELD
 from pipeline.datasets.registry import dataset_spec, load_dataset
 from pipeline.datasets.spec import DataSource
@@ -220,17 +219,14 @@ def verify_exports(out: Path) -> list[str]:
     """The files must be the ones their stages recorded, and the exports made from this model.pt;
     returns the torch artifacts export wrote (TorchScript only while this torch had it)."""
     verify(out, [artifacts.EXPORT_REPORT])
-    report = json.loads((out / artifacts.EXPORT_REPORT).read_text())
-    torch_files = [*([artifacts.TORCHSCRIPT] if report["torchscript"]["status"] == WRITTEN else []),
-                   artifacts.EXPORTED_PROGRAM, artifacts.AOTI_PACKAGE]
-    current = verify(out, [artifacts.MODEL, *torch_files, artifacts.ONNX])[artifacts.MODEL]
-    source = report["source_checkpoint"]["sha256"]
-    if source != current:
+    report = read_export(out)
+    current = verify(out, [artifacts.MODEL, *report.torch_files, artifacts.ONNX])[artifacts.MODEL]
+    if report.source_sha256 != current:
         raise PipelineError(
-            f"{out / artifacts.ONNX}: exported from another model.pt (sha256 {source[:16]}…, now {current[:16]}…); "
+            f"{out / artifacts.ONNX}: exported from another model.pt (sha256 {report.source_sha256[:16]}…, now {current[:16]}…); "
             "run `make export`"
         )
-    return torch_files
+    return report.torch_files
 
 
 def run(config: ParityConfig) -> None:

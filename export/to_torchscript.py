@@ -23,8 +23,7 @@ from export.head import SoftmaxHead, contract_text
 from export.recorded_warnings import recording_warnings
 from handoff.atomic import atomic_path
 from handoff.errors import PipelineError, first_line
-
-WRITTEN, UNAVAILABLE = "written", "unavailable"  # the report entry's status
+from handoff.reports import TORCHSCRIPT_UNAVAILABLE, TORCHSCRIPT_WRITTEN
 
 
 def export_torchscript(head: SoftmaxHead, payload: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -42,10 +41,10 @@ def export_torchscript(head: SoftmaxHead, payload: dict[str, Any], path: Path) -
             raise  # the disk refused the file: not TorchScript's doing
         except Exception as err:  # this torch refuses TorchScript: no artifact, and none left from before
             path.unlink(missing_ok=True)
-            return {"file": None, "status": UNAVAILABLE, "reason": first_line(err), "warnings": recorded}
+            return {"file": None, "status": TORCHSCRIPT_UNAVAILABLE, "reason": first_line(err), "warnings": recorded}
     return {
         "file": path.name,
-        "status": WRITTEN,
+        "status": TORCHSCRIPT_WRITTEN,
         "method": "torch.jit.script",
         "seconds": time.perf_counter() - started,
         "warnings": recorded,

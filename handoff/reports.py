@@ -4,6 +4,7 @@ folder; a missing or malformed report is a one-line PipelineError naming the fil
 that writes it. The writers are the stages themselves:
 
     train_metrics.json   python -m pipeline.train    TrainReport
+    export_report.json   python -m export            ExportReport
     parity.json          python -m export.parity     ParityReport
     variants.json        python -m export.variants   VariantsReport
     ort_tuning.json      python -m export.tune       TuningReport
@@ -90,6 +91,26 @@ class ParityReport:
                    d["inputs"], d["batch_sizes"], labelled, pairs)
 
 
+# export_report.json's TorchScript status: "written", or "unavailable" (this torch refuses TorchScript)
+TORCHSCRIPT_WRITTEN, TORCHSCRIPT_UNAVAILABLE = "written", "unavailable"
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    source_sha256: str  # the model.pt the exports were made from
+    torch_files: list[str]  # the torch-side artifacts written: TorchScript (while torch has it), model.pt2, model.aoti.pt2
+    torchscript_missing: str | None  # why there is no TorchScript file (None: there is one)
+    aoti: dict[str, Any]  # the package's entry: compile seconds, options, size hint, device, CPU, cold start
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ExportReport:
+        torchscript = d["torchscript"]
+        written = torchscript["status"] == TORCHSCRIPT_WRITTEN
+        torch_files = [*([artifacts.TORCHSCRIPT] if written else []), artifacts.EXPORTED_PROGRAM, artifacts.AOTI_PACKAGE]
+        missing = None if written else f"this torch refuses TorchScript ({torchscript['reason']})"
+        return cls(d["source_checkpoint"]["sha256"], torch_files, missing, d["aoti"])
+
+
 GATE_FIELDS = ("accuracy", "reference_accuracy", "agreement", "max_abs", "tolerance")  # of a variant's gate check
 
 
@@ -160,6 +181,10 @@ class TuningReport:
 
 def read_train(folder: Path) -> TrainReport:
     return _load(folder, artifacts.TRAIN_METRICS, TrainReport.from_json)
+
+
+def read_export(folder: Path) -> ExportReport:
+    return _load(folder, artifacts.EXPORT_REPORT, ExportReport.from_json)
 
 
 def read_parity(folder: Path) -> ParityReport:

@@ -133,6 +133,11 @@ def cli_env(mnist_mirror) -> dict[str, str]:
     return env
 
 
+# A child `python -I -c` script's first line: the project unimportable (a name mapped to None fails
+# to import), for the artifacts a user loads with their runtime alone.
+BLOCK_PROJECT = "import sys; sys.modules.update(pipeline=None, export=None, handoff=None)\n"
+
+
 def blocked_imports(env: dict[str, str], packages: tuple[str, ...], reason: str) -> dict[str, str]:
     """`env` where importing any of `packages` fails with `reason` (tests/blocked_imports/sitecustomize.py)."""
     return {**env, "PYTHONPATH": f"{REPO / 'tests' / 'blocked_imports'}{os.pathsep}{REPO}",

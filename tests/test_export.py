@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch.torch_version import TorchVersion
 
-from conftest import fewer_gate_rows
+from conftest import BLOCK_PROJECT, fewer_gate_rows
 from export.backends import aoti, eager, exported_program, onnxruntime, torchscript
 from export.head import load_head
 from export.parity import ParityConfig
@@ -22,9 +22,6 @@ from export.parity import main as parity_main
 from export.parity import run as parity_run
 from handoff.digest import sha256_file
 from handoff.manifest import record
-
-# Make the project unimportable in a child process: importing a name mapped to None fails.
-BLOCK_PROJECT = "import sys; sys.modules.update(pipeline=None, export=None)\n"
 
 
 def test_parity_passes_and_manifest_lists_every_artifact(exported):

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import export.__main__ as export_main
-from conftest import fewer_gate_rows
+from conftest import BLOCK_PROJECT, fewer_gate_rows
 from export import aoti_package
 from export.__main__ import ExportConfig
 from export.__main__ import run as export_run
@@ -25,9 +25,8 @@ from handoff import cpu
 from handoff.digest import sha256_file
 from handoff.errors import PipelineError
 from handoff.idx import read_float_idx
+from handoff.reports import read_export
 
-# Make the project unimportable in a child process: importing a name mapped to None fails.
-BLOCK_PROJECT = "import sys; sys.modules.update(pipeline=None, export=None, handoff=None)\n"
 TORCH_SIDE = {"torchscript-cpu", "exported-cpu", "aoti-cpu"}
 
 
@@ -125,6 +124,8 @@ def test_export_carries_on_when_torch_has_no_torchscript(exported, data_dir, tmp
     report = json.loads((out / "export_report.json").read_text())
     assert report["torchscript"]["status"] == "unavailable" and report["torchscript"]["file"] is None
     assert "model.torchscript.pt" not in json.loads((out / "manifest.json").read_text())["artifacts"]
+    assert read_export(out).torch_files == ["model.pt2", "model.aoti.pt2"]
+    assert "TorchScript has been removed" in read_export(out).torchscript_missing
 
     fewer_gate_rows(monkeypatch)  # which backends the gate runs is the point, not every row
     parity_run(ParityConfig(artifacts=str(out), device="cpu", data_dir=str(data_dir)))

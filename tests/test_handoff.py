@@ -9,8 +9,9 @@ import pytest
 
 from conftest import REPO
 from handoff import artifacts, timing
+from handoff.digest import sha256_file
 from handoff.errors import PipelineError
-from handoff.reports import read_parity, read_train, read_tuning, read_variants
+from handoff.reports import read_export, read_parity, read_train, read_tuning, read_variants
 from tools.stage_sources import closure, imports
 
 
@@ -40,6 +41,9 @@ def test_reports_read_what_the_stages_wrote(exported):
     train = read_train(exported)
     assert (train.dataset, train.held_out, train.accuracy) == ("mnist", "test", raw["test_accuracy"])
     assert train.metrics == {"test_accuracy": raw["test_accuracy"], "test_loss": raw["test_loss"]}
+    export = read_export(exported)
+    assert export.torch_files == [artifacts.TORCHSCRIPT, artifacts.EXPORTED_PROGRAM, artifacts.AOTI_PACKAGE]
+    assert export.torchscript_missing is None and export.source_sha256 == sha256_file(exported / artifacts.MODEL)
     parity = read_parity(exported)
     assert parity.passed and {p.candidate for p in parity.pairs} == {"torchscript-cpu", "exported-cpu", "aoti-cpu", "ort-cpu"}
     assert all(p.agreeing == p.rows == 4 * 10_000 for p in parity.pairs)  # every held-out row, at 4 batch sizes

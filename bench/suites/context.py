@@ -5,7 +5,6 @@ pytest hooks; bench/suites/conftest.py imports them so pytest finds them."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import statistics
 import subprocess
@@ -22,7 +21,7 @@ from handoff import artifacts
 from handoff.cpu import cpu_model
 from handoff.errors import PipelineError
 from handoff.ort_options import pinned
-from handoff.reports import read_tuning
+from handoff.reports import read_export, read_tuning
 from pipeline.placement import resolve_precision
 from pipeline.provenance import cpu_dispatch
 
@@ -92,11 +91,11 @@ def loading_providers() -> list[str]:
 
 def _aoti_summary(folder) -> dict | None:
     """What `make export` measured of the AOTInductor package: compile time, options, cold starts."""
-    path = folder / artifacts.EXPORT_REPORT
-    if not path.exists():
+    try:
+        aoti = read_export(folder).aoti
+    except PipelineError:
         return None  # the `exported` fixture fails the run with the reason
-    entry = json.loads(path.read_text()).get("aoti")
-    return entry and {k: entry[k] for k in ("seconds", "inductor_configs", "size_hint", "cpu_isa", "cold_start")}
+    return {k: aoti[k] for k in ("seconds", "inductor_configs", "size_hint", "cpu_isa", "cold_start")}
 
 
 def _tuning_summary(folder) -> dict | None:

@@ -1,7 +1,7 @@
 """Every backend the inference benchmark measures, by runtime id, and the devices each runs on.
 
     eager, torchscript, compiled   PyTorch (compiled: torch.compile, a peer); torchscript skips where
-                                   this torch wrote none (export_report.json says why)
+                                   this torch wrote none (handoff.reports.ExportReport says why)
     exported                       model.pt2, torch.export.load(...).module()
     aoti                           model.aoti.pt2, AOTInductor's runner, on the device it was compiled for
     ort                            ONNX Runtime, float32, ORT's default options, `session.run`
@@ -24,7 +24,7 @@ from export import backends
 from export.head import SoftmaxHead
 from handoff import artifacts
 from handoff.artifacts import REFERENCE_VARIANT, VARIANT_FILES
-from handoff.reports import TuningReport
+from handoff.reports import TuningReport, read_export
 
 RUNTIMES: dict[str, tuple[str, ...]] = {
     "eager": ("cpu", "cuda"),
@@ -53,11 +53,10 @@ def build(runtime: str, device: torch.device, head: SoftmaxHead, settings: Bench
     if kind == "eager":
         return backends.eager(head, device)
     if kind == "torchscript":
-        path = settings.artifacts / artifacts.TORCHSCRIPT
-        if not path.exists():
-            return backends.Backend(f"torchscript-{device.type}", device.type,
-                                    skipped=f"no {path.name}: this torch has no TorchScript ({artifacts.EXPORT_REPORT} says why)")
-        return backends.torchscript(path, device)
+        missing = read_export(settings.artifacts).torchscript_missing
+        if missing:
+            return backends.Backend(f"torchscript-{device.type}", device.type, skipped=f"no {artifacts.TORCHSCRIPT}: {missing}")
+        return backends.torchscript(settings.artifacts / artifacts.TORCHSCRIPT, device)
     if kind == "exported":
         return backends.exported_program(settings.artifacts / artifacts.EXPORTED_PROGRAM, device)
     if kind == "aoti":

@@ -37,7 +37,6 @@ TARGET_OF = {"fast": 0.98, "seed": 0.97}  # what each recipe is judged on (bench
 RUNS = [("fast", 0, "off"), ("seed", 0, "off"), ("fast", 0, "cuda-graph"),
         pytest.param("fast", 1, "off", marks=pytest.mark.study), pytest.param("fast", 2, "off", marks=pytest.mark.study)]
 SEED_RECIPE_EPOCHS = 15  # the lecture's 9, continued: it reaches 97% at about epoch 11, and stops there
-GEMM_SECONDS = 0.5  # the GEMM rate is timed this long before and after each run (smoke: a tenth)
 
 
 def time_to(history: list[dict], target: float) -> dict:
@@ -65,7 +64,7 @@ def test_time_to_accuracy(benchmark, recipe_name, seed, capture, device, mnist, 
     )
     dtype = resolve_precision(config.resolved_recipe.precision, device).autocast_dtype or torch.float32
     until = TARGET_OF[recipe_name] if recipe_name == "seed" else None  # a constant rate: stopping changes nothing before
-    gemm_seconds = GEMM_SECONDS / 10 if settings.smoke else GEMM_SECONDS
+    gemm_seconds = settings.gemm_seconds / 2  # the GEMM rate is timed half as long before the run and after it
     rates = gemm_rates(dtype, device, gemm_seconds, settings.gemm_size)
     result = benchmark.pedantic(train, args=(config, mnist), kwargs={"until": until}, rounds=1, iterations=1, warmup_rounds=0)
     rates += gemm_rates(dtype, device, gemm_seconds, settings.gemm_size)
