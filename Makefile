@@ -79,6 +79,9 @@ MAX_BATCH ?=
 MAX_QUEUE_DELAY_US ?=
 ## MAX_QUEUE_SIZE: queued requests beyond which new ones get 503 (empty: 1024)
 MAX_QUEUE_SIZE ?=
+## REPOSITORY: a model repository folder: make deploy also publishes the bundle there as the next version, make serve serves all of it
+REPOSITORY ?=
+
 ## HOST: the address make serve binds (0.0.0.0 for every interface)
 HOST ?= 127.0.0.1
 ## PORT: the HTTP port of make serve
@@ -114,7 +117,7 @@ endif
 STAGE_SOURCES := $(shell python3 tools/stage_sources.py train=pipeline/train.py export=export/__main__.py \
 	parity=export/parity.py variants=export/variants.py tune=export/tune.py deploy=deploy/build/__main__.py \
 	web=web/build.py bench=bench/suites/conftest.py,bench/suites/test_*.py report=bench/report/__main__.py \
-	serve=bench/serve/__main__.py,bench/serve/stack_floor.py,bench/serve/peers/mlserver_onnx.py,bench/serve/peers/kserve_onnx.py,deploy/serve/__main__.py)
+	serve=bench/serve/__main__.py,bench/serve/stack_floor.py,bench/serve/peers/mlserver_onnx.py,bench/serve/peers/kserve_onnx.py,bench/serve/peers/triton_onnx.py,deploy/serve/__main__.py)
 ifeq ($(filter train:%,$(STAGE_SOURCES)),)
 $(error tools/stage_sources.py listed no sources; it needs python3 on PATH)
 endif
@@ -199,17 +202,20 @@ export: $(ARTIFACTS)/manifest.json $(ARTIFACTS)/variants.json ## TorchScript, Ex
 
 tune: $(ARTIFACTS)/ort_tuning.json ## choose ONNX Runtime session options per variant and batch size by measurement (TUNE_SECONDS=...)
 
-deploy: $(BUNDLE_AND_PAGE) ## torch-free bundle in ARTIFACTS/deploy (VARIANT=fp32|int8|int8-dynamic|fp16; fp32 always kept), with its page once make web has run
+deploy: $(BUNDLE_AND_PAGE) ## torch-free bundle in ARTIFACTS/deploy (VARIANT=fp32|int8|int8-dynamic|fp16; fp32 always kept), with its page once make web has run; REPOSITORY=DIR also publishes it there as the next version
+ifneq ($(REPOSITORY),)
+	$(PY) -m deploy.build.publish --bundle $(BUNDLE) --repository $(REPOSITORY)
+endif
 
 web: $(PAGE) ## the page that runs the bundle in the browser (ONNX Runtime Web) -> ARTIFACTS/deploy/web; needs npm
 
-serve: $(BUNDLE_AND_PAGE) ## serve the bundle (Open Inference Protocol, HTTP on HOST:PORT, gRPC on GRPC_PORT; the page at / once make web has run) until Ctrl-C
-	$(PY) -m deploy.serve --bundle $(BUNDLE) --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT)
+serve: $(if $(REPOSITORY),$(PY_DEPS),$(BUNDLE_AND_PAGE)) ## serve the bundle, or every model of REPOSITORY (Open Inference Protocol, HTTP on HOST:PORT, gRPC on GRPC_PORT; the page at / once make web has run) until Ctrl-C
+	$(PY) -m deploy.serve $(if $(REPOSITORY),--repository $(REPOSITORY),--bundle $(BUNDLE)) --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT)
 
 cpp: $(CPP_LOADER) $(ARTIFACTS)/parity.json ## the C++ loader (libtorch from the torch wheel): model.aoti.pt2 and model.torchscript.pt on the MNIST test set -> bench/cpp.json
 	$(CPP_RUN)
 
-bench-serve: $(BENCH_DIR)/serve.md ## mlp-serve beside MLServer and KServe (each in its own venv under .peers/), 1/8/64 clients, robustness -> bench/serve.md
+bench-serve: $(BENCH_DIR)/serve.md ## mlp-serve beside Triton, MLServer and KServe (each in its own venv under .peers/), 1/8/64 clients, hot reload, TLS, robustness -> bench/serve.md
 
 bench: $(BENCH_DIR)/report.md ## every runtime, variant and peer, the training step, one time-to-accuracy run per recipe, the targets -> bench/report.md
 

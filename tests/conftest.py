@@ -6,6 +6,7 @@ import dataclasses
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -155,16 +156,18 @@ def no_torch_env(cli_env) -> dict[str, str]:
 
 
 @contextmanager
-def running_server(bundle: Path, *args: str, grpc_port: int = 0, startup_s: float = 60) -> Iterator[str]:
-    """`mlp-serve` on a free loopback port, torch blocked (gRPC on `grpc_port`, 0: off); yields
-    "127.0.0.1:<port>" once ready. The server must exit 0 when terminated (SIGTERM drains)."""
-    port = free_port()
-    command = [sys.executable, "-m", "deploy.serve", "--bundle", str(bundle), "--port", str(port),
-               "--grpc-port", str(grpc_port), *args]
+def running_server(bundle: Path | None, *args: str, grpc_port: int = 0, startup_s: float = 60,
+                   repository: Path | None = None, port: int | None = None) -> Iterator[str]:
+    """`mlp-serve` on a free loopback port, torch blocked (gRPC on `grpc_port`, 0: off), serving
+    `bundle` or every model of `repository`; yields "127.0.0.1:<port>" once ready (over HTTPS when
+    `args` hold --tls-cert). The server must exit 0 when terminated (SIGTERM drains)."""
+    port = port or free_port()
+    source = ["--repository", str(repository)] if repository is not None else ["--bundle", str(bundle)]
+    command = [sys.executable, "-m", "deploy.serve", *source, "--port", str(port), "--grpc-port", str(grpc_port), *args]
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(command, env=torch_blocked(child_env()), cwd=REPO, stdout=log, stderr=log)
         try:
-            _wait_ready(server, port, log, startup_s)
+            _wait_ready(server, port, log, startup_s, "https" if "--tls-cert" in args else "http")
             yield f"127.0.0.1:{port}"
         finally:
             server.terminate()
@@ -180,14 +183,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _wait_ready(server: subprocess.Popen, port: int, log, startup_s: float) -> None:
+def _wait_ready(server: subprocess.Popen, port: int, log, startup_s: float, scheme: str = "http") -> None:
     deadline = time.monotonic() + startup_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
             log.seek(0)
             pytest.fail(f"mlp-serve exited with {server.returncode}: {log.read().decode()[-2000:]}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1) as response:
+            unverified = ssl._create_unverified_context() if scheme == "https" else None  # readiness only; the tests verify
+            with urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/v2/health/ready", timeout=1, context=unverified) as response:
                 if response.status == 200:
                     return
         except OSError:  # not listening yet
@@ -244,6 +248,18 @@ def mnist_bundle(tmp_path_factory, exported) -> Path:
         run(DeployConfig(artifacts=str(folder / "artifacts"), max_batch=MNIST_BUNDLE_MAX_BATCH))
 
     return shared_folder(tmp_path_factory, "bundle", build) / "artifacts" / "deploy"
+
+
+@pytest.fixture(scope="session")
+def otto_bundle(tmp_path_factory, otto_artifacts) -> Path:
+    """`make deploy VARIANT=int8` on a copy of the run's Otto artifacts: the bundle folder."""
+    def build(folder: Path) -> None:
+        from deploy.build.__main__ import DeployConfig, run
+
+        shutil.copytree(otto_artifacts, folder / "artifacts", ignore=shutil.ignore_patterns("deploy"))
+        run(DeployConfig(artifacts=str(folder / "artifacts"), variant="int8"))
+
+    return shared_folder(tmp_path_factory, "otto-bundle", build) / "artifacts" / "deploy"
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import subprocess
 import sys
 
@@ -15,8 +14,6 @@ import pytest
 import tritonclient.http as triton_http
 
 from conftest import REPO, running_server
-from deploy.build.__main__ import DeployConfig
-from deploy.build.__main__ import run as build_run
 from deploy.build.triton import read_config
 from deploy.bundle import load_bundle
 from deploy.errors import ExitCode
@@ -26,15 +23,6 @@ from handoff.otto_csv import CLASSES, FEATURES, read_otto_csv
 pytestmark = pytest.mark.xdist_group("servers")
 
 ROWS = 5
-
-
-@pytest.fixture(scope="module")
-def otto_bundle(otto_artifacts, tmp_path_factory):
-    """`make deploy VARIANT=int8` on a copy of the run's Otto artifacts (shared with other tests)."""
-    out = tmp_path_factory.mktemp("otto-bundle") / "artifacts"
-    shutil.copytree(otto_artifacts, out, ignore=shutil.ignore_patterns("deploy"))
-    build_run(DeployConfig(artifacts=str(out), variant="int8"))
-    return out / "deploy"
 
 
 @pytest.fixture(scope="module")

@@ -112,7 +112,7 @@ def test_statistics_count_what_was_inferred(client):
 
 def test_the_methods_not_served_answer_unimplemented(grpc_address):
     stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(grpc_address))
-    for call, request in [(stub.RepositoryIndex, pb.RepositoryIndexRequest()), (stub.ModelConfig, pb.ModelConfigRequest(name="mnist_mlp"))]:
+    for call, request in [(stub.TraceSetting, pb.TraceSettingRequest()), (stub.ModelConfig, pb.ModelConfigRequest(name="mnist_mlp"))]:
         with pytest.raises(grpc.RpcError) as refused:
             call(request)
         assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED and "not served by mlp-serve" in refused.value.details()

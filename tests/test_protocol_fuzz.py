@@ -6,8 +6,11 @@ well as far from it (any JSON, any bytes)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -18,7 +21,10 @@ from hypothesis import strategies as st
 from deploy.batch_policy import BatchPolicy
 from deploy.bundle import load_bundle
 from deploy.serve.http_app import HttpApp
+from deploy.serve.metrics import Metrics
+from deploy.serve.models import ServedModels
 from deploy.serve.protocol import ProtocolError, encode_response, parse_infer
+from deploy.serve.repository import Repository
 from deploy.serve.service import ModelService, ServingLimits
 
 MAX_BATCH = 4
@@ -69,13 +75,29 @@ def near_requests(draw) -> tuple[bytes, str | None]:
     return header + tail, length if binary else draw(mostly(None, st.just(length)))
 
 
+def open_version(path: Path, name: str | None = None, version: str | None = None, metrics: Metrics | None = None) -> ModelService:
+    return ModelService(load_bundle(path), ServingLimits(BatchPolicy(MAX_BATCH, 0, 64), 1 << 16), metrics or Metrics(), name, version)
+
+
 @pytest.fixture(scope="module")
-def service(mnist_bundle):
-    bundle = load_bundle(mnist_bundle)
-    service = ModelService(bundle, ServingLimits(BatchPolicy(MAX_BATCH, 0, 64), 1 << 16), "test")
-    service.start()
-    yield service
-    service.stop()
+def served(mnist_bundle, tmp_path_factory):
+    """A repository server's app: mnist_mlp version 1 (the bundle) beside a model whose bundle is
+    broken; repository routes load and unload them while the fuzzer runs."""
+    root = tmp_path_factory.mktemp("repository")
+    shutil.copytree(mnist_bundle, root / "mnist_mlp" / "1")
+    shutil.copytree(mnist_bundle, root / "broken" / "1")
+    (root / "broken" / "1" / "model.onnx").write_bytes(b"not a model")
+    metrics, models = Metrics(), ServedModels("test")
+    repository = Repository(root, models, functools.partial(open_version, metrics=metrics))
+    asyncio.run(repository.load("mnist_mlp"))
+    yield HttpApp(models, metrics, 1 << 16, repository=repository), models
+    for service in models:
+        service.stop()
+
+
+@pytest.fixture(scope="module")
+def service(served):
+    return served[1].resolve("mnist_mlp")
 
 
 def check_parse(body: bytes, header_length: str | None, contract) -> None:
@@ -89,7 +111,7 @@ def check_parse(body: bytes, header_length: str | None, contract) -> None:
     assert request.inputs.dtype == np.float32 and request.inputs.shape[1:] == contract.input_shape
     assert 1 <= len(request.inputs) <= MAX_BATCH and np.isfinite(request.inputs).all()
     probs = np.full((len(request.inputs), len(contract.classes)), 0.1, np.float32)
-    body, headers = encode_response(contract, request, probs)  # what the server answers must be writable
+    body, headers = encode_response(contract, request, probs, "mnist_mlp", "1")  # what the server answers must be writable
     assert body and headers
 
 
@@ -121,34 +143,42 @@ async def call(app: HttpApp, method: str, path: str, headers: list[tuple[bytes, 
     return sent[0]["status"], sent[1]["body"]
 
 
+# A repository request's body: empty, Triton's JSON ({"ready": ...}, {"parameters": ...}), or anything.
+repository_requests = st.one_of(st.just(b""), json_values.map(lambda value: json.dumps(value).encode()), st.binary(max_size=64)).map(lambda body: (body, None))
 header_pairs = st.lists(st.tuples(st.sampled_from([b"content-length", b"inference-header-content-length", b"content-type", b"x"]),
                                   st.binary(max_size=8)), max_size=4)
 paths = st.one_of(st.sampled_from(["/v2/models/mnist_mlp/infer", "/v2/models/mnist_mlp/versions/1/infer", "/v2/models/m/infer",
-                                   "/v2", "/v2/health/ready", "/v2/models/mnist_mlp/stats", "/metrics", "/v2/models/mnist_mlp"]),
+                                   "/v2", "/v2/health/ready", "/v2/models/mnist_mlp/stats", "/metrics", "/v2/models/mnist_mlp",
+                                   "/v2/repository/index", "/v2/repository/models/mnist_mlp/load", "/v2/repository/models/mnist_mlp/unload",
+                                   "/v2/repository/models/broken/load", "/v2/repository/models/../load", "/v2/repository/models/m/unload"]),
                   st.text(max_size=30).map(lambda t: "/" + t))
 
 
 @FUZZ
-@given(mostly("POST", st.sampled_from(["GET", "PUT", "DELETE"])), mostly("/v2/models/mnist_mlp/infer", paths), header_pairs, near_requests(), st.integers(1, 3))
-def test_the_http_app_never_answers_5xx(service, method, path, headers, drawn, chunks):
+@given(mostly("POST", st.sampled_from(["GET", "HEAD", "PUT", "DELETE"])), mostly("/v2/models/mnist_mlp/infer", paths), header_pairs,
+       st.one_of(near_requests(), repository_requests), st.integers(1, 3))
+def test_the_http_app_never_answers_5xx(served, method, path, headers, drawn, chunks):
+    """Repository requests too: loading and unloading while the fuzzer infers, and a broken model's load."""
     body, header_length = drawn
     if header_length is not None:
         headers = [*headers, (b"inference-header-content-length", header_length.encode())]
-    status, answer = asyncio.run(call(HttpApp(service), method, path, headers, body, chunks))
+    status, answer = asyncio.run(call(served[0], method, path, headers, body, chunks))
     event(f"status {status}")
     assert status < 500, answer
-    if status >= 400:
+    if status >= 400 and method != "HEAD":
         assert set(orjson.loads(answer)) == {"error"}
 
 
 def test_a_fault_of_the_server_is_a_logged_json_500_and_readiness_follows_the_inference_thread(mnist_bundle, caplog):
-    service = ModelService(load_bundle(mnist_bundle), ServingLimits(BatchPolicy(MAX_BATCH, 0, 64), 1 << 16), "test")
+    metrics, models = Metrics(), ServedModels("test")
+    service = open_version(mnist_bundle, metrics=metrics)
+    models.swap(service.name, {service.version: service})
 
     def broken(inputs: np.ndarray) -> np.ndarray:
         raise RuntimeError("the session is gone")
 
     service.batcher._run = broken  # what a failing ONNX Runtime call would do
-    app, body = HttpApp(service), orjson.dumps({"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28],
+    app, body = HttpApp(models, metrics, 1 << 16), orjson.dumps({"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28],
                                                             "data": [0.5] * 784}]})
     service.start()
     try:
@@ -158,7 +188,7 @@ def test_a_fault_of_the_server_is_a_logged_json_500_and_readiness_follows_the_in
         service.stop()
     assert (status, orjson.loads(answer)) == (500, {"error": "internal error: RuntimeError: the session is gone"})
     assert "POST /v2/models/mnist_mlp/infer failed" in caplog.text and "RuntimeError" in caplog.text
-    assert 'mlp_inference_failures_total{model="mnist_mlp",status="500"} 1.0' in service.metrics.exposition().decode()
+    assert 'mlp_inference_failures_total{model="mnist_mlp",status="500",version="1"} 1.0' in metrics.exposition().decode()
     assert ready[0] == 200
     stopped = asyncio.run(call(app, "GET", "/v2/health/ready", [], b"", 1))
     assert stopped[0] == 400 and "not ready" in orjson.loads(stopped[1])["error"]

@@ -119,6 +119,28 @@ def test_unknown_models_versions_and_routes(server, method, path, status):
     assert got == status and isinstance(response["error"], str)
 
 
+def test_head_on_every_get_route_and_allow_on_405(server):
+    """RFC 9110: HEAD answers GET's status and headers without the body; a 405 says what is allowed."""
+    for path in ("/v2/health/live", "/v2/health/ready", "/v2", "/v2/models/mnist_mlp", "/v2/models/mnist_mlp/ready",
+                 "/v2/models/mnist_mlp/stats", "/metrics"):
+        get, head = http.client.HTTPConnection(server, timeout=10), http.client.HTTPConnection(server, timeout=10)
+        get.request("GET", path)
+        got = get.getresponse()
+        body = got.read()
+        head.request("HEAD", path)
+        answer = head.getresponse()
+        assert (answer.status, answer.read()) == (got.status, b"") == (200, b""), path
+        if path != "/metrics":  # the metrics change between the two requests
+            assert int(answer.headers["content-length"]) == len(body), path
+        assert answer.headers["content-type"] == got.headers["content-type"], path
+    for method, path, allow in (("DELETE", "/v2/health/ready", "GET, HEAD"), ("GET", "/v2/models/mnist_mlp/infer", "POST"),
+                                ("GET", "/v2/repository/index", "POST")):
+        connection = http.client.HTTPConnection(server, timeout=10)
+        connection.request(method, path)
+        response = connection.getresponse()
+        assert (response.status, response.headers["allow"]) == (405, allow) and "error" in json.loads(response.read())
+
+
 def test_bad_requests_leave_the_server_serving_and_are_counted(server, images):
     for body, headers, _, _ in [case[1:] for case in BAD_REQUESTS[:5]]:
         _post(server, _bad_body(body, headers), headers)
@@ -126,7 +148,7 @@ def test_bad_requests_leave_the_server_serving_and_are_counted(server, images):
     connection = http.client.HTTPConnection(server, timeout=10)
     connection.request("GET", "/metrics")
     metrics = connection.getresponse().read().decode()
-    failures = re.search(r'mlp_inference_failures_total\{model="mnist_mlp",status="400"\} (\S+)', metrics)
+    failures = re.search(r'mlp_inference_failures_total\{model="mnist_mlp",status="400",version="1"\} (\S+)', metrics)
     assert failures and float(failures.group(1)) >= 5
     assert "mlp_request_duration_seconds_bucket" in metrics and "mlp_inference_rows_total" in metrics
 

@@ -90,9 +90,9 @@ def test_a_full_queue_is_503_over_http_and_unavailable_over_grpc(mnist_bundle, r
     assert [status for status, _ in answered] == [200]
     assert [status for status, _ in refused] == [503] * 3 and all(b"server busy" in body for _, body in refused)
     assert unavailable.value.status() == "StatusCode.UNAVAILABLE" and "server busy" in unavailable.value.message()
-    assert 'mlp_inference_failures_total{model="mnist_mlp",status="503"} 3.0' in metrics
-    assert 'mlp_inference_failures_total{model="mnist_mlp",status="grpc:UNAVAILABLE"} 1.0' in metrics
-    assert "mlp_queue_requests 1.0" in metrics and "mlp_batch_rows_bucket" in metrics
+    assert 'mlp_inference_failures_total{model="mnist_mlp",status="503",version="1"} 3.0' in metrics
+    assert 'mlp_inference_failures_total{model="mnist_mlp",status="grpc:UNAVAILABLE",version="1"} 1.0' in metrics
+    assert 'mlp_queue_requests{model="mnist_mlp",version="1"} 1.0' in metrics and "mlp_batch_rows_bucket" in metrics
 
 
 def test_a_body_that_stops_arriving_gets_408_and_the_connection_closes(mnist_bundle, requests):

@@ -111,3 +111,12 @@ def test_mlp_serve_serves_the_page_with_the_headers_for_threads(mnist_web_bundle
         status, not_modified, body = get("/ort/ort-wasm-simd-threaded.wasm", {"If-None-Match": headers["etag"]})
         assert (status, body) == (304, b"") and "content-length" not in {name.lower() for name in not_modified}
         assert get("/v2/health/ready")[0] == 200 and get("/nothing.js")[0] == 404  # the protocol's routes are as they were
+        wasm = (mnist_web_bundle / "web/ort/ort-wasm-simd-threaded.wasm").read_bytes()
+        status, packed, body = get("/ort/ort-wasm-simd-threaded.wasm", {"Accept-Encoding": "gzip, deflate, br"})
+        assert (status, packed["content-encoding"], packed["vary"]) == (200, "gzip", "accept-encoding")
+        assert gzip.decompress(body) == wasm and len(body) < len(wasm) / 2 and packed["etag"] != headers["etag"]
+        assert get("/ort/ort-wasm-simd-threaded.wasm", {"Accept-Encoding": "gzip", "If-None-Match": packed["etag"]})[0] == 304
+        assert "content-encoding" not in get("/ort/ort-wasm-simd-threaded.wasm", {"Accept-Encoding": "gzip;q=0"})[1]
+        head = urllib.request.Request(f"http://{address}/", method="HEAD")
+        with urllib.request.urlopen(head, timeout=10) as response:  # curl -I: the page's headers, no body
+            assert response.status == 200 and response.read() == b"" and int(response.headers["content-length"]) > 0

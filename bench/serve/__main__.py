@@ -1,17 +1,19 @@
-"""`make bench-serve`: mlp-serve beside MLServer and KServe's Python server under the same load, in one
-run, then serve.md and serve.png (bench.serve.report).
+"""`make bench-serve`: mlp-serve beside Triton Inference Server, MLServer and KServe's Python server under
+the same load, in one run, then serve.md and serve.png (bench.serve.report).
 
 Usage:
     python -m bench.serve [--artifacts DIR] [--seconds 5] [--clients 1,8,64] [--delays-us 0,500,2000]
-                          [--peers mlserver,mlserver-adaptive,kserve] [--peers-dir .peers]
+                          [--peers mlserver,mlserver-adaptive,kserve,triton] [--peers-dir .peers] [--swaps 10]
     make bench-serve                  # builds the peers' virtual environments first (bench/serve/peers/peers.mk)
 
 Every server serves the bundle's default variant file ($(ARTIFACTS)/deploy) on loopback. Each point
 is C closed-loop clients (bench.serve.load) sending batch-1 requests built from real held-out inputs
 (the rows the parity gate judged, <artifacts>/held_out.npz) for `seconds` after a warm-up, every answer checked against the fp32 model's class. Measured: mlp-serve
-with dynamic batching on and off (HTTP binary, HTTP JSON, gRPC), its queue delay at 64 clients, two
-workers, the protocol stacks' floor (bench.serve.stack_floor), each peer in the encodings it accepts, the
-model's own time per row, and the CPU of the server's process tree and of the load generator.
+with dynamic batching on and off (HTTP binary, HTTP JSON, gRPC), gRPC on its other transport (uvicorn's
+HTTP/2), over TLS, its queue delay at 64 clients, two workers, the protocol stacks' floor
+(bench.serve.stack_floor), each peer in the encodings it accepts (Triton's gRPC too), hot reload (64
+clients while --swaps versions are loaded: bench.serve.hot_reload), the model's own time per row, and
+the CPU of the server's process tree and of the load generator.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import http.client
 import json
 import os
 import platform
+import ssl
 import subprocess
 import sys
 import time
@@ -34,6 +37,7 @@ import onnxruntime as ort
 
 from bench.serve import report as serve_report
 from bench.serve import robustness as serve_robustness
+from bench.serve.hot_reload import hot_reload, self_signed
 from bench.serve.load import grpc_requests, infer_requests, run_grpc, run_http
 from bench.serve.peers.launch import running_peer, versions
 from bench.serve.proc import free_port, tree_cpu_s, wait_listening, wait_ready
@@ -46,6 +50,8 @@ from handoff.cpu import cpu_flags, cpu_model
 from handoff.held_out import read_held_out
 
 MODEL_NAME = "mnist_mlp"
+GRPC_OTHER_TRANSPORT = "gRPC on uvicorn HTTP/2"  # the setting of the transport trial (mlp-serve --grpc-transport uvicorn)
+PEER_SETTINGS = {"mlserver-adaptive": "adaptive batching 64 / 2 ms", "triton": "Python backend, dynamic batching 100 µs"}
 
 
 @dataclass(frozen=True)
@@ -55,10 +61,11 @@ class ServeBenchConfig:
     warmup_s: float = field(default=1.0, metadata={"help": "load before each window, s"})
     clients: str = field(default="1,8,64", metadata={"help": "concurrent clients per point"})
     delays_us: str = field(default="0,500,2000", metadata={"help": "--max-queue-delay-us values tried at 64 clients"})
-    peers: str = field(default="mlserver,mlserver-adaptive,kserve", metadata={"help": "peers to measure ('' for none)"})
+    peers: str = field(default="mlserver,mlserver-adaptive,kserve,triton", metadata={"help": "peers to measure ('' for none)"})
     peers_dir: str = field(default=".peers", metadata={"help": "where bench/serve/peers/peers.mk made their venvs"})
     rows: int = field(default=256, metadata={"help": "distinct held-out inputs the clients cycle through"})
     robustness_s: float = field(default=30.0, metadata={"help": "length of the 256-client overload, s"})
+    swaps: int = field(default=10, metadata={"help": "new versions loaded while 64 clients send requests (hot reload)"})
 
     @property
     def client_counts(self) -> list[int]:
@@ -78,12 +85,12 @@ class Target:
 
 
 @contextmanager
-def ours(bundle: Path, setting: str, *flags: str, workers: int = 1) -> Iterator[Target]:
+def ours(bundle: Path, setting: str, *flags: str, workers: int = 1, tls: bool = False) -> Iterator[Target]:
     http, grpc = free_port(), free_port()
     command = [sys.executable, "-m", "deploy.serve", "--bundle", str(bundle), "--port", str(http), "--grpc-port", str(grpc),
                "--workers", str(workers), *flags]
     with _process(command) as process:
-        wait_ready(process, http, MODEL_NAME)
+        wait_ready(process, http, MODEL_NAME, scheme="https" if tls else "http")
         wait_listening(http, workers)  # or the clients' connections miss the workers not yet listening
         yield Target("mlp-serve", setting, process.pid, http, grpc, MODEL_NAME)
 
@@ -106,11 +113,13 @@ def _process(command: list[str]) -> Iterator[subprocess.Popen]:
         process.wait(timeout=60)
 
 
-def measure(target: Target, encodings: list[str], config: ServeBenchConfig, data: dict, clients: list[int] | None = None) -> list[dict]:
-    """One point per encoding and client count; an encoding the server refuses is one point saying so."""
+def measure(target: Target, encodings: list[str], config: ServeBenchConfig, data: dict, clients: list[int] | None = None,
+            tls: ssl.SSLContext | None = None) -> list[dict]:
+    """One point per encoding and client count; an encoding the server refuses is one point saying so
+    (`tls`: HTTP over TLS, trusting the server's certificate)."""
     points = []
     for encoding in encodings:
-        refusal = _refusal(target, data[encoding]) if encoding != "grpc" else None
+        refusal = _refusal(target, data[encoding]) if encoding != "grpc" and tls is None else None
         for count in clients or config.client_counts:
             point = {"server": target.server, "setting": target.setting, "encoding": encoding, "clients": count}
             if refusal:
@@ -120,7 +129,7 @@ def measure(target: Target, encodings: list[str], config: ServeBenchConfig, data
             if encoding == "grpc":
                 result = run_grpc(f"127.0.0.1:{target.grpc_port}", data["grpc"], count, config.seconds, config.warmup_s, probe)
             else:
-                result = run_http("127.0.0.1", target.http_port, data[encoding], count, config.seconds, config.warmup_s, probe)
+                result = run_http("127.0.0.1", target.http_port, data[encoding], count, config.seconds, config.warmup_s, probe, tls)
             points.append({**point, **result.summary()})
             print(serve_report.point_line(points[-1]), flush=True)
     return points
@@ -178,6 +187,11 @@ def run(config: ServeBenchConfig) -> None:
     points: list[dict] = []
     with ours(bundle, "batching on") as target:
         points += measure(target, ["binary", "json", "grpc"], config, data)
+    with ours(bundle, GRPC_OTHER_TRANSPORT, "--grpc-transport", "uvicorn") as target:
+        points += measure(target, ["grpc"], config, data)
+    cert, key = self_signed(Path(config.artifacts) / "bench" / "serve-tls")
+    with ours(bundle, "TLS", "--tls-cert", str(cert), "--tls-key", str(key), tls=True) as target:
+        points += measure(target, ["binary"], config, data, [1, 64], tls=ssl.create_default_context(cafile=cert))
     with ours(bundle, "batching off", "--no-dynamic-batching") as target:
         points += measure(target, ["binary", "json", "grpc"], config, data)
     for delay in config.delays_us.split(","):
@@ -187,19 +201,33 @@ def run(config: ServeBenchConfig) -> None:
         points += measure(target, ["binary"], config, data, [64])
     with floor() as target:
         points += measure(target, ["binary", "grpc"], config, data, [1, 64])
-    peer_versions = {}
+    peer_versions, peer_stats = {}, {}
     for peer in filter(None, config.peers.split(",")):
         peer_versions[peer] = versions(peer, Path(config.peers_dir))
         http, grpc = free_port(), free_port()
         work = Path(config.artifacts) / "bench" / "serve-peers"
         with running_peer(peer, bundle / ONNX, MODEL_NAME, http, grpc, work, Path(config.peers_dir)) as process:
-            points += measure(Target(peer, "defaults" if peer != "mlserver-adaptive" else "adaptive batching 64 / 2 ms",
-                                     process.pid, http, None, MODEL_NAME), ["binary", "json"], config, data)
+            # Triton's gRPC is its own C++ front-end: measured; the Python peers' gRPC is not (their HTTP is their fast path)
+            target = Target(peer, PEER_SETTINGS.get(peer, "defaults"), process.pid, http, grpc if peer == "triton" else None, MODEL_NAME)
+            points += measure(target, ["binary", "json", "grpc"] if peer == "triton" else ["binary", "json"], config, data)
+            if peer == "triton":
+                peer_stats[peer] = _statistics(http)
+    swaps = hot_reload(bundle, data["binary"], MODEL_NAME, 64, config.swaps, max(config.seconds, config.swaps * 1.0), config.warmup_s,
+                       Path(config.artifacts) / "bench" / "serve-repository")
+    print(f"hot reload: {swaps['swaps']} swaps, {swaps['ok']} answered 200 of {swaps['requests']}, {swaps['wrong']} wrong, "
+          f"p99 {swaps['p99_ms']:.1f} ms, loads {[round(s, 2) for s in swaps['load_s']]} s", flush=True)
     out = Path(config.artifacts) / SERVE_RESULTS
     write_json(out, {"config": asdict(config), "machine": machine(), "model_time": model_time(bundle, inputs),
-                     "versions": {"ours": _our_versions(), **peer_versions}, "points": points,
-                     "robustness": robustness(bundle, data["binary"], config)})
+                     "versions": {"ours": _our_versions(), **peer_versions}, "points": points, "hot_reload": swaps,
+                     "peer_statistics": peer_stats, "robustness": robustness(bundle, data["binary"], config)})
     serve_report.write(out)
+
+
+def _statistics(port: int) -> dict:
+    """A peer's own statistics extension answer (Triton: where its time went, per batch size)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", f"/v2/models/{MODEL_NAME}/stats")
+    return json.loads(connection.getresponse().read())
 
 
 def robustness(bundle: Path, requests: list, config: ServeBenchConfig) -> dict:

@@ -15,6 +15,7 @@ generator, not the server, was the limit.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,8 +84,9 @@ def answer_class(body: bytes, header_length: int | None) -> int:
     return int(np.argmax(orjson.loads(body)["outputs"][0]["data"]))
 
 
-async def _http_client(host: str, port: int, requests: list[Request], start: int, state: dict, result: LoadResult) -> None:
-    reader, writer = await asyncio.open_connection(host, port)
+async def _http_client(host: str, port: int, requests: list[Request], start: int, state: dict, result: LoadResult,
+                       tls: ssl.SSLContext | None = None) -> None:
+    reader, writer = await asyncio.open_connection(host, port, ssl=tls)
     i = start
     try:
         while not state["stop"]:
@@ -152,11 +154,12 @@ async def _timed(clients: list, state: dict, result: LoadResult, warmup_s: float
 
 
 def run_http(host: str, port: int, requests: list[Request], clients: int, seconds: float, warmup_s: float = 1.0,
-             probe: CpuProbe = lambda: 0.0) -> LoadResult:
+             probe: CpuProbe = lambda: 0.0, tls: ssl.SSLContext | None = None) -> LoadResult:
+    """`clients` keep-alive connections (over TLS with `tls`, a client context trusting the server)."""
     async def main() -> LoadResult:
         state, result = {"stop": False, "measuring": False}, LoadResult(clients, seconds)
         step = max(len(requests) // clients, 1)
-        return await _timed([_http_client(host, port, requests, c * step, state, result) for c in range(clients)],
+        return await _timed([_http_client(host, port, requests, c * step, state, result, tls) for c in range(clients)],
                             state, result, warmup_s, seconds, probe)
     return uvloop.run(main())
 

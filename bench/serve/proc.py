@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -20,15 +21,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_ready(process: subprocess.Popen, port: int, model: str | None, timeout_s: float = 120) -> None:
+def wait_ready(process: subprocess.Popen, port: int, model: str | None, timeout_s: float = 120, scheme: str = "http") -> None:
     """Until GET /v2/health/ready (or the model's ready route) answers 200; fails if the process exits."""
-    url = f"http://127.0.0.1:{port}" + (f"/v2/models/{model}/ready" if model else "/v2/health/ready")
+    url = f"{scheme}://127.0.0.1:{port}" + (f"/v2/models/{model}/ready" if model else "/v2/health/ready")
+    unverified = ssl._create_unverified_context() if scheme == "https" else None  # readiness only: the load verifies
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{process.args[:4]} exited with {process.returncode} before it was ready")
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
+            with urllib.request.urlopen(url, timeout=1, context=unverified) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, OSError):

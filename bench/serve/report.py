@@ -18,15 +18,23 @@ from handoff.artifacts import SERVE_PLOT, SERVE_REPORT  # noqa: E402
 from handoff.atomic import atomic_path  # noqa: E402
 
 OURS = ("mlp-serve", "batching on")
-PEERS = ("mlserver", "mlserver-adaptive", "kserve")
+PEERS = ("mlserver", "mlserver-adaptive", "kserve")  # the Python peers; Triton is judged on its own
+TRITON = "triton"
 # (name, target, how it is judged)
 TARGETS = [
-    ("binary, 64 clients: ≥ 5x the best peer's req/s", 5.0),
+    ("binary, 64 clients: ≥ 5x the best Python peer's req/s", 5.0),
     ("binary, 64 clients: p99 ≤ 50 ms", 50.0),
-    ("JSON, 64 clients: ≥ 3x the best peer's req/s", 3.0),
+    ("JSON, 64 clients: ≥ 3x the best Python peer's req/s", 3.0),
     ("one client, binary: p50 ≤ 0.5 ms", 0.5),
     ("server CPU per request at 64 clients (binary) ≤ 0.3 ms", 0.3),
-    ("gRPC, 64 clients: ≥ the HTTP binary req/s", 1.0),
+    ("gRPC, 64 clients: ≥ 0.5x the HTTP binary req/s", 0.5),
+]
+TRITON_TARGETS = [
+    ("HTTP binary, 64 clients: ≥ 3x Triton's req/s", 3.0),
+    ("HTTP binary, 64 clients: ≥ 60% of our stack's constant-answer floor", 0.6),
+    ("HTTP binary, 64 clients: p99 ≤ 20 ms", 20.0),
+    ("hot reload: 0 failed and 0 wrong answers over the swaps, 64 clients", 0),
+    ("TLS: ≤ 30% below plain HTTP binary at 64 clients (keep-alive)", 0.3),
 ]
 
 
@@ -79,10 +87,68 @@ def targets(points: list[dict]) -> list[tuple[str, str, bool | None]]:
     rows.append((TARGETS[4][0], *((f"{b64['server_cpu_per_request_ms']:.3f} ms", b64["server_cpu_per_request_ms"] <= 0.3)
                                   if b64 else ("not measured", None))))
     rows.append((TARGETS[5][0], *((f"{g64['req_per_s']:.0f} vs {b64['req_per_s']:.0f} req/s ({g64['req_per_s'] / b64['req_per_s']:.2f}x)",
-                                   g64["req_per_s"] >= b64["req_per_s"]) if g64 and b64 else ("not measured", None))))
+                                   g64["req_per_s"] >= TARGETS[5][1] * b64["req_per_s"]) if g64 and b64 else ("not measured", None))))
     sources = [ours[("binary", 64)], ours[("binary", 64)], ours[("json", 64)], ours[("binary", 1)], ours[("binary", 64)], ours[("grpc", 64)]]
     return [(name, measured + ("" if p is None or _clean(p) else " (with bad answers)"), met and (p is None or _clean(p)))
             for (name, measured, met), p in zip(rows, sources)]
+
+
+def triton_targets(result: dict) -> list[tuple[str, str, bool | None]]:
+    """Issue 27's targets: Triton, the stack's floor, p99, hot reload and TLS, as (target, measured, met)."""
+    points, swaps = result["points"], result.get("hot_reload")
+    b64, triton = _find(points, *OURS, "binary", 64), _find(points, TRITON, None, "binary", 64)
+    floor, tls = _find(points, "floor", None, "binary", 64), _find(points, "mlp-serve", "TLS", "binary", 64)
+    missing = ("not measured", None)
+    rows = [
+        (f"{b64['req_per_s'] / triton['req_per_s']:.1f}x ({b64['req_per_s']:.0f} vs {triton['req_per_s']:.0f} req/s)",
+         b64["req_per_s"] >= 3 * triton["req_per_s"] and _clean(b64)) if b64 and triton else missing,
+        (f"{b64['req_per_s'] / floor['req_per_s']:.0%} ({b64['req_per_s']:.0f} vs {floor['req_per_s']:.0f} req/s)",
+         b64["req_per_s"] >= 0.6 * floor["req_per_s"] and _clean(b64)) if b64 and floor else missing,
+        (f"{b64['p99_ms']:.1f} ms", b64["p99_ms"] <= 20 and _clean(b64)) if b64 else missing,
+        (f"{swaps['swaps']} swaps: {swaps['requests'] - swaps['ok']} failed, {swaps['wrong']} wrong of {swaps['requests']}; "
+         f"p99 {swaps['p99_ms']:.1f} ms during them", swaps["requests"] == swaps["ok"] and swaps["wrong"] == 0 and swaps["swaps"] >= 10)
+        if swaps else missing,
+        (f"{1 - tls['req_per_s'] / b64['req_per_s']:.0%} below ({tls['req_per_s']:.0f} vs {b64['req_per_s']:.0f} req/s)",
+         tls["req_per_s"] >= 0.7 * b64["req_per_s"] and _clean(tls)) if tls and b64 else missing,
+    ]
+    return [(name, measured, met) for (name, _), (measured, met) in zip(TRITON_TARGETS, rows)]
+
+
+def _hot_reload(result: dict) -> list[str]:
+    swaps = result.get("hot_reload")
+    if not swaps:
+        return []
+    loads = swaps["load_s"]
+    return ["", "## Hot reload (bench/serve/hot_reload.py)", "",
+            f"- mlp-serve --repository, 64 clients (HTTP binary, batch 1, no version named) for {swaps['seconds']:.1f} s while "
+            f"{swaps['swaps']} new versions were published and loaded (POST /v2/repository/models/<m>/load): "
+            f"{swaps['ok']} of {swaps['requests']} answered 200, {swaps['wrong']} wrong classes, statuses {swaps['statuses']}; "
+            f"{swaps['req_per_s']:.0f} req/s, p50 {swaps['p50_ms']:.2f} ms, p99 {swaps['p99_ms']:.1f} ms across the swaps.",
+            f"- Each load (copy in, verify the sha256s, open the sessions, warm up, swap, retire the old version): "
+            f"{min(loads):.2f}–{max(loads):.2f} s, median {sorted(loads)[len(loads) // 2]:.2f} s."]
+
+
+def _triton(result: dict) -> list[str]:
+    """What the real Triton ran, and what its Python-backend hop costs, from its own statistics."""
+    points, stats = result["points"], result.get("peer_statistics", {}).get(TRITON)
+    if not _find(points, TRITON, None, "binary", 1):
+        return []
+    lines = ["", "## Triton Inference Server", "",
+             "- The `tritonserver` binary of the nvidia-pytriton wheel (its C++ HTTP and gRPC front-ends and dynamic batcher, "
+             "100 µs queue delay), the model in its **Python backend** through PyTriton, ONNX Runtime inside the bound function "
+             "(bench/serve/peers/triton_onnx.py). Triton's ONNX Runtime backend is in no wheel (the wheel's backends/ holds "
+             "python/ alone; it ships in NVIDIA's containers), so this is not Triton's native ONNX path."]
+    mt = result["model_time"]
+    if stats:
+        batches = {b["batch_size"]: b for b in stats["model_stats"][0].get("batch_stats", [])}
+        one = batches.get(1)
+        if one and one["compute_infer"]["count"]:
+            per_call_us = one["compute_infer"]["ns"] / one["compute_infer"]["count"] / 1e3
+            lines.append(f"- The Python-backend hop: Triton's compute_infer at batch 1 averaged {per_call_us:.0f} µs a call "
+                         f"(its own statistics, over the whole run), against {mt['batch_1_us']:.0f} µs for the same model in one "
+                         f"ONNX Runtime call here: about {per_call_us - mt['batch_1_us']:.0f} µs a batch go to the hop (shared "
+                         "memory to the stub process, PyTriton's proxy, ZeroMQ to the bound function and back).")
+    return lines
 
 
 def _grpc_miss(points: list[dict]) -> list[str]:
@@ -97,6 +163,18 @@ def _grpc_miss(points: list[dict]) -> list[str]:
             f"{floor['client_cpu_per_request_ms']:.3f} ms client CPU per call (HTTP binary: {http['server_cpu_per_request_ms']:.3f} "
             f"and {http['client_cpu_per_request_ms']:.3f} ms, model and batching included). mlp-serve's gRPC reached "
             f"{grpc['req_per_s'] / floor['req_per_s']:.0%} of that floor."]
+
+
+def _grpc_transports(points: list[dict]) -> list[str]:
+    """The gRPC transport trial: grpcio's server against uvicorn's HTTP/2, side by side in this run."""
+    lines = []
+    for clients in (1, 64):
+        grpcio, h2 = _find(points, *OURS, "grpc", clients), _find(points, "mlp-serve", "gRPC on uvicorn HTTP/2", "grpc", clients)
+        if grpcio and h2:
+            lines.append(f"- {_clients(clients)}: grpcio {grpcio['req_per_s']:.0f} req/s ({grpcio['server_cpu_per_request_ms']:.3f} ms "
+                         f"server CPU a call) vs uvicorn HTTP/2 {h2['req_per_s']:.0f} ({h2['server_cpu_per_request_ms']:.3f} ms): "
+                         f"{h2['req_per_s'] / grpcio['req_per_s']:.2f}x")
+    return ["", "gRPC transports, side by side (mlp-serve --grpc-transport grpcio | uvicorn):", *lines] if lines else []
 
 
 def _cell(p: dict | None) -> str:
@@ -121,7 +199,7 @@ def render(result: dict) -> str:
     points, m, config = result["points"], result["machine"], result["config"]
     clients = sorted({p["clients"] for p in points})
     lines = [
-        "# Serving: mlp-serve beside MLServer and KServe (`make bench-serve`)", "",
+        "# Serving: mlp-serve beside Triton, MLServer and KServe (`make bench-serve`)", "",
         f"**Machine:** {m['cpu']}, {m['cores']} cores; flags {', '.join(m['flags'])}; without {', '.join(m['absent']) or '–'}. "
         "Load generator and servers share these "
         "cores (loopback). **Load:** closed loop, batch 1 per request, real held-out inputs, "
@@ -129,7 +207,7 @@ def render(result: dict) -> str:
         "against the fp32 model's (\"bad\" = non-200 or another class).", "",
         "## Targets", "", "| target | measured | met |", "|---|---|---|",
         *[f"| {name} | {measured} | {'yes' if met else 'not measured' if met is None else '**no**'} |"
-          for name, measured, met in targets(points)], *_grpc_miss(points), "",
+          for name, measured, met in [*triton_targets(result), *targets(points)]], *_grpc_miss(points), *_grpc_transports(points), "",
         "## Requests/s (p50 / p99 ms) by concurrent clients", "",
         "| server | setting | encoding | " + " | ".join(_clients(c) for c in clients) + " |",
         "|---|---|---|" + "---|" * len(clients),
@@ -181,6 +259,7 @@ def _context(result: dict) -> list[str]:
     if refusals:
         lines += ["", "## Encodings refused", ""]
         lines += [f"- {server}, {encoding}: {message}" for (server, encoding), message in refusals.items()]
+    lines += _triton(result) + _hot_reload(result)
     lines += _robustness(result.get("robustness"))
     lines += ["", "## Versions", ""]
     lines += [f"- {name}: " + ", ".join(f"{k} {v}" for k, v in v.items()) for name, v in result["versions"].items()]

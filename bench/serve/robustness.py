@@ -46,12 +46,12 @@ def server(bundle: Path, *flags: str) -> Iterator[tuple[subprocess.Popen, int, I
 
 
 def queued(port: int) -> float:
-    """The server's mlp_queue_requests gauge: requests waiting for a batch now."""
+    """The server's mlp_queue_requests gauge: requests waiting for a batch now, over its model versions."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith("mlp_queue_requests "):
-                return float(line.split()[1])
-    raise RuntimeError("no mlp_queue_requests in /metrics")
+        values = [float(line.split()[-1]) for line in response.read().decode().splitlines() if line.startswith("mlp_queue_requests{")]
+    if not values:
+        raise RuntimeError("no mlp_queue_requests in /metrics")
+    return sum(values)
 
 
 def wait_queued(port: int, count: int, timeout_s: float = 60) -> None:

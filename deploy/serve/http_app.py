@@ -5,16 +5,20 @@ httptools), torch-free.
     GET  /v2/models/{m}[/versions/{v}]                 model metadata; .../ready: model readiness
     POST /v2/models/{m}[/versions/{v}]/infer           JSON `data` or binary tensor data (deploy.serve.protocol)
     GET  /v2/models[/{m}[/versions/{v}]]/stats         Triton's statistics extension
+    POST /v2/repository/index                          Triton's repository extension: the models and their state
+    POST /v2/repository/models/{m}/load, .../unload    (re-)load a model's versions from the repository, or unload them
     GET  /metrics                                      Prometheus (deploy.serve.metrics)
     GET  /, /<file>                                    the bundle's browser page, when `make web` built one (deploy.serve.pages)
-Errors are `{"error": "..."}`: 400 bad request (and a readiness probe's "not ready"), 404 unknown
-model, version or route, 405 wrong method, 408 a body not all there `body_timeout_s` after it began, 413 too
-large, 503 queue full, 500 only for a fault of the server itself (logged with its traceback).
+Every GET route answers HEAD. A model named without a version is its highest loaded version, as in
+Triton. Errors are `{"error": "..."}`: 400 bad request (and a readiness probe's "not ready", a load
+that failed), 403 a restricted API without its header (deploy.serve.access), 404 unknown model,
+version or route, 405 wrong method (with `Allow`), 408 a body not all there `body_timeout_s` after
+it began, 413 too large, 503 queue full, 500 only for a fault of the server itself (logged with its traceback).
 
-Why no web framework: the protocol has nine fixed routes, and a framework's per-request machinery
+Why no web framework: the protocol has a dozen fixed routes, and a framework's per-request machinery
 (request objects, routing tables, middleware tasks) cost more CPU than the model's own batch-1 call.
 Each request here is one regex match, one body read and one await on the batcher; everything in the
-event loop, no thread hop. Routes (`ROUTES`) and their handlers are the whole app.
+event loop, no thread hop. Routes (`Route`) and their handlers are the whole app.
 """
 
 from __future__ import annotations
@@ -24,19 +28,38 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 import orjson
 
-from deploy.serve.metrics import CONTENT_TYPE
+from deploy.serve.access import Restriction
+from deploy.serve.metrics import CONTENT_TYPE, Metrics
+from deploy.serve.models import ServedModels
 from deploy.serve.pages import PageFile
 from deploy.serve.protocol import HEADER_LENGTH, ProtocolError, encode_response, parse_infer
-from deploy.serve.service import ModelService
+from deploy.serve.repository import Repository
 
 JSON = [(b"content-type", b"application/json")]
 MODEL_PATH = re.compile(r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?(?:/(?P<action>ready|infer|stats))?")
+REPOSITORY_PATH = re.compile(r"/v2/repository/models/(?P<model>[^/]+)/(?P<action>load|unload)")
+REPOSITORY_REQUEST_BYTES = 64 << 10  # a repository request is a small JSON object
 HEADER_LENGTH_KEY = HEADER_LENGTH.lower().encode()
 Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]  # status, body, headers
+
+
+class Route(NamedTuple):
+    method: str  # the one it allows (GET routes answer HEAD too)
+    group: str | None  # its API group for --restricted-api (deploy.serve.access); None: never restricted
+    handler: Callable[..., Awaitable[Answer]]
 log = logging.getLogger("mlp-serve")
+
+
+class NotAllowed(ProtocolError):
+    """405, with the methods the route allows (the answer's `Allow` header, RFC 9110 §15.5.6)."""
+
+    def __init__(self, message: str, allow: str) -> None:
+        super().__init__(405, message)
+        self.allow = allow
 
 
 class ClientGone(Exception):
@@ -81,29 +104,36 @@ class BodyDeadlines:
 
 
 class HttpApp:
-    def __init__(self, service: ModelService, body_timeout_s: float = 15.0, pages: dict[str, PageFile] | None = None) -> None:
-        self.service, self.bodies = service, BodyDeadlines(body_timeout_s)
-        self._metadata = orjson.dumps(service.model_metadata())
-        # path or action -> (the method it allows, handler(scope, receive, model, version) -> Answer)
-        self.fixed: dict[str, tuple[str, Callable[..., Awaitable[Answer]]]] = {
-            "/v2/health/live": ("GET", _static(b'{"live":true}')),
-            "/v2/health/ready": ("GET", self.server_ready),
-            "/v2": ("GET", _static(orjson.dumps(service.server_metadata()))),
-            "/v2/models/stats": ("GET", self.stats),
-            "/metrics": ("GET", self.prometheus),
+    def __init__(self, models: ServedModels, metrics: Metrics, max_request_bytes: int, body_timeout_s: float = 15.0,
+                 pages: dict[str, PageFile] | None = None, repository: Repository | None = None,
+                 restriction: Restriction | None = None) -> None:
+        self.models, self.metrics, self.max_request_bytes = models, metrics, max_request_bytes
+        self.bodies, self.repository, self.restriction = BodyDeadlines(body_timeout_s), repository, restriction
+        # path or action -> Route(the method it allows, its API group, handler(scope, receive, model, version) -> Answer)
+        self.fixed: dict[str, Route] = {
+            "/v2/health/live": Route("GET", "health", _static(b'{"live":true}')),
+            "/v2/health/ready": Route("GET", "health", self.server_ready),
+            "/v2": Route("GET", "metadata", _static(orjson.dumps(models.server_metadata()))),
+            "/v2/models/stats": Route("GET", "statistics", self.stats),
+            "/v2/repository/index": Route("POST", "repository", self.repository_index),
+            "/metrics": Route("GET", "metrics", self.prometheus),
         }
-        self.fixed.update({path: ("GET", _page(page)) for path, page in (pages or {}).items()})
-        self.actions = {None: ("GET", self.model_metadata), "ready": ("GET", self.model_ready),
-                        "infer": ("POST", self.infer), "stats": ("GET", self.stats)}
+        self.fixed.update({path: Route("GET", None, _page(page)) for path, page in (pages or {}).items()})
+        self.actions = {None: Route("GET", "metadata", self.model_metadata), "ready": Route("GET", "health", self.model_ready),
+                        "infer": Route("POST", "inference", self.infer), "stats": Route("GET", "statistics", self.stats),
+                        "load": Route("POST", "repository", self.repository_load),
+                        "unload": Route("POST", "repository", self.repository_unload)}
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":  # lifespan events: the server starts and stops the service itself
             return
         started, method = time.perf_counter(), scope["method"]
-        route = "unmatched"
+        route, model, version = "unmatched", None, None
         try:
-            route, handler, model, version = self._route(scope["path"], method)
+            route, handler, model, version = self._route(scope, method)
             status, body, headers = await handler(scope, receive, model, version)
+        except NotAllowed as err:
+            status, body, headers = 405, orjson.dumps({"error": str(err)}), [*JSON, (b"allow", err.allow.encode())]
         except ProtocolError as err:
             status, body, headers = err.status, orjson.dumps({"error": str(err)}), JSON
         except ClientGone:
@@ -112,7 +142,7 @@ class HttpApp:
             log.exception("%s %s failed", method, scope["path"])
             status, body, headers = 500, orjson.dumps({"error": f"internal error: {type(err).__name__}: {err}"}), JSON
         if status >= 400 and route.endswith("/infer"):
-            self.service.metrics.failure(status)
+            self.metrics.failure(model, version or (self.models.versions(model) or [""])[-1], status)
         # After a 408 the rest of the body may never come: close. Not after a 413: closing while the client
         # still sends resets the connection, and the client never reads the 413 (uvicorn reads the rest).
         if status == 408:
@@ -120,62 +150,103 @@ class HttpApp:
         if status != 304:  # a 304 has no body, and no Content-Length but the full answer's (RFC 9110 §8.6)
             headers = [*headers, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        self.service.metrics.request(method, route, status, time.perf_counter() - started)
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})  # HEAD: GET's headers alone
+        self.metrics.request(method, route, status, time.perf_counter() - started)
 
-    def _route(self, path: str, method: str) -> tuple[str, Callable, str | None, str | None]:
-        """(route template, handler, model, version), or 404 / 405."""
+    def _route(self, scope: dict, method: str) -> tuple[str, Callable, str | None, str | None]:
+        """(route template, handler, model, version), or 403 / 404 / 405."""
+        path = scope["path"]
         fixed = self.fixed.get(path.rstrip("/") or path)
         if fixed is not None:
-            allowed, handler = fixed
             route, model, version = path.rstrip("/") or path, None, None
         else:
-            match = MODEL_PATH.fullmatch(path)
+            match = MODEL_PATH.fullmatch(path) or REPOSITORY_PATH.fullmatch(path)
             if match is None:
                 hint = "; this bundle has no browser page (`make web` builds one)" if path == "/" else ""
                 raise ProtocolError(404, f"no route {path}{hint}")
-            model, version, action = match["model"], match["version"], match["action"]
-            allowed, handler = self.actions[action]
-            route = "/v2/models/{model}" + ("/versions/{version}" if version else "") + (f"/{action}" if action else "")
-        if method != allowed:
-            raise ProtocolError(405, f"{method} is not allowed on {route}; use {allowed}")
-        return route, handler, model, version
+            model, version, action = match["model"], match.groupdict().get("version"), match["action"]
+            fixed = self.actions[action]
+            if action in ("load", "unload"):
+                route = "/v2/repository/models/{model}/" + action
+            else:
+                route = "/v2/models/{model}" + ("/versions/{version}" if version else "") + (f"/{action}" if action else "")
+        allowed = "GET, HEAD" if fixed.method == "GET" else fixed.method  # RFC 9110 §9.3.2: HEAD wherever GET is
+        if method != fixed.method and not (method == "HEAD" and fixed.method == "GET"):
+            raise NotAllowed(f"{method} is not allowed on {route}; use {allowed}", allowed)
+        if self.restriction is not None and fixed.group is not None:
+            self.restriction.check(fixed.group, scope["headers"])
+        return route, fixed.handler, model, version
 
     async def model_metadata(self, scope: dict, receive: Callable, model: str, version: str | None) -> Answer:
-        self.service.check_model(model, version)
-        return 200, self._metadata, JSON
+        return 200, self.models.metadata_json(model, version, orjson.dumps), JSON
 
     async def server_ready(self, scope: dict, receive: Callable, model: None, version: None) -> Answer:
-        self._check_ready()
+        if not self.models.ready:  # the protocol's "false" for a readiness probe is a 4xx
+            raise ProtocolError(400, "not ready: no model is loaded, or an inference thread has stopped; see the server's log")
         return 200, b'{"ready":true}', JSON
 
     async def model_ready(self, scope: dict, receive: Callable, model: str, version: str | None) -> Answer:
-        self.service.check_model(model, version)
-        self._check_ready()
+        if not self.models.resolve(model, version).running:
+            raise ProtocolError(400, "not ready: the inference thread has stopped; restart the server")
         return 200, orjson.dumps({"name": model, "ready": True}), JSON
 
-    def _check_ready(self) -> None:
-        """The protocol's "false" for a readiness probe is a 4xx: the inference thread has ended."""
-        if not self.service.running:
-            raise ProtocolError(400, "not ready: the inference thread has stopped; restart the server")
-
     async def infer(self, scope: dict, receive: Callable, model: str, version: str | None) -> Answer:
-        service = self.service
-        service.check_model(model, version)
+        self.models.resolve(model, version)  # 404 before reading a body for nobody
         header_length, declared = _headers(scope)
-        body = await _read_body(receive, declared, service.limits.max_request_bytes, self.bodies)
+        body = await _read_body(receive, declared, self.max_request_bytes, self.bodies)
+        # Resolved again after the body's awaits, then queued with none in between: a version swapped
+        # out meanwhile never gets the request (deploy.serve.models).
+        service = self.models.resolve(model, version)
         request = parse_infer(body, header_length, service.contract, service.limits.max_batch)
         probs = await service.infer(request.inputs)
-        content, headers = encode_response(service.contract, request, probs)
+        content, headers = encode_response(service.contract, request, probs, service.name, service.version)
         return 200, content, [(name.lower().encode(), value.encode()) for name, value in headers.items()]
 
     async def stats(self, scope: dict, receive: Callable, model: str | None, version: str | None) -> Answer:
-        if model is not None:
-            self.service.check_model(model, version)
-        return 200, orjson.dumps(self.service.statistics_response()), JSON
+        return 200, orjson.dumps(self.models.statistics(model, version)), JSON
 
     async def prometheus(self, scope: dict, receive: Callable, model: None, version: None) -> Answer:
-        return 200, self.service.metrics.exposition(), [(b"content-type", CONTENT_TYPE.encode())]
+        return 200, self.metrics.exposition(), [(b"content-type", CONTENT_TYPE.encode())]
+
+    async def repository_index(self, scope: dict, receive: Callable, model: None, version: None) -> Answer:
+        """Triton's index: {"ready": true} lists the READY versions only."""
+        ready = (await self._repository_request(scope, receive)).get("ready", False)
+        if not isinstance(ready, bool):
+            raise ProtocolError(400, "'ready' must be true or false")
+        entries = self.repository.index(ready) if self.repository is not None else self.models.index()
+        return 200, orjson.dumps(entries), JSON
+
+    async def repository_load(self, scope: dict, receive: Callable, model: str, version: None) -> Answer:
+        parameters = (await self._repository_request(scope, receive)).get("parameters", {})
+        if parameters:  # Triton's config or file overrides: the folder is the only source here
+            raise ProtocolError(400, f"load parameters are not supported (got {sorted(parameters) if isinstance(parameters, dict) else parameters!r}); "
+                                     "publish the bundle into the repository and load it by name")
+        await self._repository_or_400("load").load(model)
+        return 200, b"", []
+
+    async def repository_unload(self, scope: dict, receive: Callable, model: str, version: None) -> Answer:
+        await self._repository_request(scope, receive)  # unload_dependents: there are no ensembles to follow
+        await self._repository_or_400("unload").unload(model)
+        return 200, b"", []
+
+    async def _repository_request(self, scope: dict, receive: Callable) -> dict:
+        """The optional JSON object a repository request carries ({} for an empty body)."""
+        body = await _read_body(receive, _headers(scope)[1], REPOSITORY_REQUEST_BYTES, self.bodies)
+        if not body.strip():
+            return {}
+        try:
+            request = orjson.loads(body)
+        except orjson.JSONDecodeError as err:
+            raise ProtocolError(400, f"the request body is not JSON: {err}") from None
+        if not isinstance(request, dict):
+            raise ProtocolError(400, "the request body must be a JSON object")
+        return request
+
+    def _repository_or_400(self, action: str) -> Repository:
+        if self.repository is None:
+            raise ProtocolError(400, f"cannot {action}: this server serves one bundle (--bundle); "
+                                     "start it with --repository DIR to load and unload models")
+        return self.repository
 
 
 def _static(body: bytes) -> Callable[..., Awaitable[Answer]]:
@@ -185,13 +256,30 @@ def _static(body: bytes) -> Callable[..., Awaitable[Answer]]:
 
 
 def _page(page: PageFile) -> Callable[..., Awaitable[Answer]]:
-    """A page file's answer: 304 when the browser's copy is current (If-None-Match), else the file."""
+    """A page file's answer, gzipped when the browser accepts it: 304 when the browser's copy is
+    current (If-None-Match), else the file."""
     async def answer(scope: dict, receive: Callable, model: str | None, version: str | None) -> Answer:
+        chosen = page.gzipped if page.gzipped is not None and _accepts_gzip(scope["headers"]) else page
         for name, value in scope["headers"]:
-            if name == b"if-none-match" and page.etag in value:
-                return 304, b"", page.headers
-        return 200, page.body, page.headers
+            if name == b"if-none-match" and chosen.etag in value:
+                return 304, b"", chosen.headers
+        return 200, chosen.body, chosen.headers
     return answer
+
+
+def _accepts_gzip(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Accept-Encoding lists gzip (or *) with no q=0 (RFC 9110 §12.5.3)."""
+    for name, value in headers:
+        if name == b"accept-encoding":
+            for coding in value.lower().split(b","):
+                token, _, params = coding.partition(b";")
+                if token.strip() in (b"gzip", b"*"):
+                    params = params.strip()
+                    try:
+                        return not params.startswith(b"q=") or float(params[2:]) > 0
+                    except ValueError:
+                        return False
+    return False
 
 
 def _headers(scope: dict) -> tuple[str | None, int | None]:

@@ -201,8 +201,8 @@ def _parameters(obj: dict) -> dict:
     return parameters
 
 
-def encode_response(contract: Contract, request: InferRequest, probs: np.ndarray) -> tuple[bytes, dict[str, str]]:
-    """The response body and headers for `probs` (float32, N x classes)."""
+def encode_response(contract: Contract, request: InferRequest, probs: np.ndarray, model: str, version: str) -> tuple[bytes, dict[str, str]]:
+    """The response body and headers for `probs` (float32, N x classes) of `model` version `version`."""
     output = {"name": contract.output_name, "datatype": DATATYPE, "shape": list(probs.shape)}
     tail = b""
     if request.binary_output:
@@ -210,7 +210,7 @@ def encode_response(contract: Contract, request: InferRequest, probs: np.ndarray
         output["parameters"] = {BINARY_DATA_SIZE: len(tail)}
     else:  # float32 written by orjson as the shortest text that reads back to the same float32
         output["data"] = np.ascontiguousarray(probs, dtype=np.float32).ravel()
-    response = {"model_name": contract.model_name, "model_version": contract.version, "outputs": [output]}
+    response = {"model_name": model, "model_version": version, "outputs": [output]}
     if request.id is not None:
         response["id"] = request.id
     header = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)

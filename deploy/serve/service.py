@@ -1,6 +1,7 @@
-"""The one model a server serves, as both its HTTP and gRPC sides see it: the bundle's contract and
-metadata, the dynamic batcher that runs it, and its two ledgers (Triton's statistics and the
-Prometheus series), both fed by the batcher's one record per batch; torch-free.
+"""One loaded model version, as both the HTTP and gRPC sides see it: the bundle's contract and
+metadata, the dynamic batcher that runs it, and its two ledgers (Triton's statistics and its
+Prometheus children), both fed by the batcher's one record per batch; torch-free. The server's set
+of them (which model and version answers a request) is deploy.serve.models.
 
 Both protocols check a request with deploy.serve.protocol, then `await service.infer(inputs)`; a
 full queue is `ProtocolError(503)`, which gRPC answers as UNAVAILABLE.
@@ -20,9 +21,6 @@ from deploy.serve.metrics import Metrics
 from deploy.serve.protocol import DATATYPE, ProtocolError
 from deploy.serve.statistics import Statistics
 
-SERVER_NAME = "mlp-serve"
-EXTENSIONS = ("binary_tensor_data", "statistics")
-
 
 @dataclass(frozen=True)
 class ServingLimits:
@@ -36,15 +34,18 @@ class ServingLimits:
 
 
 class ModelService:
-    def __init__(self, bundle: Bundle, limits: ServingLimits, server_version: str) -> None:
+    """`bundle` served as model `name`, version `version` (a repository's folder names; a lone bundle's
+    own contract otherwise)."""
+
+    def __init__(self, bundle: Bundle, limits: ServingLimits, metrics: Metrics, name: str | None = None,
+                 version: str | None = None) -> None:
         self.bundle, self.contract, self.limits = bundle, bundle.contract, limits
-        self.server_version = server_version
+        self.name, self.version = name or bundle.contract.model_name, version or bundle.contract.version
         self.statistics = Statistics()
-        self.metrics = Metrics(self.contract.model_name)
         # Without dynamic batching a batch is at most one request: the oldest always goes, whatever its rows.
         policy = limits.policy if limits.dynamic_batching else dataclasses.replace(limits.policy, max_batch=1)
         self.batcher = Batcher(bundle.run, policy, self._record_batch)
-        self.metrics.watch_queue(lambda: self.batcher.queued)
+        self.metrics = metrics.model(self.name, self.version, lambda: self.batcher.queued)
 
     def _record_batch(self, batch: BatchRecord) -> None:
         self.statistics.record(batch)
@@ -58,50 +59,35 @@ class ModelService:
         self.batcher.flush()
 
     def stop(self) -> None:
+        """Answer every queued request, then end the thread (an unload, or the server's exit)."""
         self.batcher.stop()
+        self.metrics.forget()
 
     @property
     def running(self) -> bool:
         """The model is loaded and verified before the service exists; it serves while its thread runs."""
         return self.batcher.alive
 
-    def check_model(self, model: str, version: str | None = None) -> None:
-        """404 unless `model` (and `version`, when given) is the one served."""
-        contract = self.contract
-        if model != contract.model_name:
-            raise ProtocolError(404, f"unknown model {model!r}; this server has {contract.model_name!r}")
-        if version not in (None, "", contract.version):
-            raise ProtocolError(404, f"unknown version {version!r} of {model!r}; it has version {contract.version!r}")
-
-    def model_ready(self, model: str, version: str | None = None) -> bool:
-        """The protocol's model readiness: this model (and version), and the service running."""
+    def infer(self, inputs: np.ndarray):
+        """Queue checked inputs for the next batch now; an awaitable of their probabilities. Not a
+        coroutine on purpose: the request is queued before the caller next yields to the event loop,
+        so an unload that follows cannot strand it (deploy.serve.models)."""
         try:
-            self.check_model(model, version)
-        except ProtocolError:
-            return False
-        return self.running
-
-    async def infer(self, inputs: np.ndarray) -> np.ndarray:
-        """Probabilities for checked inputs, run in the next batch."""
-        try:
-            future = self.batcher.infer(inputs)
+            return self.batcher.infer(inputs)
         except QueueFull as err:
             raise ProtocolError(503, f"server busy: {err}; retry later") from err
-        return await future
 
-    def server_metadata(self) -> dict:
-        return {"name": SERVER_NAME, "version": self.server_version, "extensions": list(EXTENSIONS)}
-
-    def model_metadata(self) -> dict:
+    def metadata(self, versions: list[str]) -> dict:
+        """The protocol's model metadata, naming `versions` (this one, or all of the model's loaded)."""
         contract = self.contract
         return {
-            "name": contract.model_name,
-            "versions": [contract.version],
+            "name": self.name,
+            "versions": versions,
             "platform": "onnxruntime_onnx",
             "inputs": [{"name": contract.input_name, "datatype": DATATYPE, "shape": [-1, *contract.input_shape]}],
             "outputs": [{"name": contract.output_name, "datatype": DATATYPE, "shape": [-1, len(contract.classes)]}],
         }
 
-    def statistics_response(self) -> dict:
-        """Triton's statistics response for the one model."""
-        return {"model_stats": [self.statistics.triton(self.contract.model_name, self.contract.version)]}
+    def statistics_entry(self) -> dict:
+        """This version's entry in Triton's statistics response."""
+        return self.statistics.triton(self.name, self.version)
