@@ -9,8 +9,8 @@ Usage:
 Every server serves the bundle's default variant file ($(ARTIFACTS)/deploy) on loopback. Each point
 is C closed-loop clients (bench.serve.load) sending batch-1 requests built from real held-out inputs
 (the rows the parity gate judged, <artifacts>/held_out.npz) for `seconds` after a warm-up, every answer checked against the fp32 model's class. Measured: mlp-serve
-with dynamic batching on and off (HTTP binary, HTTP JSON, gRPC), gRPC on its other transport (uvicorn's
-HTTP/2), over TLS, its queue delay at 64 clients, two workers, the protocol stacks' floor
+with dynamic batching on and off (HTTP binary, HTTP JSON, gRPC), gRPC on its other transport (grpcio's
+server; the default is uvicorn's HTTP/2), over TLS, its queue delay at 64 clients, two workers, the protocol stacks' floor
 (bench.serve.stack_floor), each peer in the encodings it accepts (Triton's gRPC too), hot reload (64
 clients while --swaps versions are loaded: bench.serve.hot_reload), the model's own time per row, and
 the CPU of the server's process tree and of the load generator.
@@ -50,7 +50,7 @@ from handoff.cpu import cpu_flags, cpu_model
 from handoff.held_out import read_held_out
 
 MODEL_NAME = "mnist_mlp"
-GRPC_OTHER_TRANSPORT = "gRPC on uvicorn HTTP/2"  # the setting of the transport trial (mlp-serve --grpc-transport uvicorn)
+GRPC_OTHER_TRANSPORT = "gRPC on grpcio"  # the transport trial's other side (mlp-serve --grpc-transport grpcio)
 PEER_SETTINGS = {"mlserver-adaptive": "adaptive batching 64 / 2 ms", "triton": "Python backend, dynamic batching 100 µs"}
 
 
@@ -187,7 +187,7 @@ def run(config: ServeBenchConfig) -> None:
     points: list[dict] = []
     with ours(bundle, "batching on") as target:
         points += measure(target, ["binary", "json", "grpc"], config, data)
-    with ours(bundle, GRPC_OTHER_TRANSPORT, "--grpc-transport", "uvicorn") as target:
+    with ours(bundle, GRPC_OTHER_TRANSPORT, "--grpc-transport", "grpcio") as target:
         points += measure(target, ["grpc"], config, data)
     cert, key = self_signed(Path(config.artifacts) / "bench" / "serve-tls")
     with ours(bundle, "TLS", "--tls-cert", str(cert), "--tls-key", str(key), tls=True) as target:
@@ -210,8 +210,8 @@ def run(config: ServeBenchConfig) -> None:
             # Triton's gRPC is its own C++ front-end: measured; the Python peers' gRPC is not (their HTTP is their fast path)
             target = Target(peer, PEER_SETTINGS.get(peer, "defaults"), process.pid, http, grpc if peer == "triton" else None, MODEL_NAME)
             points += measure(target, ["binary", "json", "grpc"] if peer == "triton" else ["binary", "json"], config, data)
-            if peer == "triton":
-                peer_stats[peer] = _statistics(http)
+        if peer == "triton":  # its statistics API is behind PyTriton's token: the peer saved them as it stopped
+            peer_stats[peer] = json.loads((work / peer / "statistics.json").read_text())
     swaps = hot_reload(bundle, data["binary"], MODEL_NAME, 64, config.swaps, max(config.seconds, config.swaps * 1.0), config.warmup_s,
                        Path(config.artifacts) / "bench" / "serve-repository")
     print(f"hot reload: {swaps['swaps']} swaps, {swaps['ok']} answered 200 of {swaps['requests']}, {swaps['wrong']} wrong, "
@@ -221,13 +221,6 @@ def run(config: ServeBenchConfig) -> None:
                      "versions": {"ours": _our_versions(), **peer_versions}, "points": points, "hot_reload": swaps,
                      "peer_statistics": peer_stats, "robustness": robustness(bundle, data["binary"], config)})
     serve_report.write(out)
-
-
-def _statistics(port: int) -> dict:
-    """A peer's own statistics extension answer (Triton: where its time went, per batch size)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    connection.request("GET", f"/v2/models/{MODEL_NAME}/stats")
-    return json.loads(connection.getresponse().read())
 
 
 def robustness(bundle: Path, requests: list, config: ServeBenchConfig) -> dict:

@@ -166,10 +166,10 @@ def _grpc_miss(points: list[dict]) -> list[str]:
 
 
 def _grpc_transports(points: list[dict]) -> list[str]:
-    """The gRPC transport trial: grpcio's server against uvicorn's HTTP/2, side by side in this run."""
+    """The gRPC transport trial: uvicorn's HTTP/2 (the default) against grpcio's server, side by side in this run."""
     lines = []
-    for clients in (1, 64):
-        grpcio, h2 = _find(points, *OURS, "grpc", clients), _find(points, "mlp-serve", "gRPC on uvicorn HTTP/2", "grpc", clients)
+    for clients in (1, 8, 64):
+        h2, grpcio = _find(points, *OURS, "grpc", clients), _find(points, "mlp-serve", "gRPC on grpcio", "grpc", clients)
         if grpcio and h2:
             lines.append(f"- {_clients(clients)}: grpcio {grpcio['req_per_s']:.0f} req/s ({grpcio['server_cpu_per_request_ms']:.3f} ms "
                          f"server CPU a call) vs uvicorn HTTP/2 {h2['req_per_s']:.0f} ({h2['server_cpu_per_request_ms']:.3f} ms): "

@@ -1,6 +1,7 @@
 """The floor under any Python server of the Open Inference Protocol on this machine: the same HTTP and
-gRPC stacks mlp-serve uses (uvicorn with uvloop and httptools under a bare ASGI app, and grpc.aio, on
-one event loop), answering every infer request with one constant response, no parsing, no model.
+gRPC stacks mlp-serve uses (uvicorn with uvloop and httptools under a bare ASGI app, and gRPC on
+uvicorn's HTTP/2 through deploy.serve.grpc_h2, on one event loop), answering every infer request with
+one constant response, no parsing, no model.
 
     python -m bench.serve.stack_floor --port 8000 --grpc-port 8001     # until SIGTERM
 
@@ -12,13 +13,15 @@ Its answers carry no real class (the load generator's "wrong" count means nothin
 from __future__ import annotations
 
 import argparse
+import asyncio
 
-import grpc
 import orjson
 import uvicorn
 import uvloop
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
+
+from deploy.serve.grpc_h2 import GrpcH2App, GrpcH2Protocol
 
 PROBS = bytes(40)  # 10 float32 zeros
 HEADER = orjson.dumps({"model_name": "m", "model_version": "1",
@@ -45,15 +48,12 @@ class ConstantService(service_pb2_grpc.GRPCInferenceServiceServicer):
 
 
 async def serve(port: int, grpc_port: int) -> None:
-    """Both stacks on one event loop, as deploy.server runs them, until SIGTERM."""
-    server = grpc.aio.server()
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(ConstantService(), server)
-    server.add_insecure_port(f"127.0.0.1:{grpc_port}")
-    await server.start()
+    """Both stacks on one event loop, configured as mlp-serve configures them, until SIGTERM."""
+    grpc_config = uvicorn.Config(GrpcH2App(ConstantService()), host="127.0.0.1", port=grpc_port, http=GrpcH2Protocol, loop="none",
+                                 lifespan="off", access_log=False, log_level="warning", timeout_keep_alive=300)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="none", http="httptools", lifespan="off",
-                            access_log=False, log_level="warning")
-    await uvicorn.Server(config).serve()
-    await server.stop(0)
+                            access_log=False, log_level="warning", proxy_headers=False)
+    await asyncio.gather(uvicorn.Server(grpc_config).serve(), uvicorn.Server(config).serve())
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ per-request log lines); only the exit timeout is shorter (EXIT_TIMEOUT_S), which
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -42,6 +43,7 @@ MAX_BATCH_SIZE = 8192
 # How long a stopping tritonserver waits for in-flight requests and open connections (30 s by
 # default, longer than launch.py waits before it kills the lot, STOP_TIMEOUT_S).
 EXIT_TIMEOUT_S = 5
+STATISTICS_FILE = "statistics.json"  # Triton's statistics at the stop, in the peer's folder (the bench reads it)
 # ONNX Runtime's element types as numpy's, for the tensors' declarations.
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
            "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8,
@@ -110,9 +112,20 @@ def main() -> None:
         while not stopping.wait(MONITORING_PERIOD_S) and triton.is_alive():
             pass
         if stopping.is_set():
+            _save_statistics(args.http_port, args.model_name, triton.get_access_token(), Path.cwd() / STATISTICS_FILE)
             logging.info("stopping: unloading %s first", args.model_name)
             _unload(args.http_port, args.model_name, triton.get_access_token())
     # Leaving the block stops tritonserver (SIGINT, then waits for it) and empties the workspace.
+
+
+def _save_statistics(http_port: int, model_name: str, token: str, out: Path) -> None:
+    """Triton's statistics of the run (where its time went per batch size), for the bench's report:
+    PyTriton puts that API behind its access token too, which only this process knows."""
+    client = tritonclient.http.InferenceServerClient(f"127.0.0.1:{http_port}", network_timeout=10)
+    try:
+        out.write_text(json.dumps(client.get_inference_statistics(model_name, headers={TRITON_ACCESS_HEADER: token})))
+    finally:
+        client.close()
 
 
 def _unload(http_port: int, model_name: str, token: str, timeout_s: float = 10.0) -> None:
