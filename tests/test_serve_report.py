@@ -1,9 +1,10 @@
 """bench.serve.report's verdicts against hand-made points: each target judged from the right rows,
-refused encodings left out of "the best peer", the gRPC explanation only when gRPC trails."""
+refused encodings left out of "the best peer", Triton's, the floor's, hot reload's and TLS's targets,
+the gRPC explanation only beside a measured floor."""
 
 from __future__ import annotations
 
-from bench.serve.report import render, targets
+from bench.serve.report import render, targets, triton_targets
 
 
 def point(server: str, encoding: str, clients: int, req_per_s: float, setting: str = "defaults", **extra) -> dict:
@@ -47,7 +48,7 @@ def test_the_report_explains_a_grpc_miss_from_the_floor():
               "config": {"seconds": 5, "warmup_s": 1}, "model_time": {"batch_1_us": 50, "batch_64_us": 500, "batch_64_us_per_row": 7.8},
               "versions": {"ours": {"python": "3.11"}}}
     text = render(result)
-    assert "gRPC misses by 80%" in text and "2500 req/s at 64 clients, 0.50x" in text
+    assert "gRPC at 64 clients: 0.20x of HTTP binary" in text and "reached 2500 req/s, 0.50x" in text
     assert "| mlserver | defaults | binary | – | refused |" in text  # clients 1 (not measured) and 64
     assert "- mlserver, binary: 422: no" in text
 
@@ -57,8 +58,23 @@ def test_a_target_met_with_bad_answers_is_not_met():
     assert targets(points)[3][1:] == ("0.40 ms (with bad answers)", False)
 
 
-def test_no_grpc_explanation_when_grpc_keeps_up():
-    points = [p if (p["server"], p["encoding"]) != ("mlp-serve", "grpc") else ours("grpc", 64, 6000) for p in POINTS]
+def test_no_grpc_explanation_without_the_floor():
+    points = [p if (p["server"], p["encoding"]) != ("mlp-serve", "grpc") else ours("grpc", 64, 3000) for p in POINTS if p["server"] != "floor"]
     result = {"points": points, "machine": {"cpu": "x", "cores": 2, "flags": [], "absent": []}, "config": {"seconds": 5, "warmup_s": 1},
               "model_time": {"batch_1_us": 50, "batch_64_us": 500, "batch_64_us_per_row": 7.8}, "versions": {}}
-    assert "gRPC misses" not in render(result) and targets(points)[5][2] is True
+    assert "gRPC at 64 clients" not in render(result) and targets(points)[5][2] is True  # 0.6x >= 0.5x
+
+
+def test_triton_floor_hot_reload_and_tls_targets():
+    points = [*POINTS, point("triton", "binary", 64, 1600), point("floor", "binary", 64, 8000, "constant answer"),
+              point("mlp-serve", "binary", 64, 3600, "TLS")]
+    swaps = {"swaps": 10, "requests": 900, "ok": 900, "wrong": 0, "p99_ms": 30.0}
+    rows = [(measured, met) for _, measured, met in triton_targets({"points": points, "hot_reload": swaps})]
+    assert rows[0] == ("3.1x (5000 vs 1600 req/s)", True)
+    assert rows[1] == ("62% (5000 vs 8000 req/s)", True)
+    assert rows[2] == ("60.0 ms", False)
+    assert rows[3] == ("10 swaps: 0 failed, 0 wrong of 900; p99 30.0 ms during them", True)
+    assert rows[4] == ("28% below (3600 vs 5000 req/s)", True)
+    lost = triton_targets({"points": points, "hot_reload": {**swaps, "ok": 899}})[3]
+    assert lost[2] is False and "1 failed" in lost[1]
+    assert triton_targets({"points": POINTS})[0][1:] == ("not measured", None)

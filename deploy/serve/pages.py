@@ -9,7 +9,7 @@ sha256 and answered from memory: `/` is web/index.html, `/<path>` is web/<path>.
   - an ETag (the sha256) with `Cache-Control: no-cache`: a browser keeps the 14 MB of wasm and asks
     again with If-None-Match, answered 304 while the file is the same,
   - gzip when the browser accepts it (`Accept-Encoding`), compressed once here: the 14.3 MB wasm
-    goes as 3.7 MB. The gzipped answer has its own ETag (RFC 9110 §8.8.3: another representation)
+    goes as 3.7 MB (compressed at start-up: 0.65 s on a 2-core EPYC). The gzipped answer has its own ETag (RFC 9110 §8.8.3: another representation)
     and every answer says `Vary: Accept-Encoding`, so a cache never hands one to the wrong client.
 """
 
