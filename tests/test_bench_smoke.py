@@ -67,11 +67,13 @@ def test_bench_suite_and_report_run_in_smoke_mode(exported, data_dir, cli_env, t
     assert {"eager-cpu", "ort-cpu", "ort-tuned-int8-cpu", "aoti-cpu", "exported-cpu", "torchscript-cpu"} <= set(targets[1]["seconds_per_call"])
     assert all(len(rounds) == 2 for rounds in targets[1]["seconds_per_call"].values())  # smoke: two alternating rounds
     training = next(b["extra_info"] for b in data["benchmarks"] if b["extra_info"]["kind"] == "targets_training")
-    assert set(training["seconds_per_call"]) == {"seed", "fast", "gemm"} and training["batch_size"] == {"seed": 64, "fast": 1024}
+    assert set(training["seconds_per_call"]) == {"seed", "fast", "gemm", "step_gemms"} and training["batch_size"] == {"seed": 64, "fast": 1024}
+    assert training["layer_macs"]["fast"] == [784 * 520, 520 * 320, 320 * 240, 240 * 120, 120 * 10]
 
     assert report_main(["--results", str(results), "--out", str(tmp_path)]) == 0
     report = (tmp_path / "report.md").read_text()
     assert "| cpu | ort-cpu | fp32 | 1024 |" in report and "## Time to accuracy" in report and "SMOKE MODE" in report
+    assert "its honest compute floor" in report and "the old floor (6 FLOPs per forward multiply-add" in report
     assert "`make bench-study` (not run: no study.json)" in report
     assert "| cpu | ort-tuned-int8-cpu | int8 | 1024 |" in report and "- Batch 1: best artifact `ort-" in report
     assert "ORT options chosen by `make tune` for int8: batch 1:" in report
@@ -82,7 +84,7 @@ def test_bench_suite_and_report_run_in_smoke_mode(exported, data_dir, cli_env, t
     if not torch.cuda.is_available():  # the providers that really load, and one line for every CUDA case skipped
         assert "- ORT providers that load here: CPUExecutionProvider" in report
         assert report.count("no CUDA device") == 1 and "cases: no CUDA device (e.g. `" in report
-    assert "x the compute floor" in report
+    assert "x its honest compute floor" in report
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -104,16 +106,41 @@ def test_the_study_joins_the_report_in_smoke_mode(exported, data_dir, cli_env, t
 
 
 def test_the_training_targets_by_hand():
-    """The report's two training ratios from one round's timings, computed by hand."""
-    from bench.report.training import step_floor, time_to_speedup
+    """The report's training ratios from one round's timings, computed by hand."""
+    from bench.report.training import old_step_floor, step_floor, time_to_speedup
 
     # A 2048³ GEMM (17.18 GFLOP) in 40 ms is 429.5 GFLOP/s; a batch-1024 step of 6 x 680,880 FLOPs
-    # a sample is 4.183 GFLOP, 9.740 ms at that rate; the step took 15 ms: 1.540x its floor.
-    record = {"seconds_per_call": {"fast": [0.015], "seed": [0.002], "gemm": [0.040]},
+    # a sample is 4.183 GFLOP, 9.740 ms at that rate; the step took 15 ms: 1.540x the old floor.
+    # Its own matrix products at its shapes took 12 ms in the same round: 1.25x the honest floor.
+    record = {"seconds_per_call": {"fast": [0.015], "seed": [0.002], "gemm": [0.040], "step_gemms": [0.012]},
               "batch_size": {"fast": 1024, "seed": 64}, "forward_macs": {"fast": 680_880, "seed": 680_880},
               "gemm_flops": 2 * 2048**3}
-    assert step_floor(record).value == pytest.approx(1.540, abs=5e-4)
+    assert old_step_floor(record).value == pytest.approx(1.540, abs=5e-4)
+    assert step_floor(record).value == pytest.approx(1.25)
     # fast: 180,000 samples at 15 ms / 1024 = 2.637 s; seed: 660,000 samples at 2 ms / 64 = 20.625 s: 7.82x.
     fast = {"time_to": {"0.98": {"samples": 180_000}}}
     seed = {"time_to": {"0.97": {"samples": 660_000}}}
     assert time_to_speedup(fast, seed, record).value == pytest.approx(20.625 / 2.63671875)
+
+
+def test_the_honest_floor_counts_the_flops_autograd_does():
+    """autograd_flops_per_sample against torch's own FLOP counter on a real training step of the
+    lecture's MLP, and the step_gemms_call the bench times against the same count."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bench.report.floor import autograd_flops_per_sample
+    from bench.suites.hardware import step_gemms_call
+    from pipeline.model import MLP, linear_layers
+
+    model, batch = MLP(), 8
+    macs = [layer.in_features * layer.out_features for layer in linear_layers(model)]
+    assert autograd_flops_per_sample(macs) / sum(macs) == pytest.approx(4.8025, abs=1e-4)  # not 6
+    images = torch.rand(batch, 1, 28, 28)
+    with FlopCounterMode(display=False) as counted:
+        torch.nn.functional.cross_entropy(model(images), torch.zeros(batch, dtype=torch.long)).backward()
+    assert counted.get_total_flops() == autograd_flops_per_sample(macs) * batch
+    step_gemms = step_gemms_call([(layer.in_features, layer.out_features) for layer in linear_layers(model)], batch,
+                                 torch.float32, torch.device("cpu"))
+    with FlopCounterMode(display=False) as timed:
+        step_gemms()
+    assert timed.get_total_flops() == counted.get_total_flops()

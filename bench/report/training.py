@@ -3,8 +3,8 @@ lecture's own script, and the ablation table. Each function takes the pytest-ben
 (`make bench`'s, with `make bench-study`'s benchmarks added when there are some).
 
 The targets' speed ratios come from steps timed in alternating rounds (bench/suites/test_targets.py), so
-they hold from run to run: the fast step against its compute floor (a GEMM timed in the same
-rounds), and the time to accuracy as the samples each recipe needed in its run (an epoch count,
+they hold from run to run: the fast step against its honest compute floor (its own matrix products
+at its shapes, timed in the same rounds; the old floor, a square GEMM's rate, beside it), and the time to accuracy as the samples each recipe needed in its run (an epoch count,
 which does not depend on the machine's speed) at the step time of each round.
 """
 
@@ -13,13 +13,13 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from bench.report.floor import FLOPS_PER_MAC_TRAINING
+from bench.report.floor import FLOPS_PER_MAC_TRAINING, autograd_flops_per_sample
 from handoff.timing import Ratio, paired_ratio
 
 # Targets the fast recipe is held to on every machine (tests do not check speed; the report does).
 MIN_ACCURACY, MIN_MEAN_ACCURACY = 0.978, 0.980
 MIN_SPEEDUP = 10.0
-MAX_FLOOR_RATIO = 1.5
+MAX_FLOOR_RATIO = 1.25  # against the honest floor (the old one's target was 1.5)
 
 
 def rows(results: dict, kind: str) -> list[dict[str, Any]]:
@@ -84,9 +84,16 @@ def _accuracy_line(fast: list[dict]) -> str:
             f"{100 * MIN_MEAN_ACCURACY:.1f}%): {_verdict(ok)}")
 
 
-def step_floor(record: dict) -> Ratio:
-    """The fast step's time over its floor, round by round: its matrix products at the GEMM rate
-    of the same round (FLOPS_PER_MAC_TRAINING x forward multiply-adds x batch)."""
+def step_floor(record: dict) -> Ratio | None:
+    """The fast step's time over its honest floor, round by round: the same step's matrix products at
+    its own shapes, timed in the same round (bench.report.floor); None for a record without them."""
+    times = record["seconds_per_call"]
+    return paired_ratio(times["fast"], times["step_gemms"]) if "step_gemms" in times else None
+
+
+def old_step_floor(record: dict) -> Ratio:
+    """The fast step's time over the old floor, round by round: FLOPS_PER_MAC_TRAINING x forward
+    multiply-adds x batch at the rate of the square GEMM of the same round."""
     times = record["seconds_per_call"]
     flops = FLOPS_PER_MAC_TRAINING * record["forward_macs"]["fast"] * record["batch_size"]["fast"]
     floors = [flops * gemm / record["gemm_flops"] for gemm in times["gemm"]]
@@ -94,10 +101,17 @@ def step_floor(record: dict) -> Ratio:
 
 
 def _floor_line(record: dict) -> str:
-    ratio = step_floor(record)
-    batch = record["batch_size"]["fast"]
-    return (f"- a training step (batch {batch}, as the training loop runs it): {ratio.value:.2f}x the compute floor "
-            f"(round by round {ratio.low:.2f}-{ratio.high:.2f}x; <= {MAX_FLOOR_RATIO}x): {_verdict(ratio.value <= MAX_FLOOR_RATIO)}")
+    honest, old, batch = step_floor(record), old_step_floor(record), record["batch_size"]["fast"]
+    old_text = (f"the old floor ({FLOPS_PER_MAC_TRAINING} FLOPs per forward multiply-add at one square GEMM's rate): "
+                f"{old.value:.2f}x (round by round {old.low:.2f}-{old.high:.2f}x)")
+    if honest is None:
+        return f"- a training step (batch {batch}): {old_text}; the honest floor was not measured: **NOT MET**"
+    macs = record["layer_macs"]["fast"]
+    per_mac = autograd_flops_per_sample(macs) / sum(macs)
+    return (f"- a training step (batch {batch}, as the training loop runs it): {honest.value:.2f}x its honest compute floor, "
+            f"the same step's matrix products at its own shapes ({per_mac:.2f} FLOPs per forward multiply-add, as autograd "
+            f"does them; round by round {honest.low:.2f}-{honest.high:.2f}x; <= {MAX_FLOOR_RATIO}x): "
+            f"{_verdict(honest.value <= MAX_FLOOR_RATIO)}; {old_text}")
 
 
 def time_to_speedup(fast: dict, seed: dict, record: dict) -> Ratio:

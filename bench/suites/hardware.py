@@ -1,5 +1,6 @@
 """The machine's matrix-multiply rate, the measured half of the distance to the hardware (the
-floor it implies is bench.report.floor's arithmetic)."""
+floor it implies is bench.report.floor's arithmetic): one square GEMM, and the very products one
+training step runs at its own shapes."""
 
 from __future__ import annotations
 
@@ -25,6 +26,31 @@ def gemm_call(dtype: torch.dtype, device: torch.device, n: int = GEMM_SIZE) -> C
             torch.cuda.synchronize(device)
 
     return product
+
+
+def step_gemms_call(shapes: list[tuple[int, int]], batch: int, dtype: torch.dtype, device: torch.device) -> Callable[[], None]:
+    """The matrix products one training step of an MLP with layers of `shapes` ((in, out) each, in
+    order) runs at `batch` rows, and nothing else, waiting for the result: per layer the forward
+    F.linear (batch x in -> out), the weight gradient gᵀ·x (out x batch x in), and for every layer
+    but the first the input gradient g·W (batch x out x in), as autograd's linear backward runs them.
+    bench.report.floor.autograd_flops_per_sample(macs) x batch FLOPs a call."""
+    generator = torch.Generator().manual_seed(0)
+    layers = []
+    for index, (fan_in, fan_out) in enumerate(shapes):
+        x, w, g = (torch.rand(*size, generator=generator).to(device, dtype)
+                   for size in ((batch, fan_in), (fan_out, fan_in), (batch, fan_out)))
+        layers.append((index, x, w, g))
+
+    def products() -> None:
+        for index, x, w, g in layers:
+            F.linear(x, w)
+            g.t().mm(x)
+            if index:
+                g.mm(w)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    return products
 
 
 def gemm_rates(dtype: torch.dtype, device: torch.device, seconds: float = 1.0, n: int = GEMM_SIZE) -> list[float]:

@@ -8,8 +8,9 @@ is kept round by round, so the report gives its median and its spread.
       artifacts (TorchScript, the ExportedProgram, the AOTInductor package), eager PyTorch and the
       peers (torch.compile, OpenVINO), on the same real held-out inputs
   training (each device)  one training step of each recipe as `pipeline.train` runs it (the batch
-      gathered from the resident data, forward, backward, optimizer step) and one GEMM in the fast
-      recipe's precision, which gives the compute floor of its step
+      gathered from the resident data, forward, backward, optimizer step), the matrix products of the
+      fast step at its own shapes (its honest compute floor, bench.report.floor) and one square GEMM in
+      the fast recipe's precision (the old floor's rate, reported beside it)
 
 The report turns them into the targets: the best artifact against eager and each peer, the fast
 step against its floor, and the time to accuracy (the steps each recipe needed in its run, at the
@@ -24,7 +25,7 @@ import itertools
 import pytest
 import torch
 
-from bench.suites.hardware import gemm_call
+from bench.suites.hardware import gemm_call, step_gemms_call
 from bench.suites.measuring import batch_indices, real_inputs, training_run
 from bench.suites.runtimes import RUNTIMES
 from handoff.artifacts import REFERENCE_VARIANT
@@ -32,7 +33,7 @@ from handoff.ort_options import DEFAULT_OPTIONS, options_for_batch
 from handoff.reports import read_variants
 from handoff.timing import interleaved
 from pipeline.config import RECIPES
-from pipeline.model import forward_macs
+from pipeline.model import forward_macs, linear_layers
 from pipeline.step import Stepper
 
 TARGET_BATCHES = (1, 1024)  # batch 1: latency; 1024: throughput (bench/report/inference.py)
@@ -81,7 +82,10 @@ def test_training_targets(benchmark, device, dataset, settings):
     steps = {name: _loop_step(name, dataset, device) for name in RECIPES[dataset.name]}
     calls = {name: step for name, (step, _) in steps.items()}
     fast_dtype = steps["fast"][1]["precision"]["dtype"]
-    calls["gemm"] = gemm_call(getattr(torch, fast_dtype), device, settings.gemm_size)  # the floor, in the fast step's precision
+    dtype = getattr(torch, fast_dtype)
+    calls["gemm"] = gemm_call(dtype, device, settings.gemm_size)  # the old floor's rate, in the fast step's precision
+    fast_info = steps["fast"][1]
+    calls["step_gemms"] = step_gemms_call(fast_info["layer_shapes"], fast_info["batch_size"], dtype, device)  # the honest floor
     times = benchmark.pedantic(interleaved, args=(calls, *_rounds(settings)), rounds=1, iterations=1)
     benchmark.group = f"targets {device.type}"
     benchmark.extra_info.update(
@@ -90,6 +94,7 @@ def test_training_targets(benchmark, device, dataset, settings):
         batch_size={name: info["batch_size"] for name, (_, info) in steps.items()},
         precision={name: info["precision"] for name, (_, info) in steps.items()},
         forward_macs={name: info["forward_macs"] for name, (_, info) in steps.items()},
+        layer_macs={name: [i * o for i, o in info["layer_shapes"]] for name, (_, info) in steps.items()},
         gemm_flops=2 * settings.gemm_size**3, smoke=settings.smoke,
     )
 
@@ -109,5 +114,6 @@ def _loop_step(recipe_name: str, dataset, device: torch.device):
             torch.cuda.synchronize(device)
 
     info = {"batch_size": run.recipe.batch_size, "precision": dataclasses.asdict(run.placement.precision),
-            "forward_macs": forward_macs(run.model)}
+            "forward_macs": forward_macs(run.model),
+            "layer_shapes": [(layer.in_features, layer.out_features) for layer in linear_layers(run.model)]}
     return step, info
