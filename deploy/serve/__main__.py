@@ -171,8 +171,7 @@ async def serve(server: Server) -> None:
     # proxy_headers off: uvicorn's default wraps every request in a middleware that reads X-Forwarded-*
     # (a task step per request); behind a proxy, the proxy logs the client.
     config = uvicorn.Config(app, loop="none", http=bounded_protocol(args.max_connections), lifespan="off", access_log=False,
-                            proxy_headers=False,
-                            log_level="warning", timeout_graceful_shutdown=DRAIN_S, backlog=4096,
+                            proxy_headers=False, log_level="warning", timeout_graceful_shutdown=DRAIN_S, backlog=4096,
                             ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key)
     sock = listening_socket(args.host, args.port, args.reuse_port)
     watcher = asyncio.ensure_future(app.bodies.watch())

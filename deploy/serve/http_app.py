@@ -45,13 +45,13 @@ REPOSITORY_PATH = re.compile(r"/v2/repository/models/(?P<model>[^/]+)/(?P<action
 REPOSITORY_REQUEST_BYTES = 64 << 10  # a repository request is a small JSON object
 HEADER_LENGTH_KEY = HEADER_LENGTH.lower().encode()
 Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]  # status, body, headers
+log = logging.getLogger("mlp-serve")
 
 
 class Route(NamedTuple):
     method: str  # the one it allows (GET routes answer HEAD too)
     group: str | None  # its API group for --restricted-api (deploy.serve.access); None: never restricted
     handler: Callable[..., Awaitable[Answer]]
-log = logging.getLogger("mlp-serve")
 
 
 class NotAllowed(ProtocolError):
