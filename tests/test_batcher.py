@@ -1,5 +1,6 @@
 """deploy.serve.batcher in one process: batched answers equal unbatched ones, the delay and row bounds hold,
-the queue is bounded, errors reach every request of their batch, stop() answers what is queued."""
+the queue is bounded, errors reach every request of their batch, a refused request only itself,
+stop() answers what is queued."""
 
 from __future__ import annotations
 
@@ -146,6 +147,31 @@ def test_an_error_reaches_every_request_of_its_batch(rows):
         batcher.stop()
     assert survived and [str(r) for r in results] == ["bad batch of 3"] * 3
     assert (stats.fail[0], stats.success[0], stats.inference_count) == (3, 0, 0)
+
+
+def test_a_refused_request_gets_its_refusal_and_its_batch_the_answers(bundle, rows):
+    def refuse(inputs: np.ndarray) -> Exception | None:  # as the server's value check: NaN refused
+        return None if np.isfinite(inputs).all() else ValueError(f"{len(inputs)} rows hold NaN")
+
+    statistics = Statistics()
+    batcher = Batcher(bundle.run, BatchPolicy(max_batch=8, max_queue_delay_us=600_000_000, max_queue_size=8), statistics.record, refuse)
+    batcher.start()
+    bad = rows[2:3].copy()
+    bad[0, 0, 5, 5] = np.nan
+    requests = [rows[0:1], rows[1:2], bad, rows[3:8]]  # 8 rows: the batch is full at once
+
+    async def submit() -> list:
+        return await asyncio.gather(*[batcher.infer(r) for r in requests], return_exceptions=True)
+
+    try:
+        results = asyncio.run(submit())
+    finally:
+        batcher.stop()
+    assert str(results[2]) == "1 rows hold NaN"
+    good = np.concatenate([requests[0], requests[1], requests[3]])
+    np.testing.assert_allclose(np.concatenate([results[0], results[1], results[3]]), bundle.run(good), rtol=0, atol=ABS_TOL)
+    # the refused request never ran: one execution of the other 7 rows, as Triton counts them
+    assert (statistics.execution_count, list(statistics.batches), statistics.success[0]) == (1, [7], 3)
 
 
 def test_requests_from_two_event_loops_share_a_batch(bundle, rows):

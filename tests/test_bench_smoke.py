@@ -7,11 +7,13 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from bench.report.__main__ import main as report_main
 from conftest import REPO, worker_threads
+from pipeline.config import RECIPES
 
 
 def bench_smoke(selection: str, json_file, exported, data_dir, cli_env) -> dict:
@@ -64,10 +66,11 @@ def test_bench_suite_and_report_run_in_smoke_mode(exported, data_dir, cli_env, t
 
     targets = {r["batch_size"]: r for r in (b["extra_info"] for b in data["benchmarks"]) if r["kind"] == "targets_inference"}
     assert set(targets) == {1, 1024}
-    assert {"eager-cpu", "ort-cpu", "ort-tuned-int8-cpu", "aoti-cpu", "exported-cpu", "torchscript-cpu"} <= set(targets[1]["seconds_per_call"])
+    assert {"eager-cpu", "ort-cpu", "ort-tuned-int8-cpu", "aoti-cpu", "exported-cpu", "torchscript-cpu",
+            "ort-floor-int8-cpu", "ort-floor-fp32-cpu"} <= set(targets[1]["seconds_per_call"])
     assert all(len(rounds) == 2 for rounds in targets[1]["seconds_per_call"].values())  # smoke: two alternating rounds
     training = next(b["extra_info"] for b in data["benchmarks"] if b["extra_info"]["kind"] == "targets_training")
-    assert set(training["seconds_per_call"]) == {"seed", "fast", "gemm", "step_gemms"} and training["batch_size"] == {"seed": 64, "fast": 1024}
+    assert set(training["seconds_per_call"]) == {"seed", "fast", "gemm", "step_gemms"} and training["batch_size"] == {"seed": 64, "fast": RECIPES["mnist"]["fast"].batch_size}
     assert training["layer_macs"]["fast"] == [784 * 520, 520 * 320, 320 * 240, 240 * 120, 120 * 10]
 
     assert report_main(["--results", str(results), "--out", str(tmp_path)]) == 0
@@ -79,6 +82,8 @@ def test_bench_suite_and_report_run_in_smoke_mode(exported, data_dir, cli_env, t
     assert "ORT options chosen by `make tune` for int8: batch 1:" in report
     assert "  - best torch-side artifact `" in report and "eager's (target >= 3x): " in report
     assert "  - fastest of our artifacts at batch 1024 on this CPU: `" in report
+    assert "  - ONNX Runtime's per-call floor (`ort-floor-" in report and "(target <= 1.5x): " in report
+    assert "best artifact `ort-floor" not in report and "fastest of our artifacts at batch 1 on this CPU: `ort-floor" not in report
     assert "- AOTInductor package: compiled in " in report and "direct loader " in report
     assert "- C++ loader: not run (`make cpp`; MNIST only)." in report
     if not torch.cuda.is_available():  # the providers that really load, and one line for every CUDA case skipped
@@ -93,7 +98,7 @@ def test_the_study_joins_the_report_in_smoke_mode(exported, data_dir, cli_env, t
     """`make bench-study`'s suites (smoke mode), and the report with study.json beside results.json."""
     bench_smoke("not study", tmp_path / "results.json", exported, data_dir, cli_env)
     study = bench_smoke("study", tmp_path / "study.json", exported, data_dir, cli_env)
-    assert {b["extra_info"]["kind"] for b in study["benchmarks"]} == {"time_to_accuracy", "lecture_script", "ablation"}
+    assert {b["extra_info"]["kind"] for b in study["benchmarks"]} == {"time_to_accuracy", "lecture_script", "ablation", "recipe_search"}
     timed = {(b["extra_info"]["recipe"], b["extra_info"]["seed"]) for b in study["benchmarks"]
              if b["extra_info"]["kind"] == "time_to_accuracy"}
     assert timed == {("fast", 1), ("fast", 2)}
@@ -102,7 +107,21 @@ def test_the_study_joins_the_report_in_smoke_mode(exported, data_dir, cli_env, t
     assert report_main(["--results", str(tmp_path / "results.json"), "--out", str(tmp_path)]) == 0  # study.json joins in
     report = (tmp_path / "report.md").read_text()
     assert "other conditions" not in report  # the study ran on this machine, as the bench did
-    assert "| dataloader |" in report and "the lecture's script trained" in report
+    assert "| dataloader |" in report and "the lecture's script trained" in report and "| batch-512 | batch 512 |" in report
+
+
+def test_the_ort_floor_graph_is_one_node_that_copies_the_input(exported):
+    """The per-call floor's graph (bench.suites.ort_floor): the artifact's input, one Flatten node,
+    and its answer is the input, row by row (numpy's reshape is the oracle)."""
+    from bench.suites.ort_floor import floor_graph, ort_floor
+
+    graph = floor_graph(exported / "model.onnx")
+    assert [node.op_type for node in graph.graph.node] == ["Flatten"]
+    rows = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
+    floor = ort_floor(exported / "model.onnx", "fp32", {})
+    np.testing.assert_array_equal(floor.run(rows), rows.reshape(3, -1))
+    call = floor.prepare(rows)
+    call()  # the bound call the targets time runs
 
 
 def test_the_training_targets_by_hand():

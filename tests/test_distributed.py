@@ -20,10 +20,12 @@ from handoff.lock import exclusive_lock
 from pipeline import resume
 from pipeline.batches import shuffled_batches
 from pipeline.checkpoint import load_checkpoint
-from pipeline.config import TrainConfig
+from pipeline.config import RECIPES, TrainConfig
 from pipeline.distributed import World, shard_batches
 from pipeline.placement import rank_device
 from pipeline.train import train
+
+FAST_BATCH = RECIPES["mnist"]["fast"].batch_size  # split evenly over the two ranks
 
 
 def torchrun(*args: str, env: dict, nproc: int = 2) -> subprocess.Popen:
@@ -72,7 +74,7 @@ def test_two_processes_train_the_single_process_model(mnist, data_dir, cli_env, 
     assert code == 0, stderr[-3000:]
     assert stdout.count("epoch 1/1 ") == 1 and "2 processes (gloo)" in stdout  # rank 0 speaks, once
     metrics = json.loads((tmp_path / "train_metrics.json").read_text())
-    assert (metrics["world_size"], metrics["backend"], metrics["global_batch"], metrics["per_rank_batch"]) == (2, "gloo", 1024, 512)
+    assert (metrics["world_size"], metrics["backend"], metrics["global_batch"], metrics["per_rank_batch"]) == (2, "gloo", FAST_BATCH, FAST_BATCH // 2)
     assert metrics["samples_trained"] == SMALL_SAMPLES  # the ranks' shards add up to the epoch
     two, _ = load_checkpoint(tmp_path / "model.pt")
     one = train(TrainConfig(epochs=1, train_samples=SMALL_SAMPLES, device="cpu", precision="off"), mnist).model

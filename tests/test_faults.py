@@ -95,7 +95,7 @@ def leftovers(folder) -> list[str]:
 # A small run (SMALL_SAMPLES per epoch, a few epochs): the tests wait on events (a checkpoint file
 # appearing, the lock being taken), never on how fast this machine trains.
 
-SMALL_SAMPLES = 12_288  # 32 batches of the fast recipe per epoch
+SMALL_SAMPLES = 12_288  # 24 batches of the fast recipe (512) per epoch
 SMALL_EPOCHS = 4
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, blocked_imports
+from pipeline.config import RECIPES
 
 SCRIPT = REPO / "bench" / "gpu_check.sh"
 # What our venv has and the lent GPU machine's image lacks (/work/.library/device/KINDS.md, read on
@@ -55,7 +56,7 @@ def test_the_gpu_check_runs_end_to_end_on_the_cpu(tmp_path, cli_env):
     assert re.search(r"\n\d+ skipped, \d+ deselected", log)  # the GPU tests ran, each skipped here (no CUDA)
     summary = (out / "stage1.md").read_text()
     for row in ("eager step: accuracy", "CUDA-graph step: time to 98%", "parity gate, TF32 off", "fp32 inference, batch 8192",
-                "| inference | eager-cpu | cpu | 64 |", "| train_step | fast | cpu | 1024 |"):
+                "| inference | eager-cpu | cpu | 64 |", f"| train_step | fast | cpu | {RECIPES['mnist']['fast'].batch_size} |"):
         assert row in summary
     assert {"gpu_check.log", "bench_stage1.json", "train_metrics_graph.json", "parity.md", "variants.json"} <= {p.name for p in out.iterdir()}
 

@@ -6,6 +6,7 @@ well as far from it (any JSON, any bytes)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import math
@@ -23,7 +24,7 @@ from deploy.bundle import load_bundle
 from deploy.serve.http_app import HttpApp
 from deploy.serve.metrics import Metrics
 from deploy.serve.models import ServedModels
-from deploy.serve.protocol import ProtocolError, encode_response, parse_infer
+from deploy.serve.protocol import ProtocolError, encode_response, parse_infer, refusal
 from deploy.serve.repository import Repository
 from deploy.serve.service import ModelService, ServingLimits
 
@@ -100,6 +101,12 @@ def service(served):
     return served[1].resolve("mnist_mlp")
 
 
+def within_range(inputs: np.ndarray, contract) -> bool:
+    """The oracle of the value check: finite, and inside the contract's range."""
+    return bool(np.isfinite(inputs).all() and inputs.min() >= contract.input_min
+                and (contract.input_max is None or inputs.max() <= contract.input_max))
+
+
 def check_parse(body: bytes, header_length: str | None, contract) -> None:
     try:
         request = parse_infer(body, header_length, contract, MAX_BATCH)
@@ -107,9 +114,14 @@ def check_parse(body: bytes, header_length: str | None, contract) -> None:
         event(f"refused with {err.status}")  # --hypothesis-show-statistics: how often each outcome was drawn
         assert 400 <= err.status < 500, err
         return
+    refused = refusal(request.inputs, contract)  # what the batcher asks of the request's batch, then of it
+    if refused is not None:
+        event("refused for its values")
+        assert refused.status == 400 and not within_range(request.inputs, contract), refused
+        return
     event("accepted")
     assert request.inputs.dtype == np.float32 and request.inputs.shape[1:] == contract.input_shape
-    assert 1 <= len(request.inputs) <= MAX_BATCH and np.isfinite(request.inputs).all()
+    assert 1 <= len(request.inputs) <= MAX_BATCH and within_range(request.inputs, contract)
     probs = np.full((len(request.inputs), len(contract.classes)), 0.1, np.float32)
     body, headers = encode_response(contract, request, probs, "mnist_mlp", "1")  # what the server answers must be writable
     assert body and headers
@@ -125,6 +137,21 @@ def test_the_parser_answers_near_misses_with_a_4xx_or_a_checked_request(service,
 @given(st.binary(max_size=4096), st.one_of(st.none(), st.text(max_size=8)))
 def test_the_parser_answers_any_bytes_with_a_4xx_or_a_checked_request(service, body, header_length):
     check_parse(body, header_length, service.contract)
+
+
+def test_a_header_read_before_is_read_again_for_its_own_tail_and_contract(service):
+    contract = service.contract
+    header = orjson.dumps({"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28],
+                                       "parameters": {"binary_data_size": 784 * 4}}]})
+    rows = [np.full(784, value, "<f4") for value in (0.25, 0.75)]
+    parsed = [parse_infer(header + row.tobytes(), str(len(header)), contract, MAX_BATCH) for row in rows]
+    for request, row in zip(parsed, rows):  # the second body's header was read before: its own bytes still
+        np.testing.assert_array_equal(request.inputs.ravel(), row)
+    with pytest.raises(ProtocolError, match="exceeds the 4 bytes"):
+        parse_infer(header + rows[0].tobytes()[:4], str(len(header)), contract, MAX_BATCH)
+    otto_like = dataclasses.replace(contract, input_shape=(93,))  # the same header, checked against another model
+    with pytest.raises(ProtocolError, match="has shape"):
+        parse_infer(header + rows[0].tobytes(), str(len(header)), otto_like, MAX_BATCH)
 
 
 async def call(app: HttpApp, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes, chunks: int) -> tuple[int, bytes]:

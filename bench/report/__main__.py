@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.report.inference import cpp_lines, inference_table
 from bench.report.inference import targets as inference_targets
-from bench.report.training import ablation_table, rows, targets, time_to_accuracy_table
+from bench.report.training import ablation_table, recipe_search_table, rows, targets, time_to_accuracy_table
 from handoff import artifacts
 from handoff.atomic import atomic_path
 from handoff.cli import run_cli
@@ -120,6 +120,8 @@ def render_markdown(results: dict) -> str:
         lines += time_to_accuracy_table(results)
         lines += ["", f"## Ablation (fast recipe, one change at a time, same seed; {study})", ""]
         lines += ablation_table(results)
+        lines += ["", f"## Recipe search (two epochs, judged on a validation split; {study})", ""]
+        lines += recipe_search_table(results)
         lines += [""]
     lines += [f"## Training step ({dataset}: forward + backward + optimizer step; `make bench`)", ""]
     lines += train_step_table(results)

@@ -17,6 +17,8 @@ BATCH1_MIN_SPEEDUP = 5.0
 LARGE_BATCH = 1024
 LARGE_MIN_SPEEDUP = {"vnni": 2.5, "none": 1.5}
 OURS = ("ort-",)  # our ONNX artifacts; compiled-* and openvino-* are the peers
+FLOOR = "ort-floor-"  # ONNX Runtime's per-call floor per variant (bench.suites.ort_floor): not an artifact
+FLOOR_MAX_DISTANCE = 1.5  # batch 1: the best artifact's p50 over the floor's, with the same options
 TORCH_SIDE = ("aoti-", "exported-", "torchscript-")  # our torch artifacts (export/backends.py)
 TORCH_BATCH1_MIN_SPEEDUP = 3.0  # the best torch-side artifact's p50 at batch 1 against eager's
 PEERS = ("compiled-", "openvino-")
@@ -64,7 +66,7 @@ def targets(results: dict) -> list[str]:
     for batch, metric in ((1, "p50 latency"), (LARGE_BATCH, "throughput")):
         record = measured.get(batch)
         times = record["seconds_per_call"] if record else {}
-        ours = [name for name in times if name.startswith(OURS)]
+        ours = [name for name in times if name.startswith(OURS) and not name.startswith(FLOOR)]
         if not ours or EAGER not in times:
             lines.append(f"- Batch {batch}: not measured in this run.")
             continue
@@ -78,6 +80,7 @@ def targets(results: dict) -> list[str]:
             peer_ratio = paired_ratio(times[peer], times[best])
             lines.append(f"  - vs peer `{peer}`: {peer_ratio.text()}"
                          f"{'' if peer_ratio.value >= 1 else ' — the peer is FASTER here'}")
+        lines += _floor_lines(times, batch, best, record["variants"])
         lines += _tuned_lines(times)
         lines += _torch_side_lines(times, batch, best, metric)
     if measured:
@@ -91,7 +94,8 @@ def _torch_side_lines(times: dict[str, list[float]], batch: int, best_onnx: str,
     """The best torch-side artifact against eager (judged at batch 1) and against the best ONNX
     artifact, and which artifact of all was fastest, from the same rounds."""
     torch_side = [name for name in times if name.startswith(TORCH_SIDE)]
-    fastest = min((name for name in times if name.startswith((*OURS, *TORCH_SIDE))), key=lambda name: min(times[name]))
+    fastest = min((name for name in times if name.startswith((*OURS, *TORCH_SIDE)) and not name.startswith(FLOOR)),
+                  key=lambda name: min(times[name]))
     lines = [f"  - fastest of our artifacts at batch {batch} on this CPU: `{fastest}`"]
     if not torch_side:
         return lines + ["  - torch-side artifacts: none measured in this run"]
@@ -101,6 +105,25 @@ def _torch_side_lines(times: dict[str, list[float]], batch: int, best_onnx: str,
                if batch == 1 else "")
     return lines + [f"  - best torch-side artifact `{best}`: {metric} {ratio.text()} eager's{verdict}; the best ONNX "
                     f"artifact `{best_onnx}` is at {gap.text()} its speed (docs/export.md, \"Which artifact\", says why)"]
+
+
+def _floor_lines(times: dict[str, list[float]], batch: int, best: str, variants: dict[str, str]) -> list[str]:
+    """Each tuned artifact's time over ONNX Runtime's per-call floor with the same options, timed in
+    the same rounds; the best artifact's is a target at batch 1."""
+    floor = f"{FLOOR}{variants[best]}-cpu"
+    if floor not in times:
+        return ["  - ONNX Runtime's per-call floor: not measured in this run"]
+    distance = paired_ratio(times[best], times[floor])
+    same = "" if best.startswith("ort-tuned-") else " (the floor runs the variant's tuned options, this artifact ORT's defaults)"
+    verdict = (f" (target <= {FLOOR_MAX_DISTANCE:g}x): {'met' if distance.value <= FLOOR_MAX_DISTANCE else 'MISSED'}"
+               if batch == 1 else "")
+    lines = [f"  - ONNX Runtime's per-call floor (`{floor}`: one Flatten node, the same call and session options, "
+             f"{1e6 * min(times[floor]):,.1f} µs a call): the best artifact takes {distance.text()} its time{same}{verdict}"]
+    for tuned in sorted(name for name in times if name.startswith("ort-tuned-") and name != best):
+        other = f"{FLOOR}{variants[tuned]}-cpu"
+        if other in times:
+            lines.append(f"    - `{tuned}`: {paired_ratio(times[tuned], times[other]).text()} its floor's time")
+    return lines
 
 
 def _tuned_lines(times: dict[str, list[float]]) -> list[str]:

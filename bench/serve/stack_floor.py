@@ -50,7 +50,8 @@ class ConstantService(service_pb2_grpc.GRPCInferenceServiceServicer):
 async def serve(port: int, grpc_port: int) -> None:
     """Both stacks on one event loop, configured as mlp-serve configures them, until SIGTERM."""
     grpc_config = uvicorn.Config(GrpcH2App(ConstantService()), host="127.0.0.1", port=grpc_port, http=GrpcH2Protocol, loop="none",
-                                 lifespan="off", access_log=False, log_level="warning", timeout_keep_alive=300)
+                                 lifespan="off", access_log=False, log_level="warning", timeout_keep_alive=300,
+                                 proxy_headers=False)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="none", http="httptools", lifespan="off",
                             access_log=False, log_level="warning", proxy_headers=False)
     await asyncio.gather(uvicorn.Server(grpc_config).serve(), uvicorn.Server(config).serve())

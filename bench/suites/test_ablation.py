@@ -32,7 +32,7 @@ SGD_NESTEROV = {"optimizer": "sgd", "lr": 0.4, "momentum": 0.9, "nesterov": True
 # name -> (what changes, Recipe fields to replace); precision, threads and data path are handled below.
 VARIANTS = {
     "fast": ("nothing: the recipe as shipped", {}),
-    "batch-512": (f"batch 512 instead of {FAST.batch_size}, same schedule", {"batch_size": 512}),
+    "batch-1024": (f"batch 1024 instead of {FAST.batch_size}, same schedule", {"batch_size": 1024}),
     "batch-64": ("batch 64 (the lecture's), same schedule", {"batch_size": 64}),
     "lecture-optimiser": ("SGD lr 0.01, momentum 0.5, constant (the lecture's)", LECTURE_OPTIMISER),
     "sgd-nesterov": ("SGD Nesterov 0.9, peak lr 0.4, weight decay 5e-4, same one-cycle", SGD_NESTEROV),

@@ -6,7 +6,8 @@ is kept round by round, so the report gives its median and its spread.
       the options `make tune` chose and, where those differ from ORT's defaults, with the defaults
       too: a tuned option counts only if it also wins here, in the same rounds), our torch-side
       artifacts (TorchScript, the ExportedProgram, the AOTInductor package), eager PyTorch and the
-      peers (torch.compile, OpenVINO), on the same real held-out inputs
+      peers (torch.compile, OpenVINO), on the same real held-out inputs, and ONNX Runtime's per-call
+      floor with each variant's options (bench.suites.ort_floor)
   training (each device)  one training step of each recipe as `pipeline.train` runs it (the batch
       gathered from the resident data, forward, backward, optimizer step), the matrix products of the
       fast step at its own shapes (its honest compute floor, bench.report.floor) and one square GEMM in
@@ -27,8 +28,9 @@ import torch
 
 from bench.suites.hardware import gemm_call, step_gemms_call
 from bench.suites.measuring import batch_indices, real_inputs, training_run
+from bench.suites.ort_floor import ort_floor
 from bench.suites.runtimes import RUNTIMES
-from handoff.artifacts import REFERENCE_VARIANT
+from handoff.artifacts import REFERENCE_VARIANT, VARIANT_FILES
 from handoff.ort_options import DEFAULT_OPTIONS, options_for_batch
 from handoff.reports import read_variants
 from handoff.timing import interleaved
@@ -66,6 +68,8 @@ def test_inference_targets(benchmark, target_batch, backend_for, tuning, dataset
     cpu = torch.device("cpu")
     passed = {name for name, entry in read_variants(settings.artifacts).variants.items() if entry.passed}
     built = [backend_for(runtime, cpu) for runtime in contenders(target_batch, passed, tuning)]
+    # ORT's per-call floor beside each variant's tuned artifact: the same call and options, one Flatten node
+    built += [ort_floor(settings.artifacts / VARIANT_FILES[v], v, tuning.records(v)) for v in sorted(passed)]
     inputs = real_inputs(dataset, target_batch)
     calls = {b.name: b.prepare(inputs) for b in built if b.skipped is None}
     times = benchmark.pedantic(interleaved, args=(calls, *_rounds(settings)), rounds=1, iterations=1)

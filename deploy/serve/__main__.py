@@ -209,7 +209,7 @@ def grpc_over_uvicorn(servicer: InferenceService, args: argparse.Namespace) -> t
     from deploy.serve.grpc_h2 import GrpcH2App, GrpcH2Protocol  # zttp: only this transport needs it
 
     config = uvicorn.Config(GrpcH2App(servicer, max_message_bytes=args.max_request_bytes), http=GrpcH2Protocol, loop="none",
-                            lifespan="off", access_log=False, log_level="warning", timeout_graceful_shutdown=DRAIN_S,
+                            lifespan="off", access_log=False, proxy_headers=False, log_level="warning", timeout_graceful_shutdown=DRAIN_S,
                             backlog=4096, timeout_keep_alive=300,  # uvicorn's 5 s would close idle gRPC channels
                             limit_concurrency=args.max_connections, ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key)
     return _QuietServer(config), listening_socket(args.host, args.grpc_port, args.reuse_port)

@@ -13,6 +13,11 @@ whatever is queued at once: under load, requests arriving while a batch runs for
 batches grow with the load without adding any wait at low load. One thread owns the model, so no
 thread per request waits on ORT's pool, and each batch wakes each event loop once. Whatever a batch
 raises reaches each of its requests; the thread itself never dies of it (`alive` says if it did).
+
+`refuse(rows)` (optional) says whether the model may see some rows: None, or the error to answer
+with. It runs once on each batch's rows (two reductions over all of them, not two per request, and
+no numpy call in the event loop that gives the GIL away); only when a batch is refused is each of
+its requests asked alone, so a bad request gets its error and the others their answers.
 """
 
 from __future__ import annotations
@@ -53,8 +58,9 @@ class _Request:
 
 
 class Batcher:
-    def __init__(self, run: Callable[[np.ndarray], np.ndarray], policy: BatchPolicy, record: Callable[[BatchRecord], None]) -> None:
-        self._run, self.policy, self._record = run, policy, record
+    def __init__(self, run: Callable[[np.ndarray], np.ndarray], policy: BatchPolicy, record: Callable[[BatchRecord], None],
+                 refuse: Callable[[np.ndarray], Exception | None] | None = None) -> None:
+        self._run, self.policy, self._record, self._refuse = run, policy, record, refuse
         self._queue: deque[_Request] = deque()
         self._rows = 0  # rows queued
         self._ready = threading.Condition(threading.Lock())
@@ -132,11 +138,24 @@ class Batcher:
             self._rows -= rows
         return batch
 
+    def _admitted(self, batch: list[_Request]) -> tuple[list[_Request], np.ndarray | None]:
+        """The requests whose rows `refuse` lets through (nearly always all: one check per batch) and
+        their rows; the others are answered with their refusal here."""
+        inputs = _stacked(batch)
+        if self._refuse is None or self._refuse(inputs) is None:
+            return batch, inputs
+        refusals = [self._refuse(request.inputs) for request in batch]
+        _deliver([r for r, refusal in zip(batch, refusals) if refusal], [refusal for refusal in refusals if refusal])
+        batch = [r for r, refusal in zip(batch, refusals) if refusal is None]
+        return batch, _stacked(batch) if batch else None
+
     def _execute(self, batch: list[_Request]) -> None:
         """Run one batch and answer each request with its rows, or with what the batch raised."""
         started = time.perf_counter_ns()
         try:
-            inputs = batch[0].inputs if len(batch) == 1 else np.concatenate([r.inputs for r in batch])
+            batch, inputs = self._admitted(batch)
+            if not batch:
+                return
             outputs = self._run(inputs)
             results, offset = [], 0
             for request in batch:  # views into one output array: each request's rows
@@ -144,11 +163,15 @@ class Batcher:
                 offset += len(request.inputs)
             error = None
         except Exception as err:  # noqa: BLE001 - not swallowed: every request of the batch answers with it
-            results, error = [err] * len(batch), err
+            results, error = [err] * len(batch), err  # (one already refused keeps its refusal: _resolve)
         ended = time.perf_counter_ns()
         rows = sum(len(request.inputs) for request in batch)
         self._record(BatchRecord(rows, [started - request.arrived_ns for request in batch], ended - started, error is not None))
         _deliver(batch, results)
+
+
+def _stacked(batch: list[_Request]) -> np.ndarray:
+    return batch[0].inputs if len(batch) == 1 else np.concatenate([request.inputs for request in batch])
 
 
 def _deliver(batch: list[_Request], results: list) -> None:

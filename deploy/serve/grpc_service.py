@@ -29,7 +29,7 @@ from tritonclient.grpc import service_pb2_grpc
 from deploy.serve.access import Restriction
 from deploy.serve.metrics import Metrics
 from deploy.serve.models import ServedModels
-from deploy.serve.protocol import DATATYPE, WIRE_DTYPE, ProtocolError, check_input, checked
+from deploy.serve.protocol import DATATYPE, WIRE_DTYPE, ProtocolError, check_input
 from deploy.serve.repository import Repository
 from deploy.serve.service import ModelService
 
@@ -111,7 +111,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
                                      outputs=[output], raw_output_contents=[probs.astype(WIRE_DTYPE).tobytes()])
 
     def _inputs(self, request: pb.ModelInferRequest, service: ModelService) -> np.ndarray:
-        """The checked input array of an infer request."""
+        """The input array of an infer request, its form checked (its values are, with its batch's)."""
         contract, limits = service.contract, service.limits
         if len(request.inputs) != 1:
             raise ProtocolError(400, f"expected one input tensor, {contract.input_name!r}; got {len(request.inputs)}")
@@ -134,7 +134,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
             if len(values) != count:
                 raise ProtocolError(400, f"contents.fp32_contents holds {len(values)} values; shape {shape} needs {count}")
             array = np.array(values, dtype=np.float32)
-        return checked(array.reshape(shape), contract)
+        return array.reshape(shape)  # its values are checked with its batch's (deploy.serve.batcher)
 
     async def _repository_action(self, action: str, name: str) -> None:
         if self.repository is None:

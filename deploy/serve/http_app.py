@@ -36,10 +36,10 @@ from deploy.serve.access import Restriction
 from deploy.serve.metrics import CONTENT_TYPE, Metrics
 from deploy.serve.models import ServedModels
 from deploy.serve.pages import PageFile
-from deploy.serve.protocol import HEADER_LENGTH, ProtocolError, encode_response, parse_infer
+from deploy.serve.protocol import HEADER_LENGTH, JSON_HEADERS, ProtocolError, encode_response, parse_infer
 from deploy.serve.repository import Repository
 
-JSON = [(b"content-type", b"application/json")]
+JSON = JSON_HEADERS
 MODEL_PATH = re.compile(r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?(?:/(?P<action>ready|infer|stats))?")
 REPOSITORY_PATH = re.compile(r"/v2/repository/models/(?P<model>[^/]+)/(?P<action>load|unload)")
 REPOSITORY_REQUEST_BYTES = 64 << 10  # a repository request is a small JSON object
@@ -199,8 +199,7 @@ class HttpApp:
         service = self.models.resolve(model, version)
         request = parse_infer(body, header_length, service.contract, service.limits.max_batch)
         probs = await service.infer(request.inputs)
-        content, headers = encode_response(service.contract, request, probs, service.name, service.version)
-        return 200, content, [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+        return 200, *encode_response(service.contract, request, probs, service.name, service.version)
 
     async def stats(self, scope: dict, receive: Callable, model: str | None, version: str | None) -> Answer:
         return 200, orjson.dumps(self.models.statistics(model, version)), JSON

@@ -43,7 +43,8 @@ class Metrics:
         self.batch = Histogram("mlp_batch_rows", "rows per ONNX Runtime call", MODEL_LABELS, buckets=BATCH_BUCKETS, registry=registry)
         self.queued: dict[tuple[str, str], Callable[[], int]] = {}  # (model, version) -> its queue's length now
         registry.register(_QueueGauge(self.queued))
-        self._children: dict[tuple, tuple] = {}
+        self._children: dict[tuple, tuple] = {}  # (method, route, status) -> its two children
+        self._grpc_children: dict[tuple[str, str], object] = {}  # (method, code) -> its counter
 
     def model(self, name: str, version: str, queued: Callable[[], int]) -> ModelMetrics:
         """The series of one loaded model version; its queue gauge is read from `queued` at each scrape."""
@@ -62,7 +63,10 @@ class Metrics:
         self.failures.labels(model, version, str(status)).inc()
 
     def grpc(self, method: str, code: str) -> None:
-        self._grpc.labels(method, code).inc()
+        child = self._grpc_children.get((method, code))  # labels() costs a lock and a tuple on every call
+        if child is None:
+            child = self._grpc_children[(method, code)] = self._grpc.labels(method, code)
+        child.inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

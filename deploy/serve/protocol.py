@@ -10,7 +10,7 @@ requested output), as bytes after the JSON with the same header. tritonclient.ht
 inputs and asks for binary outputs by default, often without a Content-Type header.
 
 Every violation raises `ProtocolError(status, message)`: 400 for a bad request, 413 beyond the
-configured batch or size limits. `check_input` and `checked` are the rules the gRPC side
+configured batch or size limits. `check_input` and `refusal` are the rules the gRPC side
 (deploy.serve.grpc_service) shares. JSON is read and written with orjson (C, several times faster than the
 standard library on these number arrays); a body orjson refuses is read again by `json`, so NaN and
 Infinity, which `json` accepts, still get the answer that names them. Refs: kserve.github.io/website (Open Inference Protocol, REST),
@@ -19,9 +19,10 @@ github.com/triton-inference-server/server docs/protocol/extension_binary_data.md
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -32,6 +33,7 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 DATATYPE = "FP32"  # the model's one tensor type; float32 little-endian on the wire
 WIRE_DTYPE = np.dtype("<f4")
 BINARY_DATA_SIZE = "binary_data_size"
+JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 class ProtocolError(Exception):
@@ -40,27 +42,64 @@ class ProtocolError(Exception):
         self.status = status
 
 
-@dataclass(frozen=True)
-class InferRequest:
+class InferRequest(NamedTuple):
     id: str | None
-    inputs: np.ndarray  # float32, N x contract.input_shape, checked against the contract
+    inputs: np.ndarray  # float32, N x contract.input_shape; its values are checked per batch (`refusal`)
+    binary_output: bool
+
+
+class _Header(NamedTuple):
+    """What an infer request's JSON says, checked against the contract: all but the binary bytes."""
+    id: str | None
+    shape: tuple[int, ...]
+    binary_size: int | None  # bytes of the input after the JSON; None: the input is JSON `data`
+    data: object  # the JSON `data`, when binary_size is None
     binary_output: bool
 
 
 def parse_infer(body: bytes, header_length: str | None, contract: Contract, max_batch: int) -> InferRequest:
-    """Decode and check one infer request body against the model's contract."""
+    """Decode one infer request body and check its form against the model's contract: names,
+    datatype, shape, sizes. Its values (finite, in range) are checked per batch: `refusal`."""
     header, binary = _split(body, header_length)
+    # A client sends the same JSON header with every binary request of one shape: read each once.
+    read = _read_header_cached if binary and len(header) <= CACHED_HEADER_BYTES else _read_header
+    request = read(header, contract, max_batch)
+    if request.binary_size is None:
+        array, used = _json_data(request.data, math.prod(request.shape), list(request.shape)), 0
+    elif request.binary_size > len(binary):
+        raise ProtocolError(400, f"{BINARY_DATA_SIZE} {request.binary_size} exceeds the {len(binary)} bytes that follow the JSON")
+    else:
+        array = np.frombuffer(binary, dtype=WIRE_DTYPE, count=request.binary_size // WIRE_DTYPE.itemsize)
+        used = request.binary_size
+    if used != len(binary):
+        raise ProtocolError(400, f"the body holds {len(binary) - used} bytes beyond the declared binary_data_size")
+    return InferRequest(request.id, array.astype(np.float32, copy=False).reshape(request.shape), request.binary_output)
+
+
+def _read_header(header: bytes, contract: Contract, max_batch: int) -> _Header:
     request = _json_object(header)
     inputs = request.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise ProtocolError(400, f"'inputs' must be a list with one tensor, {contract.input_name!r}")
-    array, used = _tensor(inputs[0], binary, contract, max_batch)
-    if used != len(binary):
-        raise ProtocolError(400, f"the body holds {len(binary) - used} bytes beyond the declared binary_data_size")
+    spec = inputs[0]
+    shape = check_input(spec.get("name"), spec.get("datatype"), spec.get("shape"), contract, max_batch)
+    size = _parameters(spec).get(BINARY_DATA_SIZE)
+    if size is not None:
+        if "data" in spec:
+            raise ProtocolError(400, f"input {contract.input_name!r} has both 'data' and {BINARY_DATA_SIZE}")
+        needed = math.prod(shape) * WIRE_DTYPE.itemsize
+        if not isinstance(size, int) or isinstance(size, bool) or size != needed:
+            raise ProtocolError(400, f"{BINARY_DATA_SIZE} {size!r} does not match shape {shape} of {DATATYPE} ({needed} bytes)")
     request_id = request.get("id")  # echoed in the response
     if request_id is not None and (not isinstance(request_id, str) or not _encodable(request_id)):
         raise ProtocolError(400, "'id' must be a string of Unicode characters (no lone surrogates)")
-    return InferRequest(request_id, array, _binary_output(request, contract))
+    return _Header(request_id, tuple(shape), size, spec.get("data") if size is None else None, _binary_output(request, contract))
+
+
+# Headers read before, by their bytes (and the contract and limit they were checked against); errors
+# are not cached. Only small headers of binary requests: JSON `data` makes every header different.
+CACHED_HEADER_BYTES = 4096
+_read_header_cached = functools.lru_cache(maxsize=256)(_read_header)
 
 
 def _encodable(text: str) -> bool:
@@ -98,23 +137,6 @@ def _json_object(header: bytes) -> dict:
     return request
 
 
-def _tensor(spec: dict, binary: bytes, contract: Contract, max_batch: int) -> tuple[np.ndarray, int]:
-    """The input tensor, and how many binary bytes it used."""
-    shape = check_input(spec.get("name"), spec.get("datatype"), spec.get("shape"), contract, max_batch)
-    count = math.prod(shape)
-    size = _parameters(spec).get(BINARY_DATA_SIZE)
-    if size is not None:
-        if "data" in spec:
-            raise ProtocolError(400, f"input {contract.input_name!r} has both 'data' and {BINARY_DATA_SIZE}")
-        if not isinstance(size, int) or isinstance(size, bool) or size != count * WIRE_DTYPE.itemsize or size > len(binary):
-            raise ProtocolError(400, f"{BINARY_DATA_SIZE} {size!r} does not match shape {shape} of {DATATYPE} "
-                                     f"({count * WIRE_DTYPE.itemsize} bytes; {len(binary)} bytes follow the JSON)")
-        array, used = np.frombuffer(binary, dtype=WIRE_DTYPE, count=count).astype(np.float32, copy=False), size
-    else:
-        array, used = _json_data(spec.get("data"), count, shape), 0
-    return checked(array.reshape(shape), contract), used
-
-
 def check_input(name: object, datatype: object, shape: object, contract: Contract, max_batch: int) -> list[int]:
     """The input's shape, once its name, datatype and shape match the contract and the batch limit."""
     if name != contract.input_name:
@@ -124,13 +146,14 @@ def check_input(name: object, datatype: object, shape: object, contract: Contrac
     return _shape(shape, contract, max_batch)
 
 
-def checked(array: np.ndarray, contract: Contract) -> np.ndarray:
-    """`array`, refused with 400 when the model must not see it (non-finite, out of range)."""
+def refusal(rows: np.ndarray, contract: Contract) -> ProtocolError | None:
+    """The 400 to answer when the model must not see `rows` (non-finite, out of range), else None.
+    The server asks once per batch (deploy.serve.batcher), and per request only when a batch fails."""
     try:
-        contract.check(array)
+        contract.check(rows)
     except ContractError as err:
-        raise ProtocolError(400, f"input {contract.input_name!r}: {err}") from err
-    return array
+        return ProtocolError(400, f"input {contract.input_name!r}: {err}")
+    return None
 
 
 def _shape(shape: object, contract: Contract, max_batch: int) -> list[int]:
@@ -201,19 +224,30 @@ def _parameters(obj: dict) -> dict:
     return parameters
 
 
-def encode_response(contract: Contract, request: InferRequest, probs: np.ndarray, model: str, version: str) -> tuple[bytes, dict[str, str]]:
-    """The response body and headers for `probs` (float32, N x classes) of `model` version `version`."""
-    output = {"name": contract.output_name, "datatype": DATATYPE, "shape": list(probs.shape)}
-    tail = b""
+def encode_response(contract: Contract, request: InferRequest, probs: np.ndarray, model: str,
+                    version: str) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The response body and its HTTP headers (ASGI's lower-case byte pairs) for `probs` (float32,
+    N x classes) of `model` version `version`."""
     if request.binary_output:
-        tail = probs.astype(WIRE_DTYPE).tobytes()
-        output["parameters"] = {BINARY_DATA_SIZE: len(tail)}
-    else:  # float32 written by orjson as the shortest text that reads back to the same float32
-        output["data"] = np.ascontiguousarray(probs, dtype=np.float32).ravel()
+        header, headers = _binary_response_header(model, version, contract.output_name, probs.shape, request.id)
+        return header + probs.astype(WIRE_DTYPE).tobytes(), headers
+    # float32 written by orjson as the shortest text that reads back to the same float32
+    output = {"name": contract.output_name, "datatype": DATATYPE, "shape": list(probs.shape),
+              "data": np.ascontiguousarray(probs, dtype=np.float32).ravel()}
+    return orjson.dumps(_response(model, version, output, request.id), option=orjson.OPT_SERIALIZE_NUMPY), JSON_HEADERS
+
+
+@functools.lru_cache(maxsize=256)  # the same few answers' JSON, request after request
+def _binary_response_header(model: str, version: str, output_name: str, shape: tuple[int, ...],
+                            request_id: str | None) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    size = math.prod(shape) * WIRE_DTYPE.itemsize
+    output = {"name": output_name, "datatype": DATATYPE, "shape": list(shape), "parameters": {BINARY_DATA_SIZE: size}}
+    header = orjson.dumps(_response(model, version, output, request_id))
+    return header, [(b"content-type", b"application/octet-stream"), (HEADER_LENGTH.lower().encode(), str(len(header)).encode())]
+
+
+def _response(model: str, version: str, output: dict, request_id: str | None) -> dict:
     response = {"model_name": model, "model_version": version, "outputs": [output]}
-    if request.id is not None:
-        response["id"] = request.id
-    header = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
-    if not tail:
-        return header, {"Content-Type": "application/json"}
-    return header + tail, {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(header))}
+    if request_id is not None:
+        response["id"] = request_id
+    return response

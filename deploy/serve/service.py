@@ -3,8 +3,9 @@ metadata, the dynamic batcher that runs it, and its two ledgers (Triton's statis
 Prometheus children), both fed by the batcher's one record per batch; torch-free. The server's set
 of them (which model and version answers a request) is deploy.serve.models.
 
-Both protocols check a request with deploy.serve.protocol, then `await service.infer(inputs)`; a
-full queue is `ProtocolError(503)`, which gRPC answers as UNAVAILABLE.
+Both protocols check a request's form with deploy.serve.protocol, then `await service.infer(inputs)`;
+its values are checked with its batch's in the batcher's thread (`protocol.refusal`: a 400). A full
+queue is `ProtocolError(503)`, which gRPC answers as UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from deploy.batch_policy import BatchPolicy
 from deploy.bundle import Bundle
 from deploy.serve.batcher import Batcher, BatchRecord, QueueFull
 from deploy.serve.metrics import Metrics
-from deploy.serve.protocol import DATATYPE, ProtocolError
+from deploy.serve.protocol import DATATYPE, ProtocolError, refusal
 from deploy.serve.statistics import Statistics
 
 
@@ -44,7 +45,7 @@ class ModelService:
         self.statistics = Statistics()
         # Without dynamic batching a batch is at most one request: the oldest always goes, whatever its rows.
         policy = limits.policy if limits.dynamic_batching else dataclasses.replace(limits.policy, max_batch=1)
-        self.batcher = Batcher(bundle.run, policy, self._record_batch)
+        self.batcher = Batcher(bundle.run, policy, self._record_batch, lambda rows: refusal(rows, self.contract))
         self.metrics = metrics.model(self.name, self.version, lambda: self.batcher.queued)
 
     def _record_batch(self, batch: BatchRecord) -> None:
@@ -69,7 +70,7 @@ class ModelService:
         return self.batcher.alive
 
     def infer(self, inputs: np.ndarray):
-        """Queue checked inputs for the next batch now; an awaitable of their probabilities. Not a
+        """Queue inputs of a checked form for the next batch now; an awaitable of their probabilities. Not a
         coroutine on purpose: the request is queued before the caller next yields to the event loop,
         so an unload that follows cannot strand it (deploy.serve.models)."""
         try:

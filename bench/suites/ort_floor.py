@@ -1,0 +1,64 @@
+"""ONNX Runtime's per-call floor: what one `run` costs on this machine when the graph does nothing.
+
+    floor = ort_floor(model_path, "int8", tuning.records("int8"))   # bench.suites.test_targets
+    call = floor.prepare(inputs)                                     # timed beside the artifact's own call
+
+The floor graph takes the artifact's input (same name, shape and dtype) and holds one node,
+Flatten, so its only work is copying the input to the output (3.1 KB a row for MNIST; the model's
+own output is 40 B a row: at batch 1 the copy is a fraction of a microsecond, at batch 1024 about a
+third of a millisecond). It runs with the session options `make tune` chose for the variant, per
+batch size, and is called exactly as the tuned artifact is (`bound_call`: input and output bound
+once, `run_with_iobinding`), so an artifact's time over its floor is what its graph costs above the
+runtime's own per-call work. Why Flatten: no single ONNX operator maps the N x 1 x 28 x 28 input to
+an N x 10 output without computing; an extra Slice would add a node's dispatch to the floor.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+from export.backends import Backend
+from handoff.ort_options import SessionPool, bound_call, describe, session_options
+
+OPSET = 17
+
+
+def floor_graph(model_path: Path) -> onnx.ModelProto:
+    """A one-node (Flatten) model whose input is `model_path`'s first input."""
+    model = onnx.load(str(model_path), load_external_data=False)
+    source = model.graph.input[0]
+    dims = [d.dim_param or d.dim_value for d in source.type.tensor_type.shape.dim]
+    flat = helper.make_tensor_value_info("flat", TensorProto.FLOAT, [dims[0], math.prod(dims[1:])])
+    graph = helper.make_graph([helper.make_node("Flatten", [source.name], ["flat"], axis=1)], "ort_floor", [source], [flat])
+    floor = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=model.ir_version)
+    onnx.checker.check_model(floor)
+    return floor
+
+
+def ort_floor(model_path: Path, variant: str, tuned: dict[str, dict]) -> Backend:
+    """The floor for `variant` (its file at `model_path`), with its tuned options: ort-floor-<variant>-cpu."""
+    with tempfile.TemporaryDirectory(prefix="ort-floor-") as folder:  # SessionPool opens files
+        path = Path(folder) / "floor.onnx"
+        onnx.save(floor_graph(model_path), str(path))
+        pool = SessionPool(path, tuned, lambda model, record: ort.InferenceSession(str(model), session_options(record),
+                                                                                   providers=["CPUExecutionProvider"]))
+        pool.open_all()  # every tuned record's session now: every batch size maps to one of them
+
+    def run(inputs):
+        session = pool.session_for(len(inputs))
+        return session.run(None, {session.get_inputs()[0].name: inputs})[0]
+
+    def prepare(inputs):
+        call, _ = bound_call(pool.session_for(len(inputs)), np.ascontiguousarray(inputs))
+        return call
+
+    details = {"variant": variant, "graph": "one Flatten node, the artifact's input",
+               "tuned_options": {bs: describe(t["options"]) for bs, t in tuned.items()} or "ORT defaults (not tuned)"}
+    return Backend(f"ort-floor-{variant}-cpu", "cpu", run, prepare, details=details)
