@@ -75,14 +75,15 @@ def fingerprint(version: Path) -> str:
     return hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else ""
 
 
-def publish(bundle: Path, root: Path, name: str) -> tuple[str, bool]:
+def publish(bundle: Path, root: Path, name: str, again: bool = False) -> tuple[str, bool]:
     """Copy `bundle` into `root`/`name` as the next version; (version, True), or (the version, False)
-    when the latest version already is this bundle. The copy is verified, then renamed into place."""
+    when the latest version already is this bundle (unless `again`: a hot-reload bench re-publishes
+    one bundle). The copy is verified, then renamed into place."""
     verify_bundle(bundle)
     model = Path(root) / name
     model.mkdir(parents=True, exist_ok=True)
     versions = version_folders(model)
-    if versions:
+    if versions and not again:
         latest = list(versions)[-1]
         if (versions[latest] / MANIFEST).is_file() and filecmp.cmp(versions[latest] / MANIFEST, Path(bundle) / MANIFEST, shallow=False):
             return latest, False

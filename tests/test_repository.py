@@ -47,6 +47,8 @@ def repository(tmp_path_factory, mnist_bundle, otto_bundle) -> Path:
     root = tmp_path_factory.mktemp("models")
     assert publish(mnist_bundle, root, "mnist_mlp") == ("1", True) and publish(otto_bundle, root, "otto_mlp") == ("1", True)
     assert publish(mnist_bundle, root, "mnist_mlp") == ("1", False)  # the same bundle again: nothing new
+    assert publish(mnist_bundle, root, "mnist_mlp", again=True) == ("2", True)  # unless asked (the hot-reload bench)
+    shutil.rmtree(root / "mnist_mlp" / "2")
     return root
 
 

@@ -4,8 +4,9 @@ taking new versions while clients hammer the model, and the same server over TLS
     result = hot_reload(bundle, requests, clients=64, swaps=10, seconds=10, workdir=Path("artifacts/bench/serve-repository"))
     cert, key = self_signed(Path("artifacts/bench/serve-tls"))
 
-A swap is what a user does: copy a verified bundle into the repository as the next version
-(deploy.model_repository.publish's layout), then POST /v2/repository/models/<m>/load; the server
+A swap is what a user does: publish a verified bundle into the repository as the next version
+(deploy.model_repository.publish, as `make deploy REPOSITORY=` does), then POST
+/v2/repository/models/<m>/load; the server
 verifies and warms the new version, moves traffic, and retires the old one. Every version holds
 the same bundle, so every answer must carry the fp32 model's class: a failed or wrong answer is a
 request the reload lost.
@@ -64,9 +65,7 @@ def _swap(model_dir: Path, port: int, model: str, swaps: int, warmup_s: float, s
     time.sleep(warmup_s + seconds / (2 * swaps))  # the first swap inside the measured window
     for _ in range(swaps):
         began = time.monotonic()
-        latest = max(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())
-        shutil.copytree(model_dir / "1", model_dir / f".next-{latest + 1}")
-        (model_dir / f".next-{latest + 1}").rename(model_dir / str(latest + 1))  # whole, as publish does
+        publish(model_dir / "1", model_dir.parent, model_dir.name, again=True)  # `make deploy REPOSITORY=`'s path
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         connection.request("POST", f"/v2/repository/models/{model}/load", b"")
         response = connection.getresponse()

@@ -45,9 +45,9 @@ class Repository:
 
     def index(self, ready_only: bool = False) -> list[dict]:
         """Every model of the folder: its loaded versions (READY), the others UNAVAILABLE with the reason."""
-        entries = []
+        entries, served = [], self.models.index()
         for name in sorted({*model_names(self.root), *self.models.names()}):
-            loaded = {entry["version"]: entry for entry in self.models.index() if entry["name"] == name}
+            loaded = {entry["version"]: entry for entry in served if entry["name"] == name}
             for version in version_folders(self.root / name) | dict.fromkeys(loaded):
                 entry = loaded.get(version) or {"name": name, "version": version, "state": "UNAVAILABLE",
                                                 "reason": self._failures.get((name, version), "unloaded")}
