@@ -219,7 +219,7 @@ bench-serve: $(BENCH_DIR)/serve.md ## mlp-serve beside Triton, MLServer and KSer
 
 bench: $(BENCH_DIR)/report.md ## every runtime, variant and peer, the training step, one time-to-accuracy run per recipe, the targets -> bench/report.md
 
-bench-study: $(BENCH_DIR)/study.json ## the longer studies (more seeds, the lecture's script, the ablation), added to bench/report.md
+bench-study: $(BENCH_DIR)/study.json ## the longer studies (more seeds, the lecture's script, the ablation, the recipe search), added to bench/report.md
 	$(PY) -m bench.report --results $(BENCH_DIR)/results.json --study $< --out $(BENCH_DIR)
 
 # Re-runs `make bench`'s suites and fails if any benchmark's minimum time regressed by more than
