@@ -19,6 +19,7 @@ from handoff.timing import Ratio, paired_ratio
 # Targets the fast recipe is held to on every machine (tests do not check speed; the report does).
 MIN_ACCURACY, MIN_MEAN_ACCURACY = 0.978, 0.980
 MIN_SPEEDUP = 12.0  # time to 98% against the seed recipe's time to 97% (10x before the 2-epoch recipe)
+MIN_LECTURE_SPEEDUP = 10.0  # training time against the lecture's own script
 MAX_FLOOR_RATIO = 1.25  # against the honest floor (the old one's target was 1.5)
 
 
@@ -140,7 +141,7 @@ def _lecture_line(script: dict, fast: list[dict]) -> str:
     speedup = script["train_seconds"] / train_s
     return (f"- the lecture's script trained {script['epochs']} epochs in {script['train_seconds']:.1f} s "
             f"to {100 * script['final_test_accuracy']:.2f}%: fast is {speedup:.1f}x shorter "
-            f"(>= {MIN_SPEEDUP:.0f}x; single runs, wall clock): {_verdict(speedup >= MIN_SPEEDUP)}")
+            f"(>= {MIN_LECTURE_SPEEDUP:.0f}x; single runs, wall clock): {_verdict(speedup >= MIN_LECTURE_SPEEDUP)}")
 
 
 def ablation_table(results: dict) -> list[str]:
