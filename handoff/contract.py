@@ -75,7 +75,7 @@ class Contract:
             raise ContractError(
                 f"expected shape N x {' x '.join(map(str, self.input_shape))} with N >= 1, got {list(inputs.shape)}", "shape")
         # Two reductions, not three: min and max propagate NaN and reach an infinity, so they also
-        # say whether every value is finite (the server runs this for every request).
+        # say whether every value is finite (the server runs this on every batch it serves).
         low, high = float(inputs.min()), float(inputs.max())
         if not (math.isfinite(low) and math.isfinite(high)):
             raise ContractError("inputs hold NaN or infinity", "values")

@@ -1,4 +1,4 @@
-"""The recipe search that chose the fast recipe: candidates trained for two epochs (two rows fewer) on seeds 0, 1, 2,
+"""The recipe search that chose the fast recipe: candidates trained for two epochs (two of them for fewer) on seeds 0, 1, 2,
 each judged on a validation split cut from the training images, never on the test set.
 
 Every candidate is the fast recipe as it was before the search (batch 1024, then 3 epochs), at 2
