@@ -221,3 +221,23 @@ def test_non_grpc_requests_get_plain_http_answers():
 def test_grpc_message_encoding():
     assert percent_encoded("plain text: ok") == b"plain text: ok"
     assert percent_encoded("50% ü\n") == b"50%25 %C3%BC%0A"
+
+
+def test_the_bench_http2_client_counts_answers_statuses_and_classes_across_retired_connections():
+    """bench.serve.grpc_load's client against a server that retires its connections every 40 streams:
+    every call answered OK (refused streams sent again, not lost), each class checked against the
+    expected one (the servicer always answers class 1), and an error status counted by its name."""
+    from bench.serve.grpc_load import run_grpc_h2
+    from bench.serve.load import grpc_requests
+
+    rows = np.zeros((8, 1, 28, 28), np.float32)
+    expected = np.array([1, 1, 1, 1, 1, 1, 0, 0])  # a quarter of the calls expect a class they do not get
+    with served(http=SmallBudgets) as port:
+        retired = SmallBudgets.retired
+        result = run_grpc_h2("127.0.0.1", port, grpc_requests("m", rows, expected), clients=8, seconds=1.0, warmup_s=0.2).summary()
+        missing = run_grpc_h2("127.0.0.1", port, grpc_requests("missing", rows, expected), clients=2, seconds=0.2, warmup_s=0.1)
+    assert result["requests"] == result["ok"] == result["statuses"]["OK"] > 0 and set(result["statuses"]) == {"OK"}
+    assert SmallBudgets.retired > retired  # the load crossed at least one retirement (40 streams)
+    # each client cycles through the 8 rows in order, so any run of its calls is 1/4 wrong within 2 calls
+    assert abs(result["wrong"] - result["ok"] / 4) <= 2 * 8
+    assert set(missing.statuses) == {"NOT_FOUND"} and missing.first_error == "NOT_FOUND" and not missing.latencies_ms

@@ -4,7 +4,7 @@ the gRPC explanation only beside a measured floor."""
 
 from __future__ import annotations
 
-from bench.serve.report import render, targets, triton_targets
+from bench.serve.report import plot, render, targets, triton_targets
 
 
 def point(server: str, encoding: str, clients: int, req_per_s: float, setting: str = "defaults", **extra) -> dict:
@@ -35,7 +35,14 @@ def test_each_target_is_judged_from_its_own_rows():
     assert rows[2] == ("2.9x (2900 vs mlserver 1000 req/s)", False)  # the best JSON peer, not KServe's 700
     assert rows[3] == ("0.40 ms", True)
     assert rows[4] == ("0.200 ms", True)
-    assert rows[5] == ("1000 vs 5000 req/s (0.20x)", False)
+    assert rows[5] == ("1000 vs 5000 req/s (0.20x, grpc.aio)", False)
+
+
+def test_grpc_is_judged_from_the_http2_client_where_it_was_measured_with_grpc_aio_beside_it():
+    points = [*POINTS, ours("grpc-h2", 64, 3000)]
+    assert targets(points)[5][1:] == ("3000 vs 5000 req/s (0.60x, zttp's HTTP/2 client); from grpc.aio 1000 req/s (0.20x)", True)
+    bad = [*POINTS, ours("grpc-h2", 64, 3000, wrong=1)]
+    assert targets(bad)[5][2] is False  # the judged point's bad answers count
 
 
 def test_a_missing_side_is_not_measured_rather_than_met():
@@ -48,7 +55,8 @@ def test_the_report_explains_a_grpc_miss_from_the_floor():
               "config": {"seconds": 5, "warmup_s": 1}, "model_time": {"batch_1_us": 50, "batch_64_us": 500, "batch_64_us_per_row": 7.8},
               "versions": {"ours": {"python": "3.11"}}}
     text = render(result)
-    assert "gRPC at 64 clients: 0.20x of HTTP binary" in text and "reached 2500 req/s, 0.50x" in text
+    assert "gRPC at 64 clients, loaded by grpc.aio (grpc): 0.20x of HTTP binary" in text and "reached 2500 req/s, 0.50x" in text
+    assert "loaded by zttp's HTTP/2 client" not in text  # no floor measured with that client
     assert "| mlserver | defaults | binary | – | refused |" in text  # clients 1 (not measured) and 64
     assert "- mlserver, binary: 422: no" in text
 
@@ -78,3 +86,9 @@ def test_triton_floor_hot_reload_and_tls_targets():
     lost = triton_targets({"points": points, "hot_reload": {**swaps, "ok": 899}})[3]
     assert lost[2] is False and "1 failed" in lost[1]
     assert triton_targets({"points": POINTS})[0][1:] == ("not measured", None)
+
+
+def test_the_plot_draws_more_series_than_its_palette_has_colours(tmp_path):
+    points = [point(f"server{i}", "binary", clients, 100.0 * clients) for i in range(25) for clients in (1, 64)]
+    plot({"points": points, "machine": {"cpu": "x", "cores": 2}}, tmp_path / "serve.png")
+    assert (tmp_path / "serve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

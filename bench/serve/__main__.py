@@ -8,9 +8,12 @@ Usage:
 
 Every server serves the bundle's default variant file ($(ARTIFACTS)/deploy) on loopback. Each point
 is C closed-loop clients (bench.serve.load) sending batch-1 requests built from real held-out inputs
-(the rows the parity gate judged, <artifacts>/held_out.npz) for `seconds` after a warm-up, every answer checked against the fp32 model's class. Measured: mlp-serve
-with dynamic batching on and off (HTTP binary, HTTP JSON, gRPC), gRPC on its other transport (grpcio's
-server; the default is uvicorn's HTTP/2), over TLS, its queue delay at 64 clients, two workers, the protocol stacks' floor
+(the rows the parity gate judged, <artifacts>/held_out.npz) for `seconds` after a warm-up, every
+answer checked against the fp32 model's class. gRPC is loaded by two clients: grpc.aio ("grpc", what
+tritonclient.grpc.aio users run) and zttp's HTTP/2 client ("grpc-h2", bench.serve.grpc_load, whose
+CPU per call is near the HTTP client's). Measured: mlp-serve with dynamic batching on and off (HTTP
+binary, HTTP JSON, gRPC), gRPC on its other transport (grpcio's server; the default is uvicorn's
+HTTP/2), over TLS, its queue delay at 64 clients, two workers, the protocol stacks' floor
 (bench.serve.stack_floor), each peer in the encodings it accepts (Triton's gRPC too), hot reload (64
 clients while --swaps versions are loaded: bench.serve.hot_reload), the model's own time per row, and
 the CPU of the server's process tree and of the load generator.
@@ -37,6 +40,7 @@ import onnxruntime as ort
 
 from bench.serve import report as serve_report
 from bench.serve import robustness as serve_robustness
+from bench.serve.grpc_load import run_grpc_h2
 from bench.serve.hot_reload import hot_reload, self_signed
 from bench.serve.load import grpc_requests, infer_requests, run_grpc, run_http
 from bench.serve.peers.launch import running_peer, versions
@@ -119,7 +123,7 @@ def measure(target: Target, encodings: list[str], config: ServeBenchConfig, data
     (`tls`: HTTP over TLS, trusting the server's certificate)."""
     points = []
     for encoding in encodings:
-        refusal = _refusal(target, data[encoding]) if encoding != "grpc" and tls is None else None
+        refusal = _refusal(target, data[encoding]) if encoding in ("binary", "json") and tls is None else None
         for count in clients or config.client_counts:
             point = {"server": target.server, "setting": target.setting, "encoding": encoding, "clients": count}
             if refusal:
@@ -128,6 +132,8 @@ def measure(target: Target, encodings: list[str], config: ServeBenchConfig, data
             probe = functools.partial(tree_cpu_s, target.pid)
             if encoding == "grpc":
                 result = run_grpc(f"127.0.0.1:{target.grpc_port}", data["grpc"], count, config.seconds, config.warmup_s, probe)
+            elif encoding == "grpc-h2":  # the same calls, from the cheaper client
+                result = run_grpc_h2("127.0.0.1", target.grpc_port, data["grpc"], count, config.seconds, config.warmup_s, probe)
             else:
                 result = run_http("127.0.0.1", target.http_port, data[encoding], count, config.seconds, config.warmup_s, probe, tls)
             points.append({**point, **result.summary()})
@@ -186,9 +192,9 @@ def run(config: ServeBenchConfig) -> None:
     data, inputs = load_data(config, bundle)
     points: list[dict] = []
     with ours(bundle, "batching on") as target:
-        points += measure(target, ["binary", "json", "grpc"], config, data)
+        points += measure(target, ["binary", "json", "grpc", "grpc-h2"], config, data)
     with ours(bundle, GRPC_OTHER_TRANSPORT, "--grpc-transport", "grpcio") as target:
-        points += measure(target, ["grpc"], config, data)
+        points += measure(target, ["grpc", "grpc-h2"], config, data)
     cert, key = self_signed(Path(config.artifacts) / "bench" / "serve-tls")
     with ours(bundle, "TLS", "--tls-cert", str(cert), "--tls-key", str(key), tls=True) as target:
         points += measure(target, ["binary"], config, data, [1, 64], tls=ssl.create_default_context(cafile=cert))
@@ -200,7 +206,7 @@ def run(config: ServeBenchConfig) -> None:
     with ours(bundle, "2 workers", workers=2) as target:
         points += measure(target, ["binary"], config, data, [64])
     with floor() as target:
-        points += measure(target, ["binary", "grpc"], config, data, [1, 64])
+        points += measure(target, ["binary", "grpc", "grpc-h2"], config, data, [1, 64])
     peer_versions, peer_stats = {}, {}
     for peer in filter(None, config.peers.split(",")):
         peer_versions[peer] = versions(peer, Path(config.peers_dir))
@@ -209,7 +215,7 @@ def run(config: ServeBenchConfig) -> None:
         with running_peer(peer, bundle / ONNX, MODEL_NAME, http, grpc, work, Path(config.peers_dir)) as process:
             # Triton's gRPC is its own C++ front-end: measured; the Python peers' gRPC is not (their HTTP is their fast path)
             target = Target(peer, PEER_SETTINGS.get(peer, "defaults"), process.pid, http, grpc if peer == "triton" else None, MODEL_NAME)
-            points += measure(target, ["binary", "json", "grpc"] if peer == "triton" else ["binary", "json"], config, data)
+            points += measure(target, ["binary", "json", "grpc", "grpc-h2"] if peer == "triton" else ["binary", "json"], config, data)
         if peer == "triton":  # its statistics API is behind PyTriton's token: the peer saved them as it stopped
             peer_stats[peer] = json.loads((work / peer / "statistics.json").read_text())
     swaps = hot_reload(bundle, data["binary"], MODEL_NAME, 64, config.swaps, max(config.seconds, config.swaps * 1.0), config.warmup_s,

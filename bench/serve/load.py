@@ -135,7 +135,9 @@ def parse_head(head: bytes) -> tuple[int, int | None, int | None]:
 CpuProbe = Callable[[], float]  # the server's CPU seconds so far
 
 
-async def _timed(clients: list, state: dict, result: LoadResult, warmup_s: float, seconds: float, probe: CpuProbe) -> LoadResult:
+async def closed_loop(clients: list, state: dict, result: LoadResult, warmup_s: float, seconds: float, probe: CpuProbe) -> LoadResult:
+    """Run the client coroutines: `warmup_s` unmeasured, then `seconds` in which they fill `result`
+    (state["measuring"]), then stop them (state["stop"]) and wait for their last answers."""
     tasks = [asyncio.ensure_future(c) for c in clients]
     await asyncio.sleep(warmup_s)
     server_cpu = probe()  # reading /proc costs this process CPU: outside the client's own window
@@ -159,7 +161,7 @@ def run_http(host: str, port: int, requests: list[Request], clients: int, second
     async def main() -> LoadResult:
         state, result = {"stop": False, "measuring": False}, LoadResult(clients, seconds)
         step = max(len(requests) // clients, 1)
-        return await _timed([_http_client(host, port, requests, c * step, state, result, tls) for c in range(clients)],
+        return await closed_loop([_http_client(host, port, requests, c * step, state, result, tls) for c in range(clients)],
                             state, result, warmup_s, seconds, probe)
     return uvloop.run(main())
 
@@ -208,6 +210,6 @@ def run_grpc(address: str, requests: list[Request], clients: int, seconds: float
         async with grpc.aio.insecure_channel(address) as channel:
             stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
             step = max(len(requests) // clients, 1)
-            return await _timed([_grpc_client(stub, requests, c * step, state, result) for c in range(clients)],
+            return await closed_loop([_grpc_client(stub, requests, c * step, state, result) for c in range(clients)],
                                 state, result, warmup_s, seconds, probe)
     return asyncio.run(main())

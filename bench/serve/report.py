@@ -20,6 +20,9 @@ from handoff.atomic import atomic_path  # noqa: E402
 OURS = ("mlp-serve", "batching on")
 PEERS = ("mlserver", "mlserver-adaptive", "kserve")  # the Python peers; Triton is judged on its own
 TRITON = "triton"
+# gRPC's two load generators (bench.serve.load, bench.serve.grpc_load): the target is judged with the
+# one whose CPU per call is near the HTTP client's, where it was measured
+GRPC_CLIENTS = {"grpc-h2": "zttp's HTTP/2 client", "grpc": "grpc.aio"}
 # (name, target, how it is judged)
 TARGETS = [
     ("binary, 64 clients: ≥ 5x the best Python peer's req/s", 5.0),
@@ -69,7 +72,7 @@ def _clean(p: dict) -> bool:
 def targets(points: list[dict]) -> list[tuple[str, str, bool | None]]:
     """(target, measured, met) for each target; met None when a side was not measured; never met on
     a point of ours that had a bad answer."""
-    ours = {(e, c): _find(points, *OURS, e, c) for e in ("binary", "json", "grpc") for c in (1, 64)}
+    ours = {(e, c): _find(points, *OURS, e, c) for e in ("binary", "json", *GRPC_CLIENTS) for c in (1, 64)}
     rows = []
 
     def ratio(encoding: str, needed: float) -> tuple[str, bool | None]:
@@ -79,18 +82,27 @@ def targets(points: list[dict]) -> list[tuple[str, str, bool | None]]:
         value = mine["req_per_s"] / peer["req_per_s"]
         return f"{value:.1f}x ({mine['req_per_s']:.0f} vs {peer['server']} {peer['req_per_s']:.0f} req/s)", value >= needed
 
-    b64, b1, g64 = ours[("binary", 64)], ours[("binary", 1)], ours[("grpc", 64)]
+    b64, b1 = ours[("binary", 64)], ours[("binary", 1)]
+    g64 = next((p for e in GRPC_CLIENTS if (p := ours[(e, 64)])), None)
     rows.append((TARGETS[0][0], *ratio("binary", TARGETS[0][1])))
     rows.append((TARGETS[1][0], *((f"{b64['p99_ms']:.1f} ms", b64["p99_ms"] <= 50) if b64 else ("not measured", None))))
     rows.append((TARGETS[2][0], *ratio("json", TARGETS[2][1])))
     rows.append((TARGETS[3][0], *((f"{b1['p50_ms']:.2f} ms", b1["p50_ms"] <= 0.5) if b1 else ("not measured", None))))
     rows.append((TARGETS[4][0], *((f"{b64['server_cpu_per_request_ms']:.3f} ms", b64["server_cpu_per_request_ms"] <= 0.3)
                                   if b64 else ("not measured", None))))
-    rows.append((TARGETS[5][0], *((f"{g64['req_per_s']:.0f} vs {b64['req_per_s']:.0f} req/s ({g64['req_per_s'] / b64['req_per_s']:.2f}x)",
-                                   g64["req_per_s"] >= TARGETS[5][1] * b64["req_per_s"]) if g64 and b64 else ("not measured", None))))
-    sources = [ours[("binary", 64)], ours[("binary", 64)], ours[("json", 64)], ours[("binary", 1)], ours[("binary", 64)], ours[("grpc", 64)]]
+    rows.append((TARGETS[5][0], *((_grpc_ratio(g64, b64, ours[("grpc", 64)]), g64["req_per_s"] >= TARGETS[5][1] * b64["req_per_s"])
+                                  if g64 and b64 else ("not measured", None))))
+    sources = [ours[("binary", 64)], ours[("binary", 64)], ours[("json", 64)], ours[("binary", 1)], ours[("binary", 64)], g64]
     return [(name, measured + ("" if p is None or _clean(p) else " (with bad answers)"), met and (p is None or _clean(p)))
             for (name, measured, met), p in zip(rows, sources)]
+
+
+def _grpc_ratio(judged: dict, http: dict, aio: dict | None) -> str:
+    text = (f"{judged['req_per_s']:.0f} vs {http['req_per_s']:.0f} req/s ({judged['req_per_s'] / http['req_per_s']:.2f}x, "
+            f"{GRPC_CLIENTS[judged['encoding']]})")
+    if aio is not None and aio is not judged:
+        text += f"; from grpc.aio {aio['req_per_s']:.0f} req/s ({aio['req_per_s'] / http['req_per_s']:.2f}x)"
+    return text
 
 
 def triton_targets(result: dict) -> list[tuple[str, str, bool | None]]:
@@ -151,29 +163,35 @@ def _triton(result: dict) -> list[str]:
     return lines
 
 
-def _grpc_miss(points: list[dict]) -> list[str]:
-    """How far gRPC is from HTTP, beside the same gRPC stack answering a constant (no parsing, no model)."""
-    grpc, http, floor = _find(points, *OURS, "grpc", 64), _find(points, *OURS, "binary", 64), _find(points, "floor", None, "grpc", 64)
-    if not (grpc and http and floor):
-        return []
-    return ["", f"gRPC at 64 clients: {grpc['req_per_s'] / http['req_per_s']:.2f}x of HTTP binary. The same gRPC stack answering a "
-            f"constant (no parsing, no model) reached {floor['req_per_s']:.0f} req/s, {floor['req_per_s'] / http['req_per_s']:.2f}x of "
-            f"mlp-serve's HTTP binary figure, at {floor['server_cpu_per_request_ms']:.3f} ms server and "
-            f"{floor['client_cpu_per_request_ms']:.3f} ms client CPU per call (HTTP binary: {http['server_cpu_per_request_ms']:.3f} "
-            f"and {http['client_cpu_per_request_ms']:.3f} ms, model and batching included); mlp-serve's gRPC reached "
-            f"{grpc['req_per_s'] / floor['req_per_s']:.0%} of it. The gRPC load generator (grpc.aio) spends "
-            f"{grpc['client_cpu_per_request_ms'] / max(http['client_cpu_per_request_ms'], 1e-9):.0f}x the HTTP client's CPU a call on the same cores."]
+def _grpc_distance(points: list[dict]) -> list[str]:
+    """How far gRPC is from HTTP with each gRPC client, beside the same gRPC stack answering a constant
+    (no parsing, no model) under the same client."""
+    http, lines = _find(points, *OURS, "binary", 64), []
+    for encoding, client in GRPC_CLIENTS.items():
+        grpc, floor = _find(points, *OURS, encoding, 64), _find(points, "floor", None, encoding, 64)
+        if not (grpc and http and floor):
+            continue
+        lines += ["", f"gRPC at 64 clients, loaded by {client} ({encoding}): {grpc['req_per_s'] / http['req_per_s']:.2f}x of HTTP "
+                  f"binary. The same gRPC stack answering a constant reached {floor['req_per_s']:.0f} req/s, "
+                  f"{floor['req_per_s'] / http['req_per_s']:.2f}x of mlp-serve's HTTP binary figure, at "
+                  f"{floor['server_cpu_per_request_ms']:.3f} ms server and {floor['client_cpu_per_request_ms']:.3f} ms client CPU per call "
+                  f"(HTTP binary: {http['server_cpu_per_request_ms']:.3f} and {http['client_cpu_per_request_ms']:.3f} ms, model and "
+                  f"batching included); mlp-serve's gRPC reached {grpc['req_per_s'] / floor['req_per_s']:.0%} of it. This load "
+                  f"generator spends {grpc['client_cpu_per_request_ms'] / max(http['client_cpu_per_request_ms'], 1e-9):.1f}x the HTTP "
+                  "client's CPU a call on the same cores."]
+    return lines
 
 
 def _grpc_transports(points: list[dict]) -> list[str]:
     """The gRPC transport trial: uvicorn's HTTP/2 (the default) against grpcio's server, side by side in this run."""
     lines = []
-    for clients in (1, 8, 64):
-        h2, grpcio = _find(points, *OURS, "grpc", clients), _find(points, "mlp-serve", "gRPC on grpcio", "grpc", clients)
-        if grpcio and h2:
-            lines.append(f"- {_clients(clients)}: grpcio {grpcio['req_per_s']:.0f} req/s ({grpcio['server_cpu_per_request_ms']:.3f} ms "
-                         f"server CPU a call) vs uvicorn HTTP/2 {h2['req_per_s']:.0f} ({h2['server_cpu_per_request_ms']:.3f} ms): "
-                         f"{h2['req_per_s'] / grpcio['req_per_s']:.2f}x")
+    for encoding, client in GRPC_CLIENTS.items():
+        for clients in (1, 8, 64):
+            h2, grpcio = _find(points, *OURS, encoding, clients), _find(points, "mlp-serve", "gRPC on grpcio", encoding, clients)
+            if grpcio and h2:
+                lines.append(f"- {client}, {_clients(clients)}: grpcio {grpcio['req_per_s']:.0f} req/s "
+                             f"({grpcio['server_cpu_per_request_ms']:.3f} ms server CPU a call) vs uvicorn HTTP/2 {h2['req_per_s']:.0f} "
+                             f"({h2['server_cpu_per_request_ms']:.3f} ms): {h2['req_per_s'] / grpcio['req_per_s']:.2f}x")
     return ["", "gRPC transports, side by side (mlp-serve --grpc-transport grpcio | uvicorn):", *lines] if lines else []
 
 
@@ -207,7 +225,7 @@ def render(result: dict) -> str:
         "against the fp32 model's (\"bad\" = non-200 or another class).", "",
         "## Targets", "", "| target | measured | met |", "|---|---|---|",
         *[f"| {name} | {measured} | {'yes' if met else 'not measured' if met is None else '**no**'} |"
-          for name, measured, met in [*triton_targets(result), *targets(points)]], *_grpc_miss(points), *_grpc_transports(points), "",
+          for name, measured, met in [*triton_targets(result), *targets(points)]], *_grpc_distance(points), *_grpc_transports(points), "",
         "## Requests/s (p50 / p99 ms) by concurrent clients", "",
         "| server | setting | encoding | " + " | ".join(_clients(c) for c in clients) + " |",
         "|---|---|---|" + "---|" * len(clients),
@@ -247,10 +265,11 @@ def _context(result: dict) -> list[str]:
              "server on them pays before parsing a byte or running the model.",
              "- The peers run with their own defaults, as a new user would start them (KServe logs four lines per request, "
              "MLServer one), and an ONNX Runtime session with default options (bench/serve/peers/).",
-             "- Load generator (bench/serve/load.py: raw HTTP/1.1 on uvloop, grpc.aio for gRPC): its CPU per request is the "
+             "- Load generators (bench/serve/load.py: raw HTTP/1.1 on uvloop, and grpc.aio for gRPC; bench/serve/grpc_load.py: "
+             "zttp's HTTP/2 client for grpc-h2, the same gRPC calls): their CPU per request is the "
              "second number of the CPU table. Cores kept busy at 64 clients (server + generator, of "
              f"{result['machine']['cores']}):"]
-    for encoding in ("binary", "json", "grpc"):
+    for encoding in ("binary", "json", "grpc", "grpc-h2"):
         p = _find(points, *OURS, encoding, 64)
         floor = _find(points, "floor", None, encoding, 64)
         if p:
@@ -294,16 +313,17 @@ def _robustness(r: dict | None) -> list[str]:
 def plot(result: dict, out: Path) -> None:
     points = result["points"]
     fig, ax = plt.subplots(figsize=(9, 5))
-    colors = iter(plt.get_cmap("tab20").colors)
+    palette, drawn = plt.get_cmap("tab20").colors, 0
     for server, setting, encoding in _series(points):
         measured = [p for p in points if (p["server"], p["setting"], p["encoding"]) == (server, setting, encoding)
                     and "refused" not in p]
-        if len(measured) > 1:
-            ax.plot([p["clients"] for p in measured], [p["req_per_s"] for p in measured], marker="o", color=next(colors),
-                    label=f"{server} ({setting}), {encoding}", linestyle="-" if server == "mlp-serve" else "--")
+        if len(measured) > 1:  # 20 colours, then the same colours with another marker
+            ax.plot([p["clients"] for p in measured], [p["req_per_s"] for p in measured], marker="os^"[drawn // 20 % 3],
+                    color=palette[drawn % 20], label=f"{server} ({setting}), {encoding}", linestyle="-" if server == "mlp-serve" else "--")
+            drawn += 1
     ax.set(xscale="log", yscale="log", xlabel="concurrent clients (batch 1 each)", ylabel="requests/s",
            title=f"Serving on {result['machine']['cpu']} ({result['machine']['cores']} cores)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the axes: 25 series hide the lines
     ax.grid(True, which="both", alpha=0.3)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
