@@ -13,7 +13,7 @@ import pytest
 
 from deploy.batch_policy import BatchPolicy
 from deploy.bundle import load_bundle
-from deploy.serve.batcher import Batcher, QueueFull
+from deploy.serve.batcher import Batcher, QueueFull, _Request, _stacked
 from deploy.serve.statistics import Statistics
 from export.parity import ABS_TOL
 
@@ -193,3 +193,18 @@ def test_requests_from_two_event_loops_share_a_batch(bundle, rows):
         batcher.stop()
     np.testing.assert_allclose(np.concatenate(answers["a"] + answers["b"]), bundle.run(rows[:8]), rtol=0, atol=ABS_TOL)
     assert stats.execution_count == 1  # each loop was woken for its half of one batch
+
+
+def test_a_batchs_rows_are_stacked_as_numpy_would_concatenate_them(rows):
+    """_stacked copies with bytes.join (it keeps the GIL); np.concatenate is the oracle, on requests
+    of one and of several rows, and on a strided view (copied to contiguous rows first)."""
+    loop = asyncio.new_event_loop()
+    try:
+        requests = [_Request(r, loop.create_future(), loop) for r in (rows[:1], rows[1:4], rows[10:20:3], rows[30:31])]
+        stacked = _stacked(requests)
+        assert _stacked(requests[:1]) is requests[0].inputs  # one request: its own array, no copy
+    finally:
+        loop.close()
+    expected = np.concatenate([r.inputs for r in requests])
+    assert stacked.dtype == expected.dtype and stacked.shape == expected.shape == (9, *rows.shape[1:])
+    assert np.array_equal(stacked, expected)
