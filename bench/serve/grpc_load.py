@@ -4,10 +4,10 @@ on zttp's HTTP/2 client (native framing, HPACK and flow control) over uvloop, ev
     requests = grpc_requests("mnist_mlp", inputs, expected)          # bench.serve.load, before the clock
     result = run_grpc_h2("127.0.0.1", 8001, requests, clients=64, seconds=5)
 
-Why a second gRPC client: grpc.aio's costs about 0.30 ms of CPU a call on a 2-core AMD EPYC (Zen 1),
-five times the raw HTTP/1.1 client's 0.06 ms, and the load generator shares the cores with the
-server, so a gRPC figure measured with it is mostly the generator's. This one spends about 0.09 ms a
-call, so gRPC and HTTP are loaded at a comparable cost; `make bench-serve` reports both clients.
+Why a second gRPC client: grpc.aio's costs about 0.30 ms of CPU a call on a 2-core AMD EPYC VM
+(family 23 model 1), five times the raw HTTP/1.1 client's 0.06 ms, and the load generator shares the
+cores with the server, so a gRPC figure measured with it is mostly the generator's. This one spends
+about 0.10 ms a call, so gRPC and HTTP are loaded at a comparable cost; `make bench-serve` reports both.
 
 The wire is gRPC's (PROTOCOL-HTTP2.md): POST /inference.GRPCInferenceService/ModelInfer with
 content-type application/grpc and te: trailers, the message behind a compressed flag and a 4-byte
