@@ -9,7 +9,8 @@ Why our own client and not wrk: every answer must be checked (status, and the cl
 fp32 model's), 503s counted apart from errors, and gRPC loaded the same way; wrk checks nothing and
 does not speak gRPC. The HTTP client is raw HTTP/1.1 keep-alive on uvloop (tens of µs of CPU a
 request); its CPU time is measured and reported beside the server's, so a reader sees whether the
-generator, not the server, was the limit.
+generator, not the server, was the limit. gRPC here is grpc.aio, what tritonclient.grpc.aio users
+run; bench.serve.grpc_load sends the same calls from an HTTP/2 client at a third of its CPU a call.
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def run_http(host: str, port: int, requests: list[Request], clients: int, second
         state, result = {"stop": False, "measuring": False}, LoadResult(clients, seconds)
         step = max(len(requests) // clients, 1)
         return await closed_loop([_http_client(host, port, requests, c * step, state, result, tls) for c in range(clients)],
-                            state, result, warmup_s, seconds, probe)
+                                 state, result, warmup_s, seconds, probe)
     return uvloop.run(main())
 
 
@@ -211,5 +212,5 @@ def run_grpc(address: str, requests: list[Request], clients: int, seconds: float
             stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
             step = max(len(requests) // clients, 1)
             return await closed_loop([_grpc_client(stub, requests, c * step, state, result) for c in range(clients)],
-                                state, result, warmup_s, seconds, probe)
+                                     state, result, warmup_s, seconds, probe)
     return asyncio.run(main())
