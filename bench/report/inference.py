@@ -11,11 +11,12 @@ from bench.report.training import rows
 from handoff.cpu import INT8_DOT_FLAGS
 from handoff.timing import paired_ratio
 
-# Targets (the report checks them; tests never check speed). Batch 1: p50 latency at least 5x
+# Targets (the report checks them; tests never check speed). Batch 1: p50 latency at least 10x
 # lower than eager's. Batch 1024: throughput over eager, higher where the CPU has int8 dot products.
-BATCH1_MIN_SPEEDUP = 5.0
+# (Raised from 5x and 1.5x / 2.5x with the "at the limit" targets: docs/benchmarks.md.)
+BATCH1_MIN_SPEEDUP = 10.0
 LARGE_BATCH = 1024
-LARGE_MIN_SPEEDUP = {"vnni": 2.5, "none": 1.5}
+LARGE_MIN_SPEEDUP = {"vnni": 3.5, "none": 2.0}
 OURS = ("ort-",)  # our ONNX artifacts; compiled-* and openvino-* are the peers
 FLOOR = "ort-floor-"  # ONNX Runtime's per-call floor per variant (bench.suites.ort_floor): not an artifact
 FLOOR_MAX_DISTANCE = 1.5  # batch 1: the best artifact's p50 over the floor's, with the same options
