@@ -29,19 +29,17 @@ import struct
 import time
 from collections import deque
 
+import grpc
 import numpy as np
 import uvloop
 import zttp
+from tritonclient.grpc import service_pb2 as pb
 
 from bench.serve.load import CpuProbe, LoadResult, Request, closed_loop
 
 INFER_PATH = b"/inference.GRPCInferenceService/ModelInfer"
 REFUSED_STREAM = 0x7  # HTTP/2 error code: the server did not process the stream, safe to retry
-# grpc.StatusCode's names by number (the client process need not import grpcio for them)
-STATUS_NAMES = {0: "OK", 1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND",
-                6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION",
-                10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE",
-                15: "DATA_LOSS", 16: "UNAUTHENTICATED"}
+STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}  # 5 -> "NOT_FOUND", as grpc.aio names them
 RETRY = "retry"  # what a refused stream's future resolves to
 
 
@@ -141,8 +139,6 @@ class _Channel:
 
 
 async def _client(channel: _Channel, bodies: list[bytes], requests: list[Request], start: int, state: dict, result: LoadResult) -> None:
-    from tritonclient.grpc import service_pb2 as pb
-
     i = start
     while not state["stop"]:
         index = i % len(requests)
