@@ -8,7 +8,10 @@ flags in the package's metadata (CPU_ISA_FLAGS); `check_cpu` refuses a package t
 this CPU lacks, before anything of it is loaded.
 
 The metadata is the JSON file AOTInductor writes beside the model's code inside the zip
-(`data/aotinductor/<model>/<wrapper>_metadata.json`), read with zipfile: no torch, no load.
+(`data/aotinductor/<model>/<hash>.wrapper_metadata.json`), read with zipfile: no torch, no load.
+Each generated `.cpp` has a copy (`<hash>.kernel_metadata.json`), and the C++ loader reads the one
+beside whichever `.cpp` comes last in the zip, so `package_metadata` refuses a package whose copies
+disagree: the loader would see other metadata, or none (export/to_aoti.py says how that happened).
 
 `open_package` loads through torch._C._aoti.AOTIModelPackageLoader, the C++ loader that the public
 `torch._inductor.aoti_load_package` wraps: the same runner, without importing torch._inductor and
@@ -29,6 +32,7 @@ CPU_MODEL = "cpu_model"  # metadata key: the building CPU's name
 INPUT_SHAPE = "input_shape"  # metadata key (also in model.pt2's): one sample's shape, comma-separated, e.g. "1,28,28"
 DEVICE_KEY = "AOTI_DEVICE_KEY"  # AOTInductor's own key: "cpu" or "cuda"
 METADATA_SUFFIX = "_metadata.json"
+WRAPPER_METADATA_SUFFIX = ".wrapper" + METADATA_SUFFIX  # the model's own; a kernel file's is a copy of it
 
 
 def package_metadata(path: Path) -> dict[str, str]:
@@ -38,9 +42,14 @@ def package_metadata(path: Path) -> dict[str, str]:
             names = [n for n in package.namelist() if "/aotinductor/" in n and n.endswith(METADATA_SUFFIX)]
             if not names:
                 raise PipelineError(f"{path}: no AOTInductor metadata inside; not a package `make export` wrote")
-            return json.loads(package.read(sorted(names)[0]))
+            copies = {name: json.loads(package.read(name)) for name in names}
     except (OSError, zipfile.BadZipFile, json.JSONDecodeError) as err:
         raise PipelineError(f"{path}: not a readable AOTInductor package ({err})") from err
+    wrapper = next((name for name in names if name.endswith(WRAPPER_METADATA_SUFFIX)), names[0])
+    if any(copy != copies[wrapper] for copy in copies.values()):
+        raise PipelineError(f"{path}: its metadata files disagree ({', '.join(Path(n).name for n in names)}); "
+                            "the C++ loader may read another one; run `make export` again")
+    return copies[wrapper]
 
 
 def check_cpu(path: Path, metadata: dict[str, str]) -> None:

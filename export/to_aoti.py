@@ -13,6 +13,12 @@ batch-1024 latency against eager, docs/export.md "Which artifact"):
     8 made batch 1024 1.6x slower than eager).
   - no freezing, although PyTorch's docs advise it on the CPU: here it made batch 1 no faster and
     batch 1024 1.3x slower (oneDNN's prepacked linear).
+  - its own Inductor cache (torch._inductor.utils.fresh_cache), removed after: in the shared default
+    cache, generated files are named by their code, not by the weights or the metadata, so two
+    compiles of one architecture at once (two exports, the test suite's workers) write the same files
+    and each packages what the other left there. Seen: an empty kernel `_metadata.json` (the C++ loader
+    reads it when the kernel's `.cpp` comes last in the zip, and fails) and another run's metadata in
+    a package. The cache saves nothing here (an 8 s compile either way).
 The package's metadata holds the model contract (the ONNX file's keys) and, for a CPU package, the
 building CPU's instruction-set flags (export/aoti_package.py refuses it on a CPU that lacks one).
 The compile time and the cold start in a fresh process (export/cold_start.py) go into the export report.
@@ -24,11 +30,13 @@ import copy
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch._inductor.utils import fresh_cache
 
 from export.aoti_package import CPU_ISA_FLAGS, CPU_MODEL, package_metadata
 from export.head import SoftmaxHead
@@ -53,7 +61,10 @@ def export_aoti(head: SoftmaxHead, payload: dict[str, Any], metadata: dict[str, 
     with recording_warnings() as recorded, atomic_path(path, suffix=".pt2") as tmp:  # the packager wants a .pt2 name
         try:
             program = export_head(copy.deepcopy(head).to(device), payload, device, rows=LARGE_BATCH_HINT)
-            torch._inductor.aoti_compile_and_package(program, package_path=str(tmp), inductor_configs=configs)
+            # This compile's files are its own (see above); the folder around fresh_cache's also goes
+            # when the compile fails, which fresh_cache keeps for debugging.
+            with tempfile.TemporaryDirectory(prefix="aoti-cache-") as private, fresh_cache(dir=private):
+                torch._inductor.aoti_compile_and_package(program, package_path=str(tmp), inductor_configs=configs)
         except Exception as err:  # a compiler missing or failing means no artifact: report why
             raise PipelineError(f"AOTInductor compile failed: {first_line(err)} (it needs a C++ compiler: g++ or clang)") from err
         compiled_s = time.perf_counter() - started

@@ -5,13 +5,17 @@ compiled for, and the export surviving a torch without TorchScript."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch._inductor.runtime.cache_dir_utils import cache_dir
 
 import export.__main__ as export_main
 from conftest import BLOCK_PROJECT, fewer_gate_rows
@@ -19,8 +23,10 @@ from export import aoti_package
 from export.__main__ import ExportConfig
 from export.__main__ import run as export_run
 from export.backends import aoti
+from export.head import load_head
 from export.parity import ABS_TOL, ParityConfig
 from export.parity import run as parity_run
+from export.to_aoti import export_aoti
 from handoff import cpu
 from handoff.digest import sha256_file
 from handoff.errors import PipelineError
@@ -137,3 +143,49 @@ def test_aoti_metadata_is_read_without_loading(exported):
     metadata = aoti_package.package_metadata(exported / "model.aoti.pt2")
     assert metadata["AOTI_DEVICE_KEY"] == "cpu" and metadata["model_name"] == "mnist_mlp"
     assert metadata[aoti_package.CPU_ISA_FLAGS].split() == cpu.isa_flags()
+
+
+def rewritten_package(source, out, kernel_metadata: bytes):
+    """A copy of the package `source` at `out` whose kernel file's metadata copy is `kernel_metadata`,
+    listed first (as a zip may list it)."""
+    with zipfile.ZipFile(source) as package:
+        entries = {info.filename: package.read(info) for info in package.infolist()}
+    kernel = next(name for name in entries if name.endswith(".kernel_metadata.json"))
+    with zipfile.ZipFile(out, "w") as package:
+        package.writestr(kernel, kernel_metadata)
+        for name, data in entries.items():
+            if name != kernel:
+                package.writestr(name, data)
+    return out
+
+
+def test_a_package_whose_metadata_copies_disagree_is_refused(exported, tmp_path):
+    """The C++ loader reads the copy beside the last `.cpp` in the zip: an empty one (what two compiles
+    sharing Inductor's cache once packaged) or another model's is refused, an equal one read."""
+    source = exported / "model.aoti.pt2"
+    ours = aoti_package.package_metadata(source)
+    same = rewritten_package(source, tmp_path / "same.pt2", json.dumps(ours).encode())
+    assert aoti_package.package_metadata(same) == ours
+    empty = rewritten_package(source, tmp_path / "empty.pt2", b"")
+    with pytest.raises(PipelineError, match=r"not a readable AOTInductor package"):
+        aoti_package.package_metadata(empty)
+    other = rewritten_package(source, tmp_path / "other.pt2", json.dumps({**ours, "model_name": "otto_mlp"}).encode())
+    with pytest.raises(PipelineError, match=r"its metadata files disagree .*kernel_metadata.json"):
+        aoti_package.package_metadata(other)
+
+
+def test_the_compile_writes_its_files_in_a_cache_of_its_own(exported, monkeypatch, tmp_path):
+    """Two compiles of one architecture at once would share the default cache's files (export/to_aoti.py)."""
+    seen = []
+
+    def compile_and_package(program, package_path, inductor_configs):
+        seen.append(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+        raise RuntimeError("stop after seeing the cache")
+
+    default = cache_dir()
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", compile_and_package)
+    head, payload = load_head(exported / "model.pt")
+    with pytest.raises(PipelineError, match="stop after seeing the cache"):
+        export_aoti(head, payload, {}, torch.device("cpu"), False, tmp_path / "model.aoti.pt2")
+    assert len(seen) == 1 and seen[0] != default and not Path(seen[0]).exists()
+    assert cache_dir() == default
