@@ -47,9 +47,9 @@ MNIST_RECIPES = {
     "seed": Recipe(),
     # >= 98% test accuracy in 2 epochs (seeds 0, 1, 2: 98.07%, 98.16%, 98.08% in float32; 98.09%,
     # 98.08%, 97.90% in bf16 on a Zen 4). Each choice is measured in the ablation (docs/training.md,
-    # "What each ingredient buys") and the
-    # recipe was picked by a recorded search judged on a validation split of the training images,
-    # never on the test set (bench/suites/test_recipe_search.py). Batch 512: 234 updates in two
+    # "What each ingredient buys") and the recipe was picked by a recorded search judged on a
+    # validation split of the training images, never on the test set
+    # (bench/suites/test_recipe_search.py). Batch 512: 234 updates in two
     # epochs, where batch 1024's 118 left it at ~97.5% (validation); a float32 step costs about the
     # same per sample at 512 as at 1024 on an AVX2 CPU, a bf16 one more (1.4-1.7x its GEMM floor
     # against 1.1-1.35x at 1024, measured on a Zen 4). Adam, unlike SGD, keeps its accuracy
