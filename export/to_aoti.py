@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -89,8 +90,20 @@ def export_aoti(head: SoftmaxHead, payload: dict[str, Any], metadata: dict[str, 
 def cold_start(path: Path) -> dict[str, dict[str, float]]:
     """Seconds a fresh Python process takes to import torch, load the package and answer its first
     call, for each way to load it (export/cold_start.py), as a server starting on it would."""
-    command = [sys.executable, "-m", "export.cold_start", str(path)]
+    # -X faulthandler: a crash in the loader's C++ (a signal, no Python error) still leaves a traceback.
+    command = [sys.executable, "-X", "faulthandler", "-m", "export.cold_start", str(path)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     if done.returncode != 0:
-        raise PipelineError(f"{path}: a fresh process could not load and run it: {done.stderr.strip()[-500:]}")
+        raise PipelineError(f"{path}: a fresh process could not load and run it ({exit_reason(done.returncode)}): "
+                            f"{(done.stderr.strip() or done.stdout.strip() or 'no output')[-800:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def exit_reason(returncode: int) -> str:
+    """'exit status 1', or the signal's name for a process killed by one (a negative returncode)."""
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit status {returncode}"

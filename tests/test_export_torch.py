@@ -189,3 +189,18 @@ def test_the_compile_writes_its_files_in_a_cache_of_its_own(exported, monkeypatc
         export_aoti(head, payload, {}, torch.device("cpu"), False, tmp_path / "model.aoti.pt2")
     assert len(seen) == 1 and seen[0] != default and not Path(seen[0]).exists()
     assert cache_dir() == default
+
+
+def test_a_loader_crash_in_the_fresh_process_is_reported_with_its_signal_and_stack(monkeypatch, tmp_path):
+    """A package whose loader dies by a signal (seen: SIGSEGV inside AOTInductor's loader on the GPU
+    machine's torch) fails the export naming the signal and faulthandler's Python stack, not an empty
+    message. The 'interpreter' here crashes the same way, with the flags cold_start gives it."""
+    import export.to_aoti as to_aoti
+
+    crashing = tmp_path / "python"
+    crashing.write_text(f'#!/bin/sh\nexec {sys.executable} "$1" "$2" -c "import ctypes; ctypes.string_at(0)"\n')
+    crashing.chmod(0o755)
+    monkeypatch.setattr(to_aoti.sys, "executable", str(crashing))
+    with pytest.raises(PipelineError, match=r"(?s)killed by SIGSEGV.*Fatal Python error: Segmentation fault"):
+        to_aoti.cold_start(tmp_path / "model.aoti.pt2")
+    assert to_aoti.exit_reason(2) == "exit status 2"
