@@ -161,7 +161,7 @@ class SmallBudgets(GrpcH2Protocol):
     stream_budget, reset_budget, retired = 40, 10, 0
 
     def retire(self) -> None:
-        if not self.shutdown_requested:
+        if not (self.draining or self.shutdown_requested):
             SmallBudgets.retired += 1
         super().retire()
 
@@ -169,7 +169,9 @@ class SmallBudgets(GrpcH2Protocol):
 def test_connections_retire_before_zttps_caps_without_failing_a_call():
     """zttp ends a connection after 4096 streams or 256 peer resets with GOAWAY ENHANCE_YOUR_CALM, and
     uvicorn then drops it with its calls in flight (UNAVAILABLE); GrpcH2Protocol retires it first. Here
-    with budgets of 40 streams and 10 resets, so both trip many times on 16 busy calls in flight."""
+    with budgets of 40 streams and 10 resets, so both trip many times on 16 busy calls in flight. (With
+    one GOAWAY naming the last stream, the calls it refused were retried once by grpc, and a call
+    refused again by the next retirement failed: once in a full suite's run.)"""
     async def calls(port):
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             aio_stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
@@ -185,7 +187,8 @@ def test_connections_retire_before_zttps_caps_without_failing_a_call():
     with served(http=SmallBudgets) as port:
         answered = asyncio.run(calls(port))
     assert answered == [[f"{w}.{i}:0" for i in range(25)] for w in range(16)]
-    assert SmallBudgets.retired >= 400 // 40 - 1
+    # A connection serves its budget and the calls in flight when its first GOAWAY lands (16 at most).
+    assert SmallBudgets.retired >= 400 // (40 + 16)
 
 
 def test_uvicorns_stock_http2_switch_serves_it_too():

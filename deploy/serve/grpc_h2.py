@@ -10,7 +10,8 @@ GrpcH2Protocol is what uvicorn's http="zttp", http2=True runs for an HTTP/2 conn
 alone: h2c prior knowledge in cleartext (what gRPC clients without TLS send), ALPN h2 with
 ssl_certfile/ssl_keyfile. It exists because zttp 0.0.35 ends a connection with GOAWAY ENHANCE_YOUR_CALM
 once the client has opened 4096 streams on it or reset 256 (rapid-reset defences, not settable), and
-uvicorn then drops it with every call in flight (UNAVAILABLE). It says GOAWAY NO_ERROR first and drains.
+uvicorn then drops it with every call in flight (UNAVAILABLE). It says GOAWAY NO_ERROR first, twice
+(RFC 9113's graceful shutdown), and drains.
 
 Wire format: POST /<package.Service>/<Method>, content-type application/grpc, a body of one message
 behind a compressed flag and a 4-byte big-endian length; the answer is 200, the reply likewise
@@ -45,18 +46,20 @@ class GrpcH2Protocol(ZttpH2Protocol):
     alpn_protocols = ["h2"]
     stream_budget = 4096 - 2 * 128  # headroom for what a client opens (128 at once) before our GOAWAY lands
     reset_budget = 256 - 2 * 32
+    drain_s = 0.5  # between the two GOAWAYs: at least a round trip, for streams sent before the first landed
     linger_s = 5.0
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.streams_opened = self.resets = 0
-        self.retiring = False
+        self.streams_opened = self.resets = self.last_stream_id = 0
+        self.draining = self.retiring = False
 
     def handle_request(self, event) -> None:
-        if self.shutdown_requested:  # opened before our GOAWAY reached the client: it retries it elsewhere
+        if self.shutdown_requested:  # after the last GOAWAY, which told the client this stream was not processed
             self.conn.stream(event.stream_id).reset(0x7)  # REFUSED_STREAM: "not processed", safe to retry
             return
         self.streams_opened += 1
+        self.last_stream_id = event.stream_id
         super().handle_request(event)
         if self.streams_opened >= self.stream_budget:
             self.retire()
@@ -68,10 +71,21 @@ class GrpcH2Protocol(ZttpH2Protocol):
             self.retire()
 
     def retire(self) -> None:
-        """GOAWAY NO_ERROR now (uvicorn's shutdown() sends it only once idle, too late for a busy
-        channel); the streams in flight finish, then the client closes the connection."""
-        if not self.shutdown_requested and not self.transport.is_closing():
-            self.conn.close(0)
+        """RFC 9113 section 6.8's graceful shutdown: GOAWAY NO_ERROR naming the largest stream id now (the
+        client opens no more streams here and reconnects, while every stream it already sent is
+        served), then, drain_s later, the GOAWAY naming the last stream served. A single GOAWAY naming
+        the last stream would refuse the streams still on their way, and a gRPC client retries a call
+        refused so only once: a second retirement during the retry failed it (UNAVAILABLE)."""
+        if not (self.draining or self.shutdown_requested or self.transport.is_closing()):
+            self.draining = True
+            self.conn.close(0, (1 << 31) - 1)
+            self.flush()
+            self.loop.call_later(self.drain_s, self.stop_serving)
+
+    def stop_serving(self) -> None:
+        """The second GOAWAY; the streams in flight finish, then the client closes the connection."""
+        if not (self.shutdown_requested or self.transport.is_closing()):
+            self.conn.close(0, self.last_stream_id)
             self.flush()
             self.retiring = True
             ZttpH2Protocol.shutdown(self)  # refuse new streams; _close_connection once the last one ends
