@@ -55,7 +55,7 @@ class GrpcH2Protocol(ZttpH2Protocol):
         self.draining = self.retiring = False
 
     def handle_request(self, event) -> None:
-        if self.shutdown_requested:  # after the last GOAWAY, which told the client this stream was not processed
+        if self.shutdown_requested:  # after the GOAWAY naming the last stream served, or the server's shutdown
             self.conn.stream(event.stream_id).reset(0x7)  # REFUSED_STREAM: "not processed", safe to retry
             return
         self.streams_opened += 1
