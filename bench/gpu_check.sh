@@ -63,8 +63,9 @@ if stdcxx=$(g++ -print-file-name=libstdc++.so.6 2>/dev/null) && [ -f "$stdcxx" ]
 fi
 # The device the AOTInductor package is compiled for: the check's device unless GPU_CHECK_AOTI_DEVICE
 # says cpu (then only the package moves: its gate runs it there, the CUDA bench rows skip it).
-# AUTOTUNE=off: on CUDA the autotuner only times ATen's kernels against each other (the template
-# backends it may pick, CPP and ATEN, leave out Triton), so it adds a minute of compiling for nothing.
+# AUTOTUNE=off: on CUDA its matmul choices are ATen's alone (CPP is a CPU template, and Triton's are
+# not among the backends export/to_aoti.py names), so it buys the package little, while the export
+# with it ran 104 s on the H200 before the package's load crashed.
 aoti_device="${GPU_CHECK_AOTI_DEVICE:-$dev}"
 export_flags=(AUTOTUNE=off)
 # The bench's pytest and the GPU tests: the test files that hold `gpu` tests (the others import
