@@ -113,8 +113,10 @@ Model load_aoti(const std::string& path, std::vector<int64_t>& sample_shape) {
     throw std::runtime_error(path + ": compiled for another CPU (" + metadata["cpu_model"] + ") with instructions this "
                              "CPU lacks (e.g. " + *lacking.begin() + "); run `make export` on this machine");
   sample_shape = parse_shape(metadata["input_shape"]);
-  auto loader = std::make_shared<torch::inductor::AOTIModelPackageLoader>(path);
-  return [loader](const at::Tensor& x) { return loader->run({x})[0]; };
+  // Two compiled models (export/aoti_package.py): "model" for any batch, "batch1" for single rows.
+  auto any_batch = std::make_shared<torch::inductor::AOTIModelPackageLoader>(path, "model");
+  auto one_row = std::make_shared<torch::inductor::AOTIModelPackageLoader>(path, "batch1");
+  return [any_batch, one_row](const at::Tensor& x) { return (x.size(0) == 1 ? one_row : any_batch)->run({x})[0]; };
 }
 
 Model load_torchscript(const std::string& path) {

@@ -13,9 +13,13 @@ Each generated `.cpp` has a copy (`<hash>.kernel_metadata.json`), and the C++ lo
 beside whichever `.cpp` comes last in the zip, so `package_metadata` refuses a package whose copies
 disagree: the loader would see other metadata, or none (export/to_aoti.py says how that happened).
 
-`open_package` loads through torch._C._aoti.AOTIModelPackageLoader, the C++ loader that the public
-`torch._inductor.aoti_load_package` wraps: the same runner, without importing torch._inductor and
-torch._dynamo first (seconds on a small CPU; export/cold_start.py times both).
+The package holds two compiled models of the same head (export/to_aoti.py): MODEL ("model", the
+name every loader picks by default) for any batch, and BATCH1_MODEL, compiled for single rows.
+`open_package` loads both through torch._C._aoti.AOTIModelPackageLoader, the C++ loader that the public
+`torch._inductor.aoti_load_package` wraps (the same runner, without importing torch._inductor and
+torch._dynamo first: seconds on a small CPU; export/cold_start.py times both), and sends a batch of
+one row to BATCH1_MODEL, and only that: given more rows, BATCH1_MODEL answers the first, without an
+error.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ INPUT_SHAPE = "input_shape"  # metadata key (also in model.pt2's): one sample's 
 DEVICE_KEY = "AOTI_DEVICE_KEY"  # AOTInductor's own key: "cpu" or "cuda"
 METADATA_SUFFIX = "_metadata.json"
 WRAPPER_METADATA_SUFFIX = ".wrapper" + METADATA_SUFFIX  # the model's own; a kernel file's is a copy of it
+MODEL = "model"  # the compiled model for any batch size (AOTInductor's default name)
+BATCH1_MODEL = "batch1"  # the same head compiled for a batch of exactly one row
 
 
 def package_metadata(path: Path) -> dict[str, str]:
@@ -67,9 +73,10 @@ def check_cpu(path: Path, metadata: dict[str, str]) -> None:
 
 def open_package(path: Path, metadata: dict[str, str]):
     """The package's runner (`metadata`, its package_metadata, checked against this CPU first): a
-    callable from one input tensor to the probabilities, through the C++ loader directly."""
+    callable from one input tensor to the probabilities, through the C++ loader directly; a single
+    row goes to BATCH1_MODEL, every other batch to MODEL."""
     import torch  # here, not at the top: reading metadata needs no torch
 
     check_cpu(path, metadata)
-    loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
-    return lambda inputs: loader.run([inputs])[0]
+    any_batch, one_row = (torch._C._aoti.AOTIModelPackageLoader(str(path), name, False, 1, -1) for name in (MODEL, BATCH1_MODEL))
+    return lambda inputs: (one_row if inputs.shape[0] == 1 else any_batch).run([inputs])[0]

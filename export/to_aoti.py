@@ -1,6 +1,7 @@
 """AOTInductor package of the exported softmax head: `model.aoti.pt2`, a zip holding the compiled
-model (`.so`) and its weights, loaded by `torch._inductor.aoti_load_package` in Python or
-`torch::inductor::AOTIModelPackageLoader` in C++, with no model source and no Python model code.
+models (`.so`, one for any batch and one for single rows) and their weights, loaded by
+`torch._inductor.aoti_load_package` in Python or `torch::inductor::AOTIModelPackageLoader` in C++,
+with no model source and no Python model code.
 
 Compiled for one device (the export device: CPU here, CUDA on a GPU) with the C++ compiler Inductor
 finds (g++ on these machines). Options, chosen by measurement on a 2-core AVX2 EPYC (batch-1 and
@@ -8,9 +9,12 @@ batch-1024 latency against eager, docs/export.md "Which artifact"):
   - max_autotune with Inductor's C++ GEMM template beside ATen's: each matmul is timed at compile
     time and the faster kept. It makes batch 1 about 3x faster than ATen's addmm (no library call
     per layer); it adds seconds to the compile (AUTOTUNE=off skips it).
-  - the batch dimension's size hint is LARGE_BATCH_HINT: the template's blocking is chosen for that
-    size, so large batches stay as fast as eager while batch 1 keeps the template's gain (a hint of
-    8 made batch 1024 1.6x slower than eager).
+  - two models in one package (export/aoti_package.py names them): MODEL, with a dynamic batch
+    whose size hint is LARGE_BATCH_HINT (the template's blocking is chosen for that size, so large
+    batches stay as fast as eager; a hint of 8 made batch 1024 1.6x slower than eager), and
+    BATCH1_MODEL, compiled for exactly one row, which the hint-1024 model answered no sooner than
+    eager: on a 2-core Zen 4, 29-30 µs a row against 72-106 µs for MODEL and 105-107 µs for eager
+    (two runs of seven alternating rounds). Each compiled model carries its own copy of the weights.
   - no freezing, although PyTorch's docs advise it on the CPU: here it made batch 1 no faster and
     batch 1024 1.3x slower (oneDNN's prepacked linear).
   - its own Inductor cache (torch._inductor.utils.fresh_cache), removed after: in the shared default
@@ -37,9 +41,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch._inductor.package import package_aoti
 from torch._inductor.utils import fresh_cache
 
-from export.aoti_package import CPU_ISA_FLAGS, CPU_MODEL, package_metadata
+from export.aoti_package import BATCH1_MODEL, CPU_ISA_FLAGS, CPU_MODEL, MODEL, package_metadata
 from export.head import SoftmaxHead
 from export.recorded_warnings import recording_warnings
 from export.to_exported import export_head
@@ -61,11 +66,14 @@ def export_aoti(head: SoftmaxHead, payload: dict[str, Any], metadata: dict[str, 
     started = time.perf_counter()
     with recording_warnings() as recorded, atomic_path(path, suffix=".pt2") as tmp:  # the packager wants a .pt2 name
         try:
-            program = export_head(copy.deepcopy(head).to(device), payload, device, rows=LARGE_BATCH_HINT)
+            on_device = copy.deepcopy(head).to(device)
+            programs = {MODEL: export_head(on_device, payload, device, rows=LARGE_BATCH_HINT),
+                        BATCH1_MODEL: export_head(on_device, payload, device, rows=1, dynamic=False)}
             # This compile's files are its own (see above); the folder around fresh_cache's also goes
             # when the compile fails, which fresh_cache keeps for debugging.
             with tempfile.TemporaryDirectory(prefix="aoti-cache-") as private, fresh_cache(dir=private):
-                torch._inductor.aoti_compile_and_package(program, package_path=str(tmp), inductor_configs=configs)
+                compiled = {name: compile_model(program, configs) for name, program in programs.items()}
+                package_aoti(str(tmp), compiled)
         except Exception as err:  # a compiler missing or failing means no artifact: report why
             raise PipelineError(f"AOTInductor compile failed: {first_line(err)} (it needs a C++ compiler: g++ or clang)") from err
         compiled_s = time.perf_counter() - started
@@ -77,6 +85,7 @@ def export_aoti(head: SoftmaxHead, payload: dict[str, Any], metadata: dict[str, 
         "seconds": compiled_s,
         "inductor_configs": options,
         "size_hint": LARGE_BATCH_HINT,
+        "models": {MODEL: f"any batch (size hint {LARGE_BATCH_HINT})", BATCH1_MODEL: "a batch of one row"},
         "device": device.type,
         "torch": str(torch.__version__),
         "cpu_isa": own.get("AOTI_CPU_ISA"),
@@ -85,6 +94,13 @@ def export_aoti(head: SoftmaxHead, payload: dict[str, Any], metadata: dict[str, 
         "cold_start": cold,
         "warnings": recorded,
     }
+
+
+def compile_model(program: torch.export.ExportedProgram, configs: dict[str, Any]) -> list:
+    """The files of one compiled model, for package_aoti: the several-models way that
+    aoti_compile_and_package's documentation gives (aot_compile with aot_inductor.package set)."""
+    args, kwargs = program.example_inputs
+    return torch._inductor.aot_compile(program.module(), args, kwargs, options={**configs, "aot_inductor.package": True})
 
 
 def cold_start(path: Path) -> dict[str, dict[str, float]]:

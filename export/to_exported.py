@@ -26,12 +26,14 @@ from handoff.errors import PipelineError, first_line
 METADATA_FILE = "metadata.json"  # the archive's extra file holding the contract
 
 
-def export_head(head: SoftmaxHead, payload: dict[str, Any], device: torch.device, rows: int = 8) -> torch.export.ExportedProgram:
+def export_head(head: SoftmaxHead, payload: dict[str, Any], device: torch.device, rows: int = 8,
+                dynamic: bool = True) -> torch.export.ExportedProgram:
     """`head` (already on `device`) exported with a dynamic batch dimension, from an example of
-    `rows` rows (the size a compiler takes as the batch's hint)."""
-    batch = torch.export.Dim("batch", min=1)
+    `rows` rows (the size a compiler takes as the batch's hint); with `dynamic` False, for a batch
+    of exactly `rows` rows."""
     example = example_batch(payload, batch_size=rows).to(device)
-    return torch.export.export(head, (example,), dynamic_shapes=({0: batch},))
+    shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic else None
+    return torch.export.export(head, (example,), dynamic_shapes=shapes)
 
 
 def export_program(head: SoftmaxHead, metadata: dict[str, str], payload: dict[str, Any], path: Path) -> dict[str, Any]:

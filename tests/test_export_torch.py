@@ -145,6 +145,25 @@ def test_aoti_metadata_is_read_without_loading(exported):
     assert metadata[aoti_package.CPU_ISA_FLAGS].split() == cpu.isa_flags()
 
 
+def test_the_package_holds_a_model_for_any_batch_and_one_for_single_rows(exported):
+    """Both compiled models answer a row as eager does. The single-row one answers only the first
+    row of a larger batch, without an error, so open_package must send it single rows alone."""
+    path = exported / "model.aoti.pt2"
+    head, payload = load_head(exported / "model.pt")
+    rows = torch.rand(2, *payload["input_shape"], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = head(rows)
+    loaders = {name: torch._C._aoti.AOTIModelPackageLoader(str(path), name, False, 1, -1)
+               for name in (aoti_package.MODEL, aoti_package.BATCH1_MODEL)}
+    for loader in loaders.values():
+        torch.testing.assert_close(loader.run([rows[:1]])[0], expected[:1], atol=ABS_TOL, rtol=0)
+    assert loaders[aoti_package.BATCH1_MODEL].run([rows])[0].shape == (1, 10)
+    run = aoti_package.open_package(path, aoti_package.package_metadata(path))
+    torch.testing.assert_close(run(rows), expected, atol=ABS_TOL, rtol=0)
+    torch.testing.assert_close(run(rows[1:]), expected[1:], atol=ABS_TOL, rtol=0)
+    assert read_export(exported).aoti["models"].keys() == {aoti_package.MODEL, aoti_package.BATCH1_MODEL}
+
+
 def rewritten_package(source, out, kernel_metadata: bytes):
     """A copy of the package `source` at `out` whose kernel file's metadata copy is `kernel_metadata`,
     listed first (as a zip may list it)."""
@@ -178,12 +197,12 @@ def test_the_compile_writes_its_files_in_a_cache_of_its_own(exported, monkeypatc
     """Two compiles of one architecture at once would share the default cache's files (export/to_aoti.py)."""
     seen = []
 
-    def compile_and_package(program, package_path, inductor_configs):
+    def compile_model(graph, args, kwargs, options):
         seen.append(os.environ["TORCHINDUCTOR_CACHE_DIR"])
         raise RuntimeError("stop after seeing the cache")
 
     default = cache_dir()
-    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", compile_and_package)
+    monkeypatch.setattr(torch._inductor, "aot_compile", compile_model)
     head, payload = load_head(exported / "model.pt")
     with pytest.raises(PipelineError, match="stop after seeing the cache"):
         export_aoti(head, payload, {}, torch.device("cpu"), False, tmp_path / "model.aoti.pt2")
