@@ -80,8 +80,9 @@ def _aoti_line(aoti: dict) -> str:
     cold = "; ".join(f"{way} loader {c['total']:.2f} s (import torch {c['import_torch']:.2f} s, load {c['load']:.3f} s, "
                      f"first call {1e3 * c['first_call']:.1f} ms)" for way, c in aoti["cold_start"].items())
     options = ", ".join(f"{k}={v}" for k, v in aoti["inductor_configs"].items()) or "Inductor's defaults"
-    return (f"- AOTInductor package: compiled in {aoti['seconds']:.0f} s ({options}; size hint {aoti['size_hint']}; "
-            f"{aoti['cpu_isa']}); cold start in a fresh process: {cold}")
+    models = ", ".join(f"`{name}` for {batches}" for name, batches in aoti["models"].items())
+    return (f"- AOTInductor package: {models}; compiled in {aoti['seconds']:.0f} s ({options}; {aoti['cpu_isa']}); "
+            f"cold start in a fresh process: {cold}")
 
 
 def _providers_line(machine: dict) -> str:

@@ -95,7 +95,7 @@ def _aoti_summary(folder) -> dict | None:
         aoti = read_export(folder).aoti
     except PipelineError:
         return None  # the `exported` fixture fails the run with the reason
-    return {k: aoti[k] for k in ("seconds", "inductor_configs", "size_hint", "cpu_isa", "cold_start")}
+    return {k: aoti[k] for k in ("seconds", "inductor_configs", "models", "cpu_isa", "cold_start")}
 
 
 def _tuning_summary(folder) -> dict | None:
