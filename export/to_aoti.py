@@ -12,9 +12,10 @@ batch-1024 latency against eager, docs/export.md "Which artifact"):
   - two models in one package (export/aoti_package.py names them): MODEL, with a dynamic batch
     whose size hint is LARGE_BATCH_HINT (the template's blocking is chosen for that size, so large
     batches stay as fast as eager; a hint of 8 made batch 1024 1.6x slower than eager), and
-    BATCH1_MODEL, compiled for exactly one row, which the hint-1024 model answered no sooner than
-    eager: on a 2-core Zen 4, 29-30 µs a row against 72-106 µs for MODEL and 105-107 µs for eager
-    (two runs of seven alternating rounds). Each compiled model carries its own copy of the weights.
+    BATCH1_MODEL, compiled for exactly one row (on the CPU with the C++ template alone, below).
+    MODEL answered a single row no sooner than eager; BATCH1_MODEL 3.5x sooner (on a 2-core Zen 4,
+    29-30 µs against 72-106 µs for MODEL and 105-107 µs for eager, two runs of seven alternating
+    rounds). Each compiled model carries its own copy of the weights.
   - no freezing, although PyTorch's docs advise it on the CPU: here it made batch 1 no faster and
     batch 1024 1.3x slower (oneDNN's prepacked linear).
   - its own Inductor cache (torch._inductor.utils.fresh_cache), removed after: in the shared default
@@ -53,6 +54,10 @@ from handoff.cpu import cpu_model, isa_flags
 from handoff.errors import PipelineError, first_line
 
 AUTOTUNE_CONFIGS = {"max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN"}  # see above
+# BATCH1_MODEL on the CPU: Inductor's C++ template alone. At one row it beat ATen's addmm on every
+# layer (2.4 against 10.0 µs for the first on a Zen 4), so timing ATen beside it only lengthened the
+# compile (27 against 39 s; the same 28-30 µs a row).
+BATCH1_CPU_AUTOTUNE_CONFIGS = {"max_autotune": True, "max_autotune_gemm_backends": "CPP"}
 LARGE_BATCH_HINT = 1024  # rows of the example the package is compiled from: the batch dimension's size hint
 
 
@@ -61,8 +66,8 @@ def export_aoti(head: SoftmaxHead, payload: dict[str, Any], metadata: dict[str, 
     """Compile the head for `device` into an AOTInductor package at `path`, atomically; returns the
     report entry, with the compile time and a fresh process's cold start."""
     stamped = {**metadata, CPU_ISA_FLAGS: " ".join(isa_flags()), CPU_MODEL: cpu_model()}
-    options = AUTOTUNE_CONFIGS if autotune else {}
-    configs = {**options, "aot_inductor.metadata": stamped}
+    options = {MODEL: AUTOTUNE_CONFIGS if autotune else {},
+               BATCH1_MODEL: (BATCH1_CPU_AUTOTUNE_CONFIGS if device.type == "cpu" else AUTOTUNE_CONFIGS) if autotune else {}}
     started = time.perf_counter()
     with recording_warnings() as recorded, atomic_path(path, suffix=".pt2") as tmp:  # the packager wants a .pt2 name
         try:
@@ -72,7 +77,8 @@ def export_aoti(head: SoftmaxHead, payload: dict[str, Any], metadata: dict[str, 
             # This compile's files are its own (see above); the folder around fresh_cache's also goes
             # when the compile fails, which fresh_cache keeps for debugging.
             with tempfile.TemporaryDirectory(prefix="aoti-cache-") as private, fresh_cache(dir=private):
-                compiled = {name: compile_model(program, configs) for name, program in programs.items()}
+                compiled = {name: compile_model(program, {**options[name], "aot_inductor.metadata": stamped})
+                            for name, program in programs.items()}
                 package_aoti(str(tmp), compiled)
         except Exception as err:  # a compiler missing or failing means no artifact: report why
             raise PipelineError(f"AOTInductor compile failed: {first_line(err)} (it needs a C++ compiler: g++ or clang)") from err

@@ -84,7 +84,8 @@ def test_bench_suite_and_report_run_in_smoke_mode(exported, data_dir, cli_env, t
     assert "  - fastest of our artifacts at batch 1024 on this CPU: `" in report
     assert "  - ONNX Runtime's per-call floor (`ort-floor-" in report and "(target <= 1.5x): " in report
     assert "best artifact `ort-floor" not in report and "fastest of our artifacts at batch 1 on this CPU: `ort-floor" not in report
-    assert ("- AOTInductor package: `batch1` for a batch of one row, `model` for any batch (size hint 1024); compiled in "
+    assert ("- AOTInductor package: `batch1` for a batch of one row (max_autotune=True, max_autotune_gemm_backends=CPP), "
+            "`model` for any batch (size hint 1024) (max_autotune=True, max_autotune_gemm_backends=CPP,ATEN); compiled in "
             in report and "direct loader " in report)
     assert "- C++ loader: not run (`make cpp`; MNIST only)." in report
     if not torch.cuda.is_available():  # the providers that really load, and one line for every CUDA case skipped

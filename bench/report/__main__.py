@@ -79,10 +79,14 @@ def _aoti_line(aoti: dict) -> str:
     """The AOTInductor package as `make export` built it, and its cold starts in fresh processes."""
     cold = "; ".join(f"{way} loader {c['total']:.2f} s (import torch {c['import_torch']:.2f} s, load {c['load']:.3f} s, "
                      f"first call {1e3 * c['first_call']:.1f} ms)" for way, c in aoti["cold_start"].items())
-    options = ", ".join(f"{k}={v}" for k, v in aoti["inductor_configs"].items()) or "Inductor's defaults"
-    models = ", ".join(f"`{name}` for {batches}" for name, batches in aoti["models"].items())
-    return (f"- AOTInductor package: {models}; compiled in {aoti['seconds']:.0f} s ({options}; {aoti['cpu_isa']}); "
+    models = ", ".join(f"`{name}` for {batches} ({_options(aoti['inductor_configs'][name])})"
+                       for name, batches in aoti["models"].items())
+    return (f"- AOTInductor package: {models}; compiled in {aoti['seconds']:.0f} s ({aoti['cpu_isa']}); "
             f"cold start in a fresh process: {cold}")
+
+
+def _options(configs: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in configs.items()) or "Inductor's defaults"
 
 
 def _providers_line(machine: dict) -> str:
