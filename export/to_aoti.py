@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch._inductor.cpu_vec_isa import pick_vec_isa
 from torch._inductor.package import package_aoti
 from torch._inductor.utils import fresh_cache
 
@@ -66,8 +67,7 @@ def export_aoti(head: SoftmaxHead, payload: dict[str, Any], metadata: dict[str, 
     """Compile the head for `device` into an AOTInductor package at `path`, atomically; returns the
     report entry, with the compile time and a fresh process's cold start."""
     stamped = {**metadata, CPU_ISA_FLAGS: " ".join(isa_flags()), CPU_MODEL: cpu_model()}
-    options = {MODEL: AUTOTUNE_CONFIGS if autotune else {},
-               BATCH1_MODEL: (BATCH1_CPU_AUTOTUNE_CONFIGS if device.type == "cpu" else AUTOTUNE_CONFIGS) if autotune else {}}
+    options = {MODEL: AUTOTUNE_CONFIGS if autotune else {}, BATCH1_MODEL: batch1_options(device) if autotune else {}}
     started = time.perf_counter()
     with recording_warnings() as recorded, atomic_path(path, suffix=".pt2") as tmp:  # the packager wants a .pt2 name
         try:
@@ -100,6 +100,13 @@ def export_aoti(head: SoftmaxHead, payload: dict[str, Any], metadata: dict[str, 
         "cold_start": cold,
         "warnings": recorded,
     }
+
+
+def batch1_options(device: torch.device) -> dict[str, Any]:
+    """BATCH1_MODEL's autotuning: the C++ template alone where it can run (a CPU with a vector ISA
+    Inductor knows: with none, its micro-kernels are not there and CPP alone would offer no kernel
+    at all), else the same as MODEL's."""
+    return BATCH1_CPU_AUTOTUNE_CONFIGS if device.type == "cpu" and pick_vec_isa() else AUTOTUNE_CONFIGS
 
 
 def compile_model(program: torch.export.ExportedProgram, configs: dict[str, Any]) -> list:

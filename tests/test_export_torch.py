@@ -223,3 +223,17 @@ def test_a_loader_crash_in_the_fresh_process_is_reported_with_its_signal_and_sta
     with pytest.raises(PipelineError, match=r"(?s)killed by SIGSEGV.*Fatal Python error: Segmentation fault"):
         to_aoti.cold_start(tmp_path / "model.aoti.pt2")
     assert to_aoti.exit_reason(2) == "exit status 2"
+
+
+def test_the_single_row_model_tunes_the_cpp_template_alone_only_where_it_can_run(monkeypatch):
+    """Where Inductor knows no vector ISA its C++ GEMM template offers no kernel, and CPP alone would
+    leave the compile no choice at all: ATen stays beside it there, and on CUDA."""
+    import export.to_aoti as to_aoti
+    from torch._inductor import cpu_vec_isa
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    if cpu_vec_isa.pick_vec_isa():
+        assert to_aoti.batch1_options(cpu)["max_autotune_gemm_backends"] == "CPP"
+    assert to_aoti.batch1_options(cuda) == to_aoti.AUTOTUNE_CONFIGS
+    monkeypatch.setattr(to_aoti, "pick_vec_isa", lambda: cpu_vec_isa.invalid_vec_isa)
+    assert to_aoti.batch1_options(cpu) == to_aoti.AUTOTUNE_CONFIGS
