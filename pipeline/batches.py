@@ -20,7 +20,7 @@ def shuffled_batches(
     """
     order = torch.randperm(len(split), generator=generator).to(split.inputs.device)
     for index in order.split(batch_size):
-        yield split.inputs[index], split.labels[index]
+        yield split.rows(index)
 
 
 def ordered_batches(split: Split, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -110,6 +110,6 @@ def shard_batches(world: World) -> Callable[..., Iterator[tuple[torch.Tensor, to
             if len(index) < world.size:
                 return
             mine = index.tensor_split(world.size)[world.rank]
-            yield split.inputs[mine], split.labels[mine]
+            yield split.rows(mine)
 
     return batches

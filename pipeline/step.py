@@ -69,19 +69,27 @@ def build_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, total_step
 
 def train_step(model, optimizer, recipe: Recipe, autocast_dtype: torch.dtype | None,
                images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Forward, backward and optimizer step on one batch; returns the detached mean loss.
+    """Forward, backward and optimizer step on one batch; returns the detached mean loss."""
+    optimizer.zero_grad(set_to_none=True)
+    loss = forward_backward(model, recipe, autocast_dtype, images, labels)
+    optimizer.step()
+    return loss.detach()
+
+
+def forward_backward(model, recipe: Recipe, autocast_dtype: torch.dtype | None,
+                     images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The loss of one batch and its gradients, added to the parameters' `.grad`; returns the mean loss.
+    (The bench times this part of the step alone against the step's compute floor.)
 
     With `autocast_dtype` the forward runs under autocast (parameters, gradients and the loss stay
     float32). The autocast weight cache is off: each weight is used once per step, so it saves
     nothing, and CUDA graph capture requires it off.
     """
-    optimizer.zero_grad(set_to_none=True)
     with torch.autocast(images.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None,
                         cache_enabled=False):
         loss = F.cross_entropy(model(images), labels, label_smoothing=recipe.label_smoothing)
     loss.backward()
-    optimizer.step()
-    return loss.detach()
+    return loss
 
 
 class Stepper:

@@ -67,10 +67,11 @@ def test_bench_suite_and_report_run_in_smoke_mode(exported, data_dir, cli_env, t
     targets = {r["batch_size"]: r for r in (b["extra_info"] for b in data["benchmarks"]) if r["kind"] == "targets_inference"}
     assert set(targets) == {1, 1024}
     assert {"eager-cpu", "ort-cpu", "ort-tuned-int8-cpu", "aoti-cpu", "exported-cpu", "torchscript-cpu",
-            "ort-floor-int8-cpu", "ort-floor-fp32-cpu"} <= set(targets[1]["seconds_per_call"])
+            "ort-floor-int8-cpu", "ort-floor-fp32-cpu", "ort-first-layer-int8-cpu"} <= set(targets[1]["seconds_per_call"])
     assert all(len(rounds) == 2 for rounds in targets[1]["seconds_per_call"].values())  # smoke: two alternating rounds
     training = next(b["extra_info"] for b in data["benchmarks"] if b["extra_info"]["kind"] == "targets_training")
-    assert set(training["seconds_per_call"]) == {"seed", "fast", "gemm", "step_gemms"} and training["batch_size"] == {"seed": 64, "fast": RECIPES["mnist"]["fast"].batch_size}
+    assert set(training["seconds_per_call"]) == {"seed", "fast", "gemm", "step_gemms", "fast_forward_backward", "fast_optimizer"}
+    assert training["batch_size"] == {"seed": 64, "fast": RECIPES["mnist"]["fast"].batch_size}
     assert training["layer_macs"]["fast"] == [784 * 520, 520 * 320, 320 * 240, 240 * 120, 120 * 10]
 
     assert report_main(["--results", str(results), "--out", str(tmp_path)]) == 0
@@ -83,7 +84,10 @@ def test_bench_suite_and_report_run_in_smoke_mode(exported, data_dir, cli_env, t
     assert "  - best torch-side artifact `" in report and "eager's (target >= 3x): " in report
     assert "  - fastest of our artifacts at batch 1024 on this CPU: `" in report
     assert "  - ONNX Runtime's per-call floor (`ort-floor-" in report and "(target <= 1.5x): " in report
-    assert "best artifact `ort-floor" not in report and "fastest of our artifacts at batch 1 on this CPU: `ort-floor" not in report
+    assert "    - its graph up to its first layer's product alone (`ort-first-layer-" in report
+    assert "its forward and backward alone (autograd, as the step runs them) take " in report
+    for rung in ("ort-floor", "ort-first-layer"):  # measuring sticks, never an artifact
+        assert f"best artifact `{rung}" not in report and f"fastest of our artifacts at batch 1 on this CPU: `{rung}" not in report
     assert ("- AOTInductor package: `batch1` for a batch of one row (max_autotune=True, max_autotune_gemm_backends=CPP), "
             "`model` for any batch (size hint 1024) (max_autotune=True, max_autotune_gemm_backends=CPP,ATEN); compiled in "
             in report and "direct loader " in report)
@@ -126,6 +130,32 @@ def test_the_ort_floor_graph_is_one_node_that_copies_the_input(exported):
     call()  # the bound call the targets time runs
 
 
+def test_the_first_layer_rung_is_the_artifacts_graph_cut_after_its_first_product(exported):
+    """bench.suites.ort_floor's other rung: fp32's first layer against numpy with the graph's own
+    weights (the oracle), and int8's a prefix of the int8 graph that keeps its input quantisation."""
+    import onnx
+    from onnx import numpy_helper
+
+    from bench.suites.ort_floor import first_layer_graph, ort_first_layer
+
+    rows = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
+    model = onnx.load(str(exported / "model.onnx"))
+    gemm = next(node for node in model.graph.node if node.op_type == "Gemm")
+    weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    w, b = weights[gemm.input[1]], weights[gemm.input[2]]
+    w = w.T if any(a.name == "transB" and a.i for a in gemm.attribute) else w  # (784, 520) either way
+    first = ort_first_layer(exported / "model.onnx", "fp32", {})
+    np.testing.assert_allclose(first.run(rows), rows.reshape(3, -1) @ w + b, rtol=1e-5, atol=1e-5)
+    first.prepare(rows)()  # the bound call the targets time runs
+
+    int8 = onnx.load(str(exported / "model.int8.onnx"))
+    cut = first_layer_graph(exported / "model.int8.onnx")
+    ops = [node.op_type for node in cut.graph.node]
+    assert ops[-1] == "Gemm" and ops.count("Gemm") == 1 and "QuantizeLinear" in ops
+    assert {node.name for node in cut.graph.node} < {node.name for node in int8.graph.node}  # a part of its graph
+    assert ort_first_layer(exported / "model.int8.onnx", "int8", {}).run(rows).shape == (3, 520)
+
+
 def test_the_training_targets_by_hand():
     """The report's training ratios from one round's timings, computed by hand."""
     from bench.report.training import old_step_floor, step_floor, time_to_speedup
@@ -138,6 +168,13 @@ def test_the_training_targets_by_hand():
               "gemm_flops": 2 * 2048**3}
     assert old_step_floor(record).value == pytest.approx(1.540, abs=5e-4)
     assert step_floor(record).value == pytest.approx(1.25)
+    # Its forward and backward alone took 15.6 ms (1.30x the 12 ms floor), its optimizer 0.6 ms (0.05x).
+    from bench.report.training import _parts_text
+    parts = _parts_text({"seconds_per_call": {**record["seconds_per_call"], "fast_forward_backward": [0.0156],
+                                              "fast_optimizer": [0.0006]}})
+    assert "take 1.30x (round by round 1.30-1.30x) the floor's time: above 1.25x already" in parts
+    assert "the optimizer's update alone 0.05x" in parts
+    assert _parts_text(record) == ""  # a record from before the parts were timed
     # fast: 180,000 samples at 15 ms / 1024 = 2.637 s; seed: 660,000 samples at 2 ms / 64 = 20.625 s: 7.82x.
     fast = {"time_to": {"0.98": {"samples": 180_000}}}
     seed = {"time_to": {"0.97": {"samples": 660_000}}}

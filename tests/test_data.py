@@ -55,6 +55,15 @@ def test_shuffled_batches_cover_every_sample_once_in_a_seeded_order(mnist):
     assert first.bincount().tolist() == TEST_LABEL_COUNTS
 
 
+def test_a_minibatch_is_the_rows_advanced_indexing_gives(mnist):
+    """Split.rows (index_select, the fast gather) against `inputs[index]` (the oracle), on CPU and
+    with an index that repeats and runs backwards."""
+    index = torch.tensor([5, 0, 9_999, 5, 17])
+    images, labels = mnist.held_out.rows(index)
+    assert torch.equal(images, mnist.held_out.inputs[index]) and torch.equal(labels, mnist.held_out.labels[index])
+    assert images.is_contiguous() and images.shape == (5, 1, 28, 28)
+
+
 def _copy_verified(data_dir, tmp_path):
     dest = raw_dir(tmp_path)
     shutil.copytree(raw_dir(data_dir), dest)

@@ -19,6 +19,8 @@ LARGE_BATCH = 1024
 LARGE_MIN_SPEEDUP = {"vnni": 3.5, "none": 2.0}
 OURS = ("ort-",)  # our ONNX artifacts; compiled-* and openvino-* are the peers
 FLOOR = "ort-floor-"  # ONNX Runtime's per-call floor per variant (bench.suites.ort_floor): not an artifact
+FIRST_LAYER = "ort-first-layer-"  # a variant's graph up to its first layer (bench.suites.ort_floor): not an artifact
+RUNGS = (FLOOR, FIRST_LAYER)
 FLOOR_MAX_DISTANCE = 1.5  # batch 1: the best artifact's p50 over the floor's, with the same options
 TORCH_SIDE = ("aoti-", "exported-", "torchscript-")  # our torch artifacts (export/backends.py)
 TORCH_BATCH1_MIN_SPEEDUP = 3.0  # the best torch-side artifact's p50 at batch 1 against eager's
@@ -67,7 +69,7 @@ def targets(results: dict) -> list[str]:
     for batch, metric in ((1, "p50 latency"), (LARGE_BATCH, "throughput")):
         record = measured.get(batch)
         times = record["seconds_per_call"] if record else {}
-        ours = [name for name in times if name.startswith(OURS) and not name.startswith(FLOOR)]
+        ours = [name for name in times if name.startswith(OURS) and not name.startswith(RUNGS)]
         if not ours or EAGER not in times:
             lines.append(f"- Batch {batch}: not measured in this run.")
             continue
@@ -95,7 +97,7 @@ def _torch_side_lines(times: dict[str, list[float]], batch: int, best_onnx: str,
     """The best torch-side artifact against eager (judged at batch 1) and against the best ONNX
     artifact, and which artifact of all was fastest, from the same rounds."""
     torch_side = [name for name in times if name.startswith(TORCH_SIDE)]
-    fastest = min((name for name in times if name.startswith((*OURS, *TORCH_SIDE)) and not name.startswith(FLOOR)),
+    fastest = min((name for name in times if name.startswith((*OURS, *TORCH_SIDE)) and not name.startswith(RUNGS)),
                   key=lambda name: min(times[name]))
     lines = [f"  - fastest of our artifacts at batch {batch} on this CPU: `{fastest}`"]
     if not torch_side:
@@ -120,6 +122,13 @@ def _floor_lines(times: dict[str, list[float]], batch: int, best: str, variants:
                if batch == 1 else "")
     lines = [f"  - ONNX Runtime's per-call floor (`{floor}`: one Flatten node, the same call and session options, "
              f"{1e6 * min(times[floor]):,.1f} µs a call): the best artifact takes {distance.text()} its time{same}{verdict}"]
+    first = f"{FIRST_LAYER}{variants[best]}-cpu"
+    if first in times:
+        rung = paired_ratio(times[first], times[floor])
+        bound = (f": above {FLOOR_MAX_DISTANCE:g}x already, so no change after the first layer can bring this artifact "
+                 "within the target in this runtime" if batch == 1 and rung.value > FLOOR_MAX_DISTANCE else "")
+        lines.append(f"    - its graph up to its first layer's product alone (`{first}`, the artifact's own kernels, "
+                     f"{1e6 * min(times[first]):,.1f} µs a call): {rung.text()} the floor's time{bound}")
     for tuned in sorted(name for name in times if name.startswith("ort-tuned-") and name != best):
         other = f"{FLOOR}{variants[tuned]}-cpu"
         if other in times:

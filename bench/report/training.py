@@ -112,7 +112,22 @@ def _floor_line(record: dict) -> str:
     return (f"- a training step (batch {batch}, as the training loop runs it): {honest.value:.2f}x its honest compute floor, "
             f"the same step's matrix products at its own shapes ({per_mac:.2f} FLOPs per forward multiply-add, as autograd "
             f"does them; round by round {honest.low:.2f}-{honest.high:.2f}x; <= {MAX_FLOOR_RATIO}x): "
-            f"{_verdict(honest.value <= MAX_FLOOR_RATIO)}; {old_text}")
+            f"{_verdict(honest.value <= MAX_FLOOR_RATIO)}; {old_text}{_parts_text(record)}")
+
+
+def _parts_text(record: dict) -> str:
+    """Where the step's time above the floor goes: its forward and backward alone, and its optimizer's
+    update alone, each over the floor in the same rounds (bench.suites.test_targets._step_parts). The
+    step does both, so the first alone bounds the step's ratio from below with these kernels."""
+    times = record["seconds_per_call"]
+    if "fast_forward_backward" not in times:
+        return ""
+    gradients = paired_ratio(times["fast_forward_backward"], times["step_gemms"])
+    update = paired_ratio(times["fast_optimizer"], times["step_gemms"])
+    bound = (f": above {MAX_FLOOR_RATIO}x already, so no change outside PyTorch's forward and backward can meet the target"
+             if gradients.value > MAX_FLOOR_RATIO else "")
+    return (f". Of the step, its forward and backward alone (autograd, as the step runs them) take {gradients.text()} the "
+            f"floor's time{bound}; the optimizer's update alone {update.text()}")
 
 
 def time_to_speedup(fast: dict, seed: dict, record: dict) -> Ratio:

@@ -11,6 +11,14 @@ batch size, and is called exactly as the tuned artifact is (`bound_call`: input 
 once, `run_with_iobinding`), so an artifact's time over its floor is what its graph costs above the
 runtime's own per-call work. Why Flatten: no single ONNX operator maps the N x 1 x 28 x 28 input to
 an N x 10 output without computing; an extra Slice would add a node's dispatch to the floor.
+
+    first = ort_first_layer(model_path, "int8", tuning.records("int8"))   # the same, for one more rung
+
+The other rung, between the floor and the whole artifact: the artifact's own graph cut at the output
+of its first matrix product (onnx.utils.Extractor; whatever precedes it, such as the input's
+quantisation, stays), with the same options and call. It does a part of the artifact's work with the
+artifact's own kernels, so the artifact cannot take less: its time over the floor bounds from below
+how near the floor any graph with that first layer can come in this runtime.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.utils
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
@@ -42,14 +51,62 @@ def floor_graph(model_path: Path) -> onnx.ModelProto:
     return floor
 
 
-def ort_floor(model_path: Path, variant: str, tuned: dict[str, dict]) -> Backend:
-    """The floor for `variant` (its file at `model_path`), with its tuned options: ort-floor-<variant>-cpu."""
-    with tempfile.TemporaryDirectory(prefix="ort-floor-") as folder:  # SessionPool opens files
-        path = Path(folder) / "floor.onnx"
-        onnx.save(floor_graph(model_path), str(path))
+MATRIX_PRODUCTS = ("Gemm", "MatMul", "MatMulInteger")  # the ops a layer's product is, in our variants' graphs
+OUTPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int32)": np.int32}
+
+
+def first_layer_graph(model_path: Path) -> onnx.ModelProto:
+    """`model_path`'s graph up to the output of its first Gemm/MatMul/MatMulInteger node."""
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(model_path)))  # the extractor needs the cut's type
+    product = next((node for node in model.graph.node if node.op_type in MATRIX_PRODUCTS), None)
+    if product is None:
+        raise ValueError(f"{model_path.name}: no {'/'.join(MATRIX_PRODUCTS)} node")
+    return onnx.utils.Extractor(model).extract_model([model.graph.input[0].name], [product.output[0]])
+
+
+def ort_first_layer(model_path: Path, variant: str, tuned: dict[str, dict]) -> Backend:
+    """The artifact up to its first layer's product, with its tuned options: ort-first-layer-<variant>-cpu."""
+    pool = _pool(first_layer_graph(model_path), tuned)
+
+    def prepare(inputs):
+        session = pool.session_for(len(inputs))
+        inputs = np.ascontiguousarray(inputs)
+        out = session.get_outputs()[0]
+        binding = session.io_binding()
+        binding.bind_cpu_input(session.get_inputs()[0].name, inputs)
+        width = session.run(None, {session.get_inputs()[0].name: inputs[:1]})[0].shape[1]
+        output = ort.OrtValue.ortvalue_from_numpy(np.empty((len(inputs), width), OUTPUT_DTYPES[out.type]))
+        binding.bind_ortvalue_output(out.name, output)
+
+        def call() -> None:
+            session.run_with_iobinding(binding)
+
+        call.keep_alive = (inputs, binding, output)  # the binding points at these buffers
+        return call
+
+    def run(inputs):
+        session = pool.session_for(len(inputs))
+        return session.run(None, {session.get_inputs()[0].name: inputs})[0]
+
+    details = {"variant": variant, "graph": "the artifact's graph up to its first matrix product's output",
+               "tuned_options": {bs: describe(t["options"]) for bs, t in tuned.items()} or "ORT defaults (not tuned)"}
+    return Backend(f"ort-first-layer-{variant}-cpu", "cpu", run, prepare, details=details)
+
+
+def _pool(model: onnx.ModelProto, tuned: dict[str, dict]) -> SessionPool:
+    """Every tuned record's CPU session of `model`, open now (each batch size maps to one of them)."""
+    with tempfile.TemporaryDirectory(prefix="ort-rung-") as folder:  # SessionPool opens files
+        path = Path(folder) / "model.onnx"
+        onnx.save(model, str(path))
         pool = SessionPool(path, tuned, lambda model, record: ort.InferenceSession(str(model), session_options(record),
                                                                                    providers=["CPUExecutionProvider"]))
-        pool.open_all()  # every tuned record's session now: every batch size maps to one of them
+        pool.open_all()
+    return pool
+
+
+def ort_floor(model_path: Path, variant: str, tuned: dict[str, dict]) -> Backend:
+    """The floor for `variant` (its file at `model_path`), with its tuned options: ort-floor-<variant>-cpu."""
+    pool = _pool(floor_graph(model_path), tuned)
 
     def run(inputs):
         session = pool.session_for(len(inputs))

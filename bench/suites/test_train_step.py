@@ -24,7 +24,7 @@ from pipeline.step import train_step
 def test_train_step(benchmark, recipe_name, device, dataset, settings):
     run = training_run(recipe_name, dataset, device)  # as in training: normalised and placed once, untimed
     dtype = run.placement.precision.autocast_dtype
-    cycle = itertools.cycle([(run.train_split.inputs[index], run.train_split.labels[index]) for index in batch_indices(run)])
+    cycle = itertools.cycle([run.train_split.rows(index) for index in batch_indices(run)])
 
     def step() -> None:
         train_step(run.model, run.optimizer, run.recipe, dtype, *next(cycle))  # no lr schedule: it is O(1)

@@ -41,6 +41,13 @@ class Split(TensorDataset):
     def to(self, device: torch.device, input_dtype: torch.dtype | None = None) -> Split:
         return Split(self.inputs.to(device, input_dtype), self.labels.to(device))
 
+    def rows(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, labels) of the samples at `index` (int64, on the split's device): a minibatch.
+        index_select, not `inputs[index]`: advanced indexing gathers element by element, and took
+        5-6x as long on the CPU (about 150-180 µs against 26-28 µs for 512 MNIST rows on a Zen 4),
+        4% of the fast recipe's whole training step."""
+        return self.inputs.index_select(0, index), self.labels.index_select(0, index)
+
     def first(self, count: int | None) -> Split:
         """The first `count` samples (views), or the whole split when `count` is None."""
         return self if count is None else Split(self.inputs[:count], self.labels[:count])
