@@ -179,6 +179,16 @@ def test_the_training_targets_by_hand():
     fast = {"time_to": {"0.98": {"samples": 180_000}}}
     seed = {"time_to": {"0.97": {"samples": 660_000}}}
     assert time_to_speedup(fast, seed, record).value == pytest.approx(20.625 / 2.63671875)
+    # 7.82x misses 12x; at its 12 ms floor the fast step would give 20.625 / 2.109 = 9.78x: still short.
+    from bench.report.training import _at_floor_text
+    first = {**fast, "seed": 0, "time_to": {"0.98": {"samples": 180_000, "epoch": 2, "seconds": 3.0}}}
+    text = _at_floor_text(first, seed, record, time_to_speedup(fast, seed, record))
+    assert text == "; with the fast step at its honest floor it would be 9.78x, below 12x: no faster step can meet the target with these epochs on this machine"
+    # The seed recipe needing 900,000 samples instead: 10.67x, and 13.33x at the floor, so the step would
+    # have to come within 13.33 / 12 = 1.11x of its floor.
+    more = {"time_to": {"0.97": {"samples": 900_000}}}
+    assert _at_floor_text(first, more, record, time_to_speedup(fast, more, record)).endswith(
+        "it would be 13.33x, so the target needs the fast step within 1.11x of its floor")
 
 
 def test_the_honest_floor_counts_the_flops_autograd_does():
