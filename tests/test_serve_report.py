@@ -88,6 +88,23 @@ def test_triton_floor_hot_reload_and_tls_targets():
     assert triton_targets({"points": POINTS})[0][1:] == ("not measured", None)
 
 
+def test_the_floor_target_takes_each_sides_best_alternating_round_where_the_run_has_them():
+    """Rounds of 2 s: ours 5,000 / 6,000 / 5,500 req/s against the floor's 10,000 / 9,000 / 12,000.
+    Best against best: 6,000 / 12,000 = 50%; round by round 50%, 67%, 46% (range 46-67%)."""
+    windows = {"ours": [ours("binary", 64, r) for r in (5000, 6000, 5500)],
+               "floor": [point("floor", "binary", 64, r, "constant answer") for r in (10000, 9000, 12000)]}
+    result = {"points": [*POINTS, point("floor", "binary", 64, 8000, "constant answer")],
+              "floor_rounds": {"clients": 64, "seconds": 2.0, "rounds": 3, "windows": windows}}
+    measured, met = triton_targets(result)[1][1:]
+    assert measured == "50% (6000 vs 12000 req/s, each side's best of 3 alternating 2-second rounds; round by round 46%-67%)"
+    assert met is False
+    windows["ours"] = [ours("binary", 64, r) for r in (9000, 9000, 9000)]  # 75%, but one round answered wrongly
+    windows["ours"][1]["wrong"] = 1
+    assert triton_targets(result)[1][2] is False
+    windows["ours"][1]["wrong"] = 0
+    assert triton_targets(result)[1][2] is True
+
+
 def test_the_plot_draws_more_series_than_its_palette_has_colours(tmp_path):
     points = [point(f"server{i}", "binary", clients, 100.0 * clients) for i in range(25) for clients in (1, 64)]
     plot({"points": points, "machine": {"cpu": "x", "cores": 2}}, tmp_path / "serve.png")

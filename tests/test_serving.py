@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -138,3 +139,21 @@ def test_workers_share_one_port_and_stop_together(mnist_bundle, requests):
     assert [status for status, _ in answers] == [200] * 32  # running_server checks the exit code is 0
     classes = [int(np.frombuffer(body[-40:], dtype="<f4").argmax()) for _, body in answers]
     assert classes == [r.expected for r in requests[:32]]
+
+
+def test_alternating_rounds_time_both_sides_in_turn_and_check_every_answer(mnist_bundle, requests):
+    """bench.serve.paired against one real server on both sides (the ratio is then about 1): every
+    window is a clean closed-loop run, each side gets one window a round, and the paired ratio lies
+    within its round-by-round range."""
+    from types import SimpleNamespace
+
+    from bench.serve.paired import alternating_rounds, paired_throughput
+
+    with running_server(mnist_bundle) as address:
+        side = SimpleNamespace(pid=os.getpid(), http_port=int(address.split(":")[1]))  # the CPU probe reads this tree
+        rounds = alternating_rounds(side, side, requests, clients=4, rounds=2, seconds=0.3, warmup_s=0.1)
+    assert (rounds["rounds"], [len(rounds["windows"][s]) for s in ("ours", "floor")]) == (2, [2, 2])
+    for window in rounds["windows"]["ours"] + rounds["windows"]["floor"]:
+        assert window["requests"] > 0 and window["ok"] == window["requests"] and window["wrong"] == 0
+    ratio = paired_throughput(rounds, "ours", "floor")
+    assert ratio.rounds == 2 and ratio.low <= ratio.value <= ratio.high

@@ -4,6 +4,7 @@ the same load, in one run, then serve.md and serve.png (bench.serve.report).
 Usage:
     python -m bench.serve [--artifacts DIR] [--seconds 5] [--clients 1,8,64] [--delays-us 0,500,2000]
                           [--peers mlserver,mlserver-adaptive,kserve,triton] [--peers-dir .peers] [--swaps 10]
+                          [--floor-rounds 5]
     make bench-serve                  # builds the peers' virtual environments first (bench/serve/peers/peers.mk)
 
 Every server serves the bundle's default variant file ($(ARTIFACTS)/deploy) on loopback. Each point
@@ -14,7 +15,8 @@ tritonclient.grpc.aio users run) and zttp's HTTP/2 client ("grpc-h2", bench.serv
 CPU per call is near the HTTP client's). Measured: mlp-serve with dynamic batching on and off (HTTP
 binary, HTTP JSON, gRPC), gRPC on its other transport (grpcio's server; the default is uvicorn's
 HTTP/2), over TLS, its queue delay at 64 clients, two workers, the protocol stacks' floor
-(bench.serve.stack_floor), each peer in the encodings it accepts (Triton's gRPC too), hot reload (64
+(bench.serve.stack_floor) and, for the floor target, the two side by side in alternating rounds
+(bench.serve.paired), each peer in the encodings it accepts (Triton's gRPC too), hot reload (64
 clients while --swaps versions are loaded: bench.serve.hot_reload), the model's own time per row, and
 the CPU of the server's process tree and of the load generator.
 """
@@ -43,6 +45,7 @@ from bench.serve import robustness as serve_robustness
 from bench.serve.grpc_load import run_grpc_h2
 from bench.serve.hot_reload import hot_reload, self_signed
 from bench.serve.load import grpc_requests, infer_requests, run_grpc, run_http
+from bench.serve.paired import alternating_rounds
 from bench.serve.peers.launch import running_peer, versions
 from bench.serve.proc import free_port, tree_cpu_s, wait_listening, wait_ready
 from deploy.bundle import load_bundle
@@ -70,6 +73,8 @@ class ServeBenchConfig:
     rows: int = field(default=256, metadata={"help": "distinct held-out inputs the clients cycle through"})
     robustness_s: float = field(default=30.0, metadata={"help": "length of the 256-client overload, s"})
     swaps: int = field(default=10, metadata={"help": "new versions loaded while 64 clients send requests (hot reload)"})
+    floor_rounds: int = field(default=5, metadata={"help": "alternating rounds of mlp-serve and the floor at 64 clients (HTTP binary), "
+                                                           "seconds/2 each: the floor target's ratio"})
 
     @property
     def client_counts(self) -> list[int]:
@@ -207,6 +212,8 @@ def run(config: ServeBenchConfig) -> None:
         points += measure(target, ["binary"], config, data, [64])
     with floor() as target:
         points += measure(target, ["binary", "grpc", "grpc-h2"], config, data, [1, 64])
+    with ours(bundle, "batching on") as mine, floor() as stack:  # the floor target's two sides, side by side
+        floor_rounds = alternating_rounds(mine, stack, data["binary"], 64, config.floor_rounds, config.seconds / 2, config.warmup_s)
     peer_versions, peer_stats = {}, {}
     for peer in filter(None, config.peers.split(",")):
         peer_versions[peer] = versions(peer, Path(config.peers_dir))
@@ -224,7 +231,8 @@ def run(config: ServeBenchConfig) -> None:
           f"p99 {swaps['p99_ms']:.1f} ms, loads {[round(s, 2) for s in swaps['load_s']]} s", flush=True)
     out = Path(config.artifacts) / SERVE_RESULTS
     write_json(out, {"config": asdict(config), "machine": machine(), "model_time": model_time(bundle, inputs),
-                     "versions": {"ours": _our_versions(), **peer_versions}, "points": points, "hot_reload": swaps,
+                     "versions": {"ours": _our_versions(), **peer_versions}, "points": points, "floor_rounds": floor_rounds,
+                     "hot_reload": swaps,
                      "peer_statistics": peer_stats, "robustness": robustness(bundle, data["binary"], config)})
     serve_report.write(out)
 
