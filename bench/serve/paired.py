@@ -7,7 +7,7 @@ each per round, the order swapped every round.
 
 Why: on the shared 2-core hosts this is measured on, one server's 5-second window and the next
 server's moved by a third against each other from run to run (the ratio of the same two servers read
-0.31 to 0.48 in three back-to-back pairs), so a ratio of two windows taken minutes apart says more
+0.31 to 0.48 in six back-to-back pairs), so a ratio of two windows taken minutes apart says more
 about the neighbours than about the servers. As handoff.timing does for calls, each side's best round
 (the least disturbed) is compared, and the round-by-round ratios are kept for their range.
 """
