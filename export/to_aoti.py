@@ -87,7 +87,7 @@ def export_aoti(head: SoftmaxHead, payload: dict[str, Any], metadata: dict[str, 
         cold = cold_start(tmp)
     return {
         "file": path.name,
-        "method": "torch._inductor.aoti_compile_and_package",
+        "method": "torch._inductor.aot_compile (one per model) and torch._inductor.package.package_aoti",
         "seconds": compiled_s,
         "inductor_configs": options,
         "models": {MODEL: f"any batch (size hint {LARGE_BATCH_HINT})", BATCH1_MODEL: "a batch of one row"},

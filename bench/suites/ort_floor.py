@@ -30,11 +30,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnx.utils
-import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from export.backends import Backend
-from handoff.ort_options import SessionPool, bound_call, describe, session_options
+from handoff.ort_options import SessionPool, bound_call, describe
 
 OPSET = 17
 
@@ -52,7 +51,6 @@ def floor_graph(model_path: Path) -> onnx.ModelProto:
 
 
 MATRIX_PRODUCTS = ("Gemm", "MatMul", "MatMulInteger")  # the ops a layer's product is, in our variants' graphs
-OUTPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int32)": np.int32}
 
 
 def first_layer_graph(model_path: Path) -> onnx.ModelProto:
@@ -66,48 +64,12 @@ def first_layer_graph(model_path: Path) -> onnx.ModelProto:
 
 def ort_first_layer(model_path: Path, variant: str, tuned: dict[str, dict]) -> Backend:
     """The artifact up to its first layer's product, with its tuned options: ort-first-layer-<variant>-cpu."""
-    pool = _pool(first_layer_graph(model_path), tuned)
-
-    def prepare(inputs):
-        session = pool.session_for(len(inputs))
-        inputs = np.ascontiguousarray(inputs)
-        out = session.get_outputs()[0]
-        binding = session.io_binding()
-        binding.bind_cpu_input(session.get_inputs()[0].name, inputs)
-        width = session.run(None, {session.get_inputs()[0].name: inputs[:1]})[0].shape[1]
-        output = ort.OrtValue.ortvalue_from_numpy(np.empty((len(inputs), width), OUTPUT_DTYPES[out.type]))
-        binding.bind_ortvalue_output(out.name, output)
-
-        def call() -> None:
-            session.run_with_iobinding(binding)
-
-        call.keep_alive = (inputs, binding, output)  # the binding points at these buffers
-        return call
-
-    def run(inputs):
-        session = pool.session_for(len(inputs))
-        return session.run(None, {session.get_inputs()[0].name: inputs})[0]
-
-    details = {"variant": variant, "graph": "the artifact's graph up to its first matrix product's output",
-               "tuned_options": {bs: describe(t["options"]) for bs, t in tuned.items()} or "ORT defaults (not tuned)"}
-    return Backend(f"ort-first-layer-{variant}-cpu", "cpu", run, prepare, details=details)
+    details = {"variant": variant, "graph": "the artifact's graph up to its first matrix product's output"}
+    return _backend(f"ort-first-layer-{variant}-cpu", _pool(first_layer_graph(model_path), tuned), tuned, details)
 
 
-def _pool(model: onnx.ModelProto, tuned: dict[str, dict]) -> SessionPool:
-    """Every tuned record's CPU session of `model`, open now (each batch size maps to one of them)."""
-    with tempfile.TemporaryDirectory(prefix="ort-rung-") as folder:  # SessionPool opens files
-        path = Path(folder) / "model.onnx"
-        onnx.save(model, str(path))
-        pool = SessionPool(path, tuned, lambda model, record: ort.InferenceSession(str(model), session_options(record),
-                                                                                   providers=["CPUExecutionProvider"]))
-        pool.open_all()
-    return pool
-
-
-def ort_floor(model_path: Path, variant: str, tuned: dict[str, dict]) -> Backend:
-    """The floor for `variant` (its file at `model_path`), with its tuned options: ort-floor-<variant>-cpu."""
-    pool = _pool(floor_graph(model_path), tuned)
-
+def _backend(name: str, pool: SessionPool, tuned: dict[str, dict], details: dict[str, str]) -> Backend:
+    """A rung as the bench's Backend: `run` for checks, `prepare` for the bound call the targets time."""
     def run(inputs):
         session = pool.session_for(len(inputs))
         return session.run(None, {session.get_inputs()[0].name: inputs})[0]
@@ -116,6 +78,21 @@ def ort_floor(model_path: Path, variant: str, tuned: dict[str, dict]) -> Backend
         call, _ = bound_call(pool.session_for(len(inputs)), np.ascontiguousarray(inputs))
         return call
 
-    details = {"variant": variant, "graph": "one Flatten node, the artifact's input",
-               "tuned_options": {bs: describe(t["options"]) for bs, t in tuned.items()} or "ORT defaults (not tuned)"}
-    return Backend(f"ort-floor-{variant}-cpu", "cpu", run, prepare, details=details)
+    tuned_options = {bs: describe(t["options"]) for bs, t in tuned.items()} or "ORT defaults (not tuned)"
+    return Backend(name, "cpu", run, prepare, details={**details, "tuned_options": tuned_options})
+
+
+def _pool(model: onnx.ModelProto, tuned: dict[str, dict]) -> SessionPool:
+    """Every tuned record's CPU session of `model`, open now (each batch size maps to one of them)."""
+    with tempfile.TemporaryDirectory(prefix="ort-rung-") as folder:  # SessionPool opens files
+        path = Path(folder) / "model.onnx"
+        onnx.save(model, str(path))
+        pool = SessionPool(path, tuned)  # its default opener: a CPU session with each record's options
+        pool.open_all()
+    return pool
+
+
+def ort_floor(model_path: Path, variant: str, tuned: dict[str, dict]) -> Backend:
+    """The floor for `variant` (its file at `model_path`), with its tuned options: ort-floor-<variant>-cpu."""
+    details = {"variant": variant, "graph": "one Flatten node, the artifact's input"}
+    return _backend(f"ort-floor-{variant}-cpu", _pool(floor_graph(model_path), tuned), tuned, details)

@@ -118,19 +118,22 @@ def _step_parts(recipe_name: str, dataset, device: torch.device) -> dict[str, Ca
     images, labels = run.train_split.rows(batch_indices(run)[0])
     autocast_dtype = run.placement.precision.autocast_dtype
 
-    def synchronized(call: Callable[[], object]) -> Callable[[], None]:
-        def timed() -> None:
-            call()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-        return timed
-
     def gradients() -> None:
         run.optimizer.zero_grad(set_to_none=True)
         forward_backward(run.model, run.recipe, autocast_dtype, images, labels)
 
     gradients()  # the optimizer's calls need gradients from the start
-    return {f"{recipe_name}_forward_backward": synchronized(gradients), f"{recipe_name}_optimizer": synchronized(run.optimizer.step)}
+    return {f"{recipe_name}_forward_backward": _synchronized(gradients, device),
+            f"{recipe_name}_optimizer": _synchronized(run.optimizer.step, device)}
+
+
+def _synchronized(call: Callable[[], object], device: torch.device) -> Callable[[], None]:
+    """`call`, then a wait for the device's queued work (on CUDA), so the rounds time the work itself."""
+    def timed() -> None:
+        call()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    return timed
 
 
 def _loop_step(recipe_name: str, dataset, device: torch.device):
@@ -142,12 +145,9 @@ def _loop_step(recipe_name: str, dataset, device: torch.device):
     indices = itertools.cycle(batch_indices(run))
 
     def step() -> None:
-        index = next(indices)
-        stepper(*run.train_split.rows(index))
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        stepper(*run.train_split.rows(next(indices)))
 
     info = {"batch_size": run.recipe.batch_size, "precision": dataclasses.asdict(run.placement.precision),
             "forward_macs": forward_macs(run.model),
             "layer_shapes": [(layer.in_features, layer.out_features) for layer in linear_layers(run.model)]}
-    return step, info
+    return _synchronized(step, device), info
