@@ -141,8 +141,8 @@ def test_workers_share_one_port_and_stop_together(mnist_bundle, requests):
     assert classes == [r.expected for r in requests[:32]]
 
 
-def test_alternating_rounds_time_both_sides_in_turn_and_check_every_answer(mnist_bundle, requests):
-    """bench.serve.paired against one real server on both sides (the ratio is then about 1): every
+def test_alternating_rounds_time_every_side_in_turn_and_check_every_answer(mnist_bundle, requests):
+    """bench.serve.paired against one real server on three sides (the ratios are then about 1): every
     window is a clean closed-loop run, each side gets one window a round, and the paired ratio lies
     within its round-by-round range."""
     from types import SimpleNamespace
@@ -151,9 +151,27 @@ def test_alternating_rounds_time_both_sides_in_turn_and_check_every_answer(mnist
 
     with running_server(mnist_bundle) as address:
         side = SimpleNamespace(pid=os.getpid(), http_port=int(address.split(":")[1]))  # the CPU probe reads this tree
-        rounds = alternating_rounds(side, side, requests, clients=4, rounds=2, seconds=0.3, warmup_s=0.1)
-    assert (rounds["rounds"], [len(rounds["windows"][s]) for s in ("ours", "floor")]) == (2, [2, 2])
-    for window in rounds["windows"]["ours"] + rounds["windows"]["floor"]:
+        rounds = alternating_rounds({"ours": side, "app": side, "floor": side}, requests, clients=4, rounds=3, seconds=0.3, warmup_s=0.1)
+    assert (rounds["rounds"], {s: len(w) for s, w in rounds["windows"].items()}) == (3, {"ours": 3, "app": 3, "floor": 3})
+    for window in sum(rounds["windows"].values(), []):
         assert window["requests"] > 0 and window["ok"] == window["requests"] and window["wrong"] == 0
     ratio = paired_throughput(rounds, "ours", "floor")
-    assert ratio.rounds == 2 and ratio.low <= ratio.value <= ratio.high
+    assert ratio.rounds == 3 and ratio.low <= ratio.value <= ratio.high
+
+
+def test_the_app_floor_is_mlp_serves_own_http_path_with_a_constant_model(mnist_bundle, requests):
+    """bench.serve.stack_floor --app: mlp-serve's app (its routes, parsing and metrics) answering every
+    request at once with uniform probabilities; a malformed request gets mlp-serve's own 400."""
+    from bench.serve.__main__ import app_floor
+
+    with app_floor(mnist_bundle) as target:
+        address = f"127.0.0.1:{target.http_port}"
+        answers = asyncio.run(send_all(address, [r.wire for r in requests[:4]]))
+        bad = requests[0].wire.replace(b'"FP32"', b'"FP64"')
+        refused = asyncio.run(send_all(address, [bad]))[0]
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=30) as response:
+            metrics = response.read().decode()
+    assert [status for status, _ in answers] == [200] * 4
+    np.testing.assert_array_equal(np.frombuffer(answers[0][1][-40:], "<f4"), np.full(10, 0.1, np.float32))
+    assert refused[0] == 400 and b"datatype 'FP64'" in refused[1]
+    assert 'mlp_http_requests_total{method="POST",route="/v2/models/{model}/infer",status="200"} 4.0' in metrics

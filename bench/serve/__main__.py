@@ -4,7 +4,7 @@ the same load, in one run, then serve.md and serve.png (bench.serve.report).
 Usage:
     python -m bench.serve [--artifacts DIR] [--seconds 5] [--clients 1,8,64] [--delays-us 0,500,2000]
                           [--peers mlserver,mlserver-adaptive,kserve,triton] [--peers-dir .peers] [--swaps 10]
-                          [--floor-rounds 5]
+                          [--floor-rounds 6]
     make bench-serve                  # builds the peers' virtual environments first (bench/serve/peers/peers.mk)
 
 Every server serves the bundle's default variant file ($(ARTIFACTS)/deploy) on loopback. Each point
@@ -15,8 +15,9 @@ tritonclient.grpc.aio users run) and zttp's HTTP/2 client ("grpc-h2", bench.serv
 CPU per call is near the HTTP client's). Measured: mlp-serve with dynamic batching on and off (HTTP
 binary, HTTP JSON, gRPC), gRPC on its other transport (grpcio's server; the default is uvicorn's
 HTTP/2), over TLS, its queue delay at 64 clients, two workers, the protocol stacks' floor
-(bench.serve.stack_floor) and, for the floor target, the two side by side in alternating rounds
-(bench.serve.paired), each peer in the encodings it accepts (Triton's gRPC too), hot reload (64
+(bench.serve.stack_floor) and, for the floor target, mlp-serve, that floor and mlp-serve's own HTTP
+path answering a constant (the ceiling any model behind it stays under) side by side in alternating
+rounds (bench.serve.paired), and so for the TLS target mlp-serve over TLS and in plain HTTP, each peer in the encodings it accepts (Triton's gRPC too), hot reload (64
 clients while --swaps versions are loaded: bench.serve.hot_reload), the model's own time per row, and
 the CPU of the server's process tree and of the load generator.
 """
@@ -73,8 +74,9 @@ class ServeBenchConfig:
     rows: int = field(default=256, metadata={"help": "distinct held-out inputs the clients cycle through"})
     robustness_s: float = field(default=30.0, metadata={"help": "length of the 256-client overload, s"})
     swaps: int = field(default=10, metadata={"help": "new versions loaded while 64 clients send requests (hot reload)"})
-    floor_rounds: int = field(default=5, metadata={"help": "alternating rounds of mlp-serve and the floor at 64 clients (HTTP binary), "
-                                                           "seconds/2 each: the floor target's ratio"})
+    floor_rounds: int = field(default=6, metadata={"help": "alternating rounds at 64 clients (HTTP binary), seconds/2 each, of mlp-serve, "
+                                                           "the floor and mlp-serve's HTTP path with a constant model (the floor target), "
+                                                           "and of mlp-serve over TLS and plain (the TLS target)"})
 
     @property
     def client_counts(self) -> list[int]:
@@ -110,6 +112,15 @@ def floor() -> Iterator[Target]:
     with _process([sys.executable, "-m", "bench.serve.stack_floor", "--port", str(http), "--grpc-port", str(grpc)]) as process:
         wait_ready(process, http, None)
         yield Target("floor", "constant answer", process.pid, http, grpc, MODEL_NAME)
+
+
+@contextmanager
+def app_floor(bundle: Path) -> Iterator[Target]:
+    """mlp-serve's own HTTP path with a constant model (bench.serve.stack_floor --app)."""
+    http = free_port()
+    with _process([sys.executable, "-m", "bench.serve.stack_floor", "--port", str(http), "--app", str(bundle)]) as process:
+        wait_ready(process, http, MODEL_NAME)
+        yield Target("mlp-serve's HTTP path", "constant model", process.pid, http, None, MODEL_NAME)
 
 
 @contextmanager
@@ -201,8 +212,12 @@ def run(config: ServeBenchConfig) -> None:
     with ours(bundle, GRPC_OTHER_TRANSPORT, "--grpc-transport", "grpcio") as target:
         points += measure(target, ["grpc", "grpc-h2"], config, data)
     cert, key = self_signed(Path(config.artifacts) / "bench" / "serve-tls")
+    trusting = ssl.create_default_context(cafile=cert)
     with ours(bundle, "TLS", "--tls-cert", str(cert), "--tls-key", str(key), tls=True) as target:
-        points += measure(target, ["binary"], config, data, [1, 64], tls=ssl.create_default_context(cafile=cert))
+        points += measure(target, ["binary"], config, data, [1, 64], tls=trusting)
+        with ours(bundle, "batching on") as plain:  # the TLS target's two sides, side by side
+            tls_rounds = alternating_rounds({"tls": target, "plain": plain}, data["binary"], 64, config.floor_rounds,
+                                            config.seconds / 2, config.warmup_s, {"tls": trusting})
     with ours(bundle, "batching off", "--no-dynamic-batching") as target:
         points += measure(target, ["binary", "json", "grpc"], config, data)
     for delay in config.delays_us.split(","):
@@ -212,8 +227,9 @@ def run(config: ServeBenchConfig) -> None:
         points += measure(target, ["binary"], config, data, [64])
     with floor() as target:
         points += measure(target, ["binary", "grpc", "grpc-h2"], config, data, [1, 64])
-    with ours(bundle, "batching on") as mine, floor() as stack:  # the floor target's two sides, side by side
-        floor_rounds = alternating_rounds(mine, stack, data["binary"], 64, config.floor_rounds, config.seconds / 2, config.warmup_s)
+    with ours(bundle, "batching on") as mine, app_floor(bundle) as app, floor() as stack:  # the floor target's sides, side by side
+        floor_rounds = alternating_rounds({"ours": mine, "app": app, "floor": stack}, data["binary"], 64, config.floor_rounds,
+                                          config.seconds / 2, config.warmup_s)
     peer_versions, peer_stats = {}, {}
     for peer in filter(None, config.peers.split(",")):
         peer_versions[peer] = versions(peer, Path(config.peers_dir))
@@ -231,7 +247,7 @@ def run(config: ServeBenchConfig) -> None:
           f"p99 {swaps['p99_ms']:.1f} ms, loads {[round(s, 2) for s in swaps['load_s']]} s", flush=True)
     out = Path(config.artifacts) / SERVE_RESULTS
     write_json(out, {"config": asdict(config), "machine": machine(), "model_time": model_time(bundle, inputs),
-                     "versions": {"ours": _our_versions(), **peer_versions}, "points": points, "floor_rounds": floor_rounds,
+                     "versions": {"ours": _our_versions(), **peer_versions}, "points": points, "floor_rounds": floor_rounds, "tls_rounds": tls_rounds,
                      "hot_reload": swaps,
                      "peer_statistics": peer_stats, "robustness": robustness(bundle, data["binary"], config)})
     serve_report.write(out)

@@ -1,8 +1,10 @@
-"""A throughput ratio between two running servers, timed in alternating rounds: the floor target's
-two sides (mlp-serve and the same stack answering a constant) under the same load, one short window
-each per round, the order swapped every round.
+"""Throughput ratios between running servers, timed in alternating rounds: the floor target's sides
+(mlp-serve, the same stack answering a constant, and mlp-serve's own HTTP path answering a constant)
+and the TLS target's (mlp-serve over TLS and in plain HTTP) under the same load, one short window each
+per round, the order rotated every round.
 
-    rounds = alternating_rounds(mine, floor, requests, clients=64, rounds=5, seconds=2.0, warmup_s=0.5)
+    rounds = alternating_rounds({"ours": mine, "app": app, "floor": floor}, requests, clients=64, rounds=5,
+                                seconds=2.0, warmup_s=0.5)
     ratio = paired_throughput(rounds, "ours", "floor")      # handoff.timing.Ratio: best round over best round
 
 Why: on the shared 2-core hosts this is measured on, one server's 5-second window and the next
@@ -15,6 +17,7 @@ about the neighbours than about the servers. As handoff.timing does for calls, e
 from __future__ import annotations
 
 import functools
+import ssl
 from typing import Any, Protocol
 
 from bench.serve.load import Request, run_http
@@ -27,18 +30,19 @@ class Running(Protocol):  # bench.serve.__main__.Target
     http_port: int
 
 
-def alternating_rounds(ours: Running, floor: Running, requests: list[Request], clients: int, rounds: int,
-                       seconds: float, warmup_s: float) -> dict[str, Any]:
-    """`rounds` rounds of one `seconds` window per server (HTTP, `clients` closed-loop clients),
-    ours first in even rounds and the floor first in odd ones; each window's summary (bench.serve.load)."""
-    sides = {"ours": ours, "floor": floor}
-    windows: dict[str, list[dict]] = {"ours": [], "floor": []}
+def alternating_rounds(sides: dict[str, Running], requests: list[Request], clients: int, rounds: int,
+                       seconds: float, warmup_s: float, tls: dict[str, ssl.SSLContext] | None = None) -> dict[str, Any]:
+    """`rounds` rounds of one `seconds` window per server (HTTP, `clients` closed-loop clients; over TLS
+    with the context `tls` gives a side), the order rotated by one each round, so each side goes first
+    as often as the others over len(sides) rounds; each window's summary (bench.serve.load), by side."""
+    names = list(sides)
+    windows: dict[str, list[dict]] = {name: [] for name in names}
     for index in range(rounds):
-        order = ("ours", "floor") if index % 2 == 0 else ("floor", "ours")
-        for side in order:
+        shift = index % len(names)
+        for side in names[shift:] + names[:shift]:
             target = sides[side]
             result = run_http("127.0.0.1", target.http_port, requests, clients, seconds, warmup_s,
-                              functools.partial(tree_cpu_s, target.pid))
+                              functools.partial(tree_cpu_s, target.pid), (tls or {}).get(side))
             windows[side].append(result.summary())
     return {"clients": clients, "seconds": seconds, "rounds": rounds, "windows": windows}
 
