@@ -15,11 +15,12 @@ tritonclient.grpc.aio users run) and zttp's HTTP/2 client ("grpc-h2", bench.serv
 CPU per call is near the HTTP client's). Measured: mlp-serve with dynamic batching on and off (HTTP
 binary, HTTP JSON, gRPC), gRPC on its other transport (grpcio's server; the default is uvicorn's
 HTTP/2), over TLS, its queue delay at 64 clients, two workers, the protocol stacks' floor
-(bench.serve.stack_floor) and, for the floor target, mlp-serve, that floor and mlp-serve's own HTTP
-path answering a constant (the ceiling any model behind it stays under) side by side in alternating
-rounds (bench.serve.paired), and so for the TLS target mlp-serve over TLS and in plain HTTP, each peer in the encodings it accepts (Triton's gRPC too), hot reload (64
+(bench.serve.stack_floor), each peer in the encodings it accepts (Triton's gRPC too), hot reload (64
 clients while --swaps versions are loaded: bench.serve.hot_reload), the model's own time per row, and
-the CPU of the server's process tree and of the load generator.
+the CPU of the server's process tree and of the load generator. Two targets are judged from servers
+side by side in alternating rounds (bench.serve.paired): the floor target from mlp-serve, that floor
+and mlp-serve's own HTTP path answering a constant (the ceiling any model behind it stays under), the
+TLS target from mlp-serve over TLS and in plain HTTP.
 """
 
 from __future__ import annotations
@@ -247,8 +248,8 @@ def run(config: ServeBenchConfig) -> None:
           f"p99 {swaps['p99_ms']:.1f} ms, loads {[round(s, 2) for s in swaps['load_s']]} s", flush=True)
     out = Path(config.artifacts) / SERVE_RESULTS
     write_json(out, {"config": asdict(config), "machine": machine(), "model_time": model_time(bundle, inputs),
-                     "versions": {"ours": _our_versions(), **peer_versions}, "points": points, "floor_rounds": floor_rounds, "tls_rounds": tls_rounds,
-                     "hot_reload": swaps,
+                     "versions": {"ours": _our_versions(), **peer_versions}, "points": points, "floor_rounds": floor_rounds,
+                     "tls_rounds": tls_rounds, "hot_reload": swaps,
                      "peer_statistics": peer_stats, "robustness": robustness(bundle, data["binary"], config)})
     serve_report.write(out)
 

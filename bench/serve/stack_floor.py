@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-
 from pathlib import Path
 
 import numpy as np
