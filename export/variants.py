@@ -164,12 +164,16 @@ def gate(out: Path, made: dict[str, dict], data, device) -> tuple[dict, list[str
     entries = {name: {"file": VARIANT_FILES[name], **how, "checks": {}} for name, how in made.items()}
     for dev in devices:
         sessions = {name: backends.onnxruntime(out / VARIANT_FILES[name], dev) for name in made}
-        reference = outputs_by_batch(sessions[REFERENCE_VARIANT], held_out, len(data.classes), failures)
+        reference_skipped = sessions[REFERENCE_VARIANT].skipped
+        if reference_skipped and dev.type == "cpu":
+            raise PipelineError(f"float32 on ORT's CPU provider cannot run: {reference_skipped}")
+        reference = None if reference_skipped else outputs_by_batch(
+            sessions[REFERENCE_VARIANT], held_out, len(data.classes), failures)
         for name, backend in sessions.items():
             if name == REFERENCE_VARIANT:
                 continue
-            if backend.skipped or (dev.type == "cuda" and name in CPU_ONLY):
-                why = backend.skipped or "ORT's CUDA provider runs QDQ int8 only through TensorRT; this is the CPU artifact"
+            why = _why_skipped(name, backend, dev, reference_skipped)
+            if why:
                 entries[name]["checks"][dev.type] = {"status": "skipped", "reason": why}
                 continue
             outputs = outputs_by_batch(backend, held_out, len(data.classes), failures)
@@ -180,6 +184,18 @@ def gate(out: Path, made: dict[str, dict], data, device) -> tuple[dict, list[str
         ran = [c for c in entry["checks"].values() if c["status"] == "ran"]
         entry["passed"] = name == REFERENCE_VARIANT or (bool(ran) and all(c["passed"] for c in ran))
     return entries, failures, baseline_failures
+
+
+def _why_skipped(name: str, backend: backends.Backend, dev: torch.device, reference_skipped: str | None) -> str | None:
+    """Why `name` is not checked on `dev`; None where it is. Without float32 there (ORT built without
+    its CUDA provider, say) no variant has a reference to be checked against."""
+    if reference_skipped:
+        return f"float32, the reference, cannot run on {dev.type}: {reference_skipped}"
+    if backend.skipped:
+        return backend.skipped
+    if dev.type == "cuda" and name in CPU_ONLY:
+        return "ORT's CUDA provider runs QDQ int8 only through TensorRT; this is the CPU artifact"
+    return None
 
 
 def run(config: VariantsConfig) -> None:

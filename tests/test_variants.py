@@ -12,6 +12,7 @@ import shutil
 import numpy as np
 import onnx
 import onnxruntime as ort
+import torch
 from onnx import TensorProto
 
 from export import quantize
@@ -156,3 +157,25 @@ def test_tune_can_save_the_optimised_graph_for_deployment(exported, tmp_path, mn
 def test_variants_refuse_an_unknown_choice(exported, capsys):
     assert variants_main(["--artifacts", str(exported), "--per-channel", "maybe"]) == 2
     assert "--per-channel 'maybe': choose one of auto, on, off" in capsys.readouterr().err
+
+
+def test_without_float32_on_cuda_the_variants_cuda_checks_are_skipped_with_the_reason(exported, mnist, monkeypatch):
+    # ORT without its CUDA provider (the GPU check's device ships the CPU-only wheel): float32 is
+    # skipped there, so no variant has a CUDA reference; the CPU checks still decide.
+    from export import backends, variants
+    on_cpu = backends.onnxruntime
+
+    def no_cuda_provider(path, device, *args, **kwargs):
+        if device.type == "cuda":
+            return backends.Backend("ort-cuda", "cuda", skipped="CUDAExecutionProvider did not load")
+        return on_cpu(path, device, *args, **kwargs)
+
+    monkeypatch.setattr(variants.backends, "onnxruntime", no_cuda_provider)
+    made = {name: {} for name in VARIANT_FILES}
+    entries, failures, baseline_failures = variants.gate(exported, made, mnist, torch.device("cuda"))
+    assert not failures and not baseline_failures
+    for name in ("int8", "int8-dynamic", "fp16"):
+        cuda = entries[name]["checks"]["cuda"]
+        assert cuda == {"status": "skipped", "reason": "float32, the reference, cannot run on cuda: "
+                                                       "CUDAExecutionProvider did not load"}
+        assert entries[name]["checks"]["cpu"]["status"] == "ran" and entries[name]["passed"]
