@@ -120,6 +120,22 @@ def test_the_floor_target_gives_the_ceiling_of_mlp_serves_http_path_where_the_ru
     assert triton_targets(result)[1][2] is True
 
 
+def test_the_floor_target_says_how_busy_each_sides_event_loop_was_where_the_rounds_read_it():
+    """Windows of 5 s with the main thread's CPU (bench.serve.paired). Each side's best round:
+    mlp-serve 6,000 req/s (30,000 requests), loop 3.75 s: 75% of the window, 125 µs a request, its
+    other threads (5.25 - 3.75) s / 30,000 = 50 µs more; the HTTP path 8,000 (40,000), 4.95 s: 99%,
+    123.75 µs (printed 124); the floor 12,000 (60,000), 4.9 s: 98%, 81.7 µs (printed 82)."""
+    windows = {"ours": [ours("binary", 64, r, loop_cpu_s=c, server_cpu_s=c + 1.5) for r, c in ((5000, 3.6), (6000, 3.75))],
+               "app": [point("mlp-serve's HTTP path", "binary", 64, r, "constant model", loop_cpu_s=c) for r, c in ((7000, 5.0), (8000, 4.95))],
+               "floor": [point("floor", "binary", 64, r, "constant answer", loop_cpu_s=c) for r, c in ((12000, 4.9), (9000, 5.0))]}
+    result = {"points": POINTS, "floor_rounds": {"clients": 64, "seconds": 5.0, "rounds": 2, "windows": windows}}
+    measured = triton_targets(result)[1][1]
+    assert measured.endswith("; event loop on the CPU in each side's best round: mlp-serve 75% (125 µs a request, its other "
+                             "threads 50 µs more), its HTTP path 99% (124 µs a request), the floor 98% (82 µs a request)")
+    del windows["app"][0]["loop_cpu_s"]  # a run from before the loop was read: no such clause
+    assert "event loop" not in triton_targets(result)[1][1]
+
+
 def test_the_plot_draws_more_series_than_its_palette_has_colours(tmp_path):
     points = [point(f"server{i}", "binary", clients, 100.0 * clients) for i in range(25) for clients in (1, 64)]
     plot({"points": points, "machine": {"cpu": "x", "cores": 2}}, tmp_path / "serve.png")

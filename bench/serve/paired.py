@@ -21,7 +21,7 @@ import ssl
 from typing import Any, Protocol
 
 from bench.serve.load import Request, run_http
-from bench.serve.proc import tree_cpu_s
+from bench.serve.proc import thread_cpu_s, tree_cpu_s
 from handoff.timing import Ratio
 
 
@@ -40,11 +40,19 @@ def alternating_rounds(sides: dict[str, Running], requests: list[Request], clien
     for index in range(rounds):
         shift = index % len(names)
         for side in names[shift:] + names[:shift]:
-            target = sides[side]
+            target, loop_cpu = sides[side], []
             result = run_http("127.0.0.1", target.http_port, requests, clients, seconds, warmup_s,
-                              functools.partial(tree_cpu_s, target.pid), (tls or {}).get(side))
-            windows[side].append(result.summary())
+                              functools.partial(_probe, target.pid, loop_cpu), (tls or {}).get(side))
+            windows[side].append({**result.summary(), "loop_cpu_s": loop_cpu[-1] - loop_cpu[0]})
     return {"clients": clients, "seconds": seconds, "rounds": rounds, "windows": windows}
+
+
+def _probe(pid: int, loop_cpu: list[float]) -> float:
+    """run_http's probe: the server tree's CPU seconds; its main thread's (the event loop's) go to
+    `loop_cpu`, read at the same two moments. The loop's share of the window says whether the loop
+    was the limit (near 100%) or waited (for the GIL, or on the batcher with nothing else to do)."""
+    loop_cpu.append(thread_cpu_s(pid))
+    return tree_cpu_s(pid)
 
 
 def paired_throughput(rounds: dict[str, Any], numerator: str, denominator: str) -> Ratio:

@@ -47,6 +47,13 @@ def _stat(pid: int) -> tuple[int, float] | None:
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # ppid, utime + stime
 
 
+def thread_cpu_s(pid: int) -> float:
+    """CPU seconds of `pid`'s main thread alone: in mlp-serve and the floors, the event loop's (the
+    batcher and ONNX Runtime run on threads of their own)."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def tree_cpu_s(root: int) -> float:
     """CPU seconds used so far by `root` and its living descendants."""
     stats = {int(entry): _stat(int(entry)) for entry in os.listdir("/proc") if entry.isdigit()}

@@ -139,7 +139,24 @@ def _floor_row(result: dict, b64: dict | None, floor: dict | None) -> tuple[str,
         ceiling = paired_throughput(rounds, "app", "floor")
         text += (f"; mlp-serve's HTTP path with a constant model in place of batcher and model, in the same rounds: "
                  f"{ceiling.value:.0%} ({ceiling.low:.0%}-{ceiling.high:.0%}), the most any model behind it can reach")
+    if all("loop_cpu_s" in w for ws in rounds["windows"].values() for w in ws):
+        text += "; " + _loops(rounds)
     return text, ratio.value >= 0.6 and clean
+
+
+def _loops(rounds: dict) -> str:
+    """Each side's event loop in its best round: its share of the window on the CPU and its CPU a
+    request; for mlp-serve also its other threads' (batcher and ONNX Runtime). A loop under 100% waited."""
+    names = {"ours": "mlp-serve", "app": "its HTTP path", "floor": "the floor"}
+    parts = []
+    for side, windows in rounds["windows"].items():
+        best = max(windows, key=lambda w: w["req_per_s"])
+        per_request_us = 1e6 * best["loop_cpu_s"] / max(best["requests"], 1)
+        part = f"{names.get(side, side)} {best['loop_cpu_s'] / best['seconds']:.0%} ({per_request_us:.0f} µs a request"
+        if side == "ours":
+            part += f", its other threads {1e6 * (best['server_cpu_s'] - best['loop_cpu_s']) / max(best['requests'], 1):.0f} µs more"
+        parts.append(part + ")")
+    return "event loop on the CPU in each side's best round: " + ", ".join(parts)
 
 
 def _tls_row(result: dict, tls: dict | None, b64: dict | None) -> tuple[str, bool]:
