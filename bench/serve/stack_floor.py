@@ -1,7 +1,8 @@
 """The floor under any Python server of the Open Inference Protocol on this machine: the same HTTP and
-gRPC stacks mlp-serve uses (uvicorn with uvloop and httptools under a bare ASGI app, and gRPC on
-uvicorn's HTTP/2 through deploy.serve.grpc_h2, on one event loop), answering every infer request with
-one constant response, no parsing, no model. With --app BUNDLE, the floor under mlp-serve itself:
+gRPC stacks mlp-serve uses (uvicorn with uvloop and httptools through mlp-serve's protocol class,
+deploy.serve.connections, under a bare ASGI app, and gRPC on uvicorn's HTTP/2 through
+deploy.serve.grpc_h2, on one event loop), answering every infer request with one constant response,
+no parsing, no model. With --app BUNDLE, the floor under mlp-serve itself:
 mlp-serve as it runs (its ASGI app, routes, parsing, checks, metrics and uvicorn's settings), with
 each model version's batcher and model replaced by one constant answer given at once in the event loop.
 
@@ -29,8 +30,9 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
 from deploy.bundle import load_bundle
-from deploy.serve.__main__ import SERVING_ORT_OPTIONS, Server, limits_from, parse_args
+from deploy.serve.__main__ import MAX_CONNECTIONS, SERVING_ORT_OPTIONS, Server, limits_from, parse_args
 from deploy.serve.__main__ import serve as serve_mlp
+from deploy.serve.connections import bounded_protocol
 from deploy.serve.grpc_h2 import GrpcH2App, GrpcH2Protocol
 from deploy.serve.service import ModelService
 
@@ -63,7 +65,7 @@ async def serve(port: int, grpc_port: int) -> None:
     grpc_config = uvicorn.Config(GrpcH2App(ConstantService()), host="127.0.0.1", port=grpc_port, http=GrpcH2Protocol, loop="none",
                                  lifespan="off", access_log=False, log_level="warning", timeout_keep_alive=300,
                                  proxy_headers=False)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="none", http="httptools", lifespan="off",
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="none", http=bounded_protocol(MAX_CONNECTIONS), lifespan="off",
                             access_log=False, log_level="warning", proxy_headers=False)
     await asyncio.gather(uvicorn.Server(grpc_config).serve(), uvicorn.Server(config).serve())
 

@@ -71,6 +71,7 @@ DEFAULT_MAX_REQUEST_BYTES = 64 << 20  # 64 MiB: a max batch of MNIST in binary i
 # between batches, and spinning threads burned most of a core doing nothing (docs/deploy.md).
 SERVING_ORT_OPTIONS = {"allow_spinning": False}
 DRAIN_S = 30  # longest wait for in-flight requests after SIGTERM
+MAX_CONNECTIONS = 2048  # --max-connections' default
 log = logging.getLogger(SERVER_NAME)
 
 
@@ -247,7 +248,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--grpc-transport", choices=("uvicorn", "grpcio"), default="uvicorn",
         help="gRPC on uvicorn's HTTP/2 beside the HTTP side, or on grpcio's server (default: %(default)s, "
              "2.2x grpcio's calls/s at 64 clients: docs/deploy.md)")
-    add("--max-connections", type=int, default=2048, help="open HTTP connections beyond which a new one gets 503 and is "
+    add("--max-connections", type=int, default=MAX_CONNECTIONS, help="open HTTP connections beyond which a new one gets 503 and is "
                                                            "closed, and gRPC calls at once (default: %(default)s)")
     add("--tls-cert", default=None, help="PEM certificate chain: serve HTTPS and gRPC over TLS (with --tls-key)")
     add("--tls-key", default=None, help="PEM private key of --tls-cert")
