@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from deploy.batch_policy import BatchPolicy
 from deploy.bundle import load_bundle
-from deploy.serve.http_app import HttpApp
+from deploy.serve.http_app import MATCHED_PATHS, HttpApp
 from deploy.serve.metrics import Metrics
 from deploy.serve.models import ServedModels
 from deploy.serve.protocol import ProtocolError, encode_response, parse_infer, refusal
@@ -219,3 +219,21 @@ def test_a_fault_of_the_server_is_a_logged_json_500_and_readiness_follows_the_in
     assert ready[0] == 200
     stopped = asyncio.run(call(app, "GET", "/v2/health/ready", [], b"", 1))
     assert stopped[0] == 400 and "not ready" in orjson.loads(stopped[1])["error"]
+
+
+def test_route_matches_are_kept_for_at_most_a_bound_of_paths_and_answers_do_not_change(served):
+    """Each path's route match is kept (a lookup instead of a regex a request); clients choose the
+    paths, so past MATCHED_PATHS distinct ones the kept matches start over, and every answer is
+    what the path alone decides."""
+    app, _ = served
+
+    async def metadata(paths: list[str]) -> list[tuple[int, str]]:
+        return [((answer := await call(app, "GET", path, [], b"", 1))[0], orjson.loads(answer[1]).get("error", "")) for path in paths]
+
+    known, unknown = ["/v2/models/mnist_mlp", "/v2/models/mnist_mlp/versions/1/ready"], [f"/v2/models/m{i}" for i in range(MATCHED_PATHS + 10)]
+    first = asyncio.run(metadata(known))
+    answers = asyncio.run(metadata(unknown))
+    assert all(status == 404 and f"unknown model 'm{i}'" in error for i, (status, error) in enumerate(answers))
+    assert 0 < len(app._matched) <= MATCHED_PATHS
+    assert asyncio.run(metadata(known)) == first == [(200, ""), (200, "")]
+    assert asyncio.run(call(app, "POST", "/v2/models/mnist_mlp", [], b"", 1))[0] == 405  # a kept match still checks the method

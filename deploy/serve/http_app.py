@@ -43,6 +43,7 @@ JSON = JSON_HEADERS
 MODEL_PATH = re.compile(r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?(?:/(?P<action>ready|infer|stats))?")
 REPOSITORY_PATH = re.compile(r"/v2/repository/models/(?P<model>[^/]+)/(?P<action>load|unload)")
 REPOSITORY_REQUEST_BYTES = 64 << 10  # a repository request is a small JSON object
+MATCHED_PATHS = 1024  # distinct request paths whose route match is kept
 HEADER_LENGTH_KEY = HEADER_LENGTH.lower().encode()
 Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]  # status, body, headers
 log = logging.getLogger("mlp-serve")
@@ -123,6 +124,7 @@ class HttpApp:
                         "infer": Route("POST", "inference", self.infer), "stats": Route("GET", "statistics", self.stats),
                         "load": Route("POST", "repository", self.repository_load),
                         "unload": Route("POST", "repository", self.repository_unload)}
+        self._matched: dict[str, tuple[str, Route, str | None, str | None]] = {}  # path -> _match(path)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":  # lifespan events: the server starts and stops the service itself
@@ -156,26 +158,35 @@ class HttpApp:
     def _route(self, scope: dict, method: str) -> tuple[str, Callable, str | None, str | None]:
         """(route template, handler, model, version), or 403 / 404 / 405."""
         path = scope["path"]
-        fixed = self.fixed.get(path.rstrip("/") or path)
-        if fixed is not None:
-            route, model, version = path.rstrip("/") or path, None, None
-        else:
-            match = MODEL_PATH.fullmatch(path) or REPOSITORY_PATH.fullmatch(path)
-            if match is None:
-                hint = "; this bundle has no browser page (`make web` builds one)" if path == "/" else ""
-                raise ProtocolError(404, f"no route {path}{hint}")
-            model, version, action = match["model"], match.groupdict().get("version"), match["action"]
-            fixed = self.actions[action]
-            if action in ("load", "unload"):
-                route = "/v2/repository/models/{model}/" + action
-            else:
-                route = "/v2/models/{model}" + ("/versions/{version}" if version else "") + (f"/{action}" if action else "")
-        allowed = "GET, HEAD" if fixed.method == "GET" else fixed.method  # RFC 9110 §9.3.2: HEAD wherever GET is
+        matched = self._matched.get(path)
+        if matched is None:  # a path's match never changes: kept, so a request costs a lookup, not a regex
+            matched = self._match(path)
+            if len(self._matched) >= MATCHED_PATHS:  # clients choose the paths: the cache stays bounded
+                self._matched.clear()
+            self._matched[path] = matched
+        route, fixed, model, version = matched
         if method != fixed.method and not (method == "HEAD" and fixed.method == "GET"):
+            allowed = "GET, HEAD" if fixed.method == "GET" else fixed.method  # RFC 9110 §9.3.2: HEAD wherever GET is
             raise NotAllowed(f"{method} is not allowed on {route}; use {allowed}", allowed)
         if self.restriction is not None and fixed.group is not None:
             self.restriction.check(fixed.group, scope["headers"])
         return route, fixed.handler, model, version
+
+    def _match(self, path: str) -> tuple[str, Route, str | None, str | None]:
+        """(route template, its Route, model, version) for a path, or 404."""
+        fixed = self.fixed.get(path.rstrip("/") or path)
+        if fixed is not None:
+            return path.rstrip("/") or path, fixed, None, None
+        match = MODEL_PATH.fullmatch(path) or REPOSITORY_PATH.fullmatch(path)
+        if match is None:
+            hint = "; this bundle has no browser page (`make web` builds one)" if path == "/" else ""
+            raise ProtocolError(404, f"no route {path}{hint}")
+        model, version, action = match["model"], match.groupdict().get("version"), match["action"]
+        if action in ("load", "unload"):
+            route = "/v2/repository/models/{model}/" + action
+        else:
+            route = "/v2/models/{model}" + ("/versions/{version}" if version else "") + (f"/{action}" if action else "")
+        return route, self.actions[action], model, version
 
     async def model_metadata(self, scope: dict, receive: Callable, model: str, version: str | None) -> Answer:
         return 200, self.models.metadata_json(model, version, orjson.dumps), JSON
