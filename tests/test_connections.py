@@ -30,9 +30,6 @@ class Recorder:
     def abort(self) -> None:
         self.aborted = True
 
-    def get_extra_info(self, name: str, default=None):
-        return {"peername": ("127.0.0.1", 5000)}.get(name, default)
-
 
 async def one_pass() -> None:
     await asyncio.sleep(0)  # callbacks scheduled with call_soon before this have run
